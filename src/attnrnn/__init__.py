@@ -1,0 +1,52 @@
+"""attnrnn: strided/dilated convolution, a gated RNN and AttentionRNN(k)/(∞) as pure JAX
+functions over pytrees. Every function works on one example; batch with ``jax.vmap``."""
+
+from attnrnn.attention import (
+    AttentionRNNParams,
+    OnlineSoftmaxState,
+    WindowState,
+    attention_rnn,
+    attention_rnn_init,
+    attention_rnn_initial_state,
+    attention_rnn_jacobian,
+    attention_rnn_step,
+)
+from attnrnn.conv import (
+    ConvParams,
+    conv,
+    conv_init,
+    conv_input_grad,
+    conv_output_shape,
+    conv_weight_grad,
+)
+from attnrnn.gated import (
+    GatedRNNParams,
+    gated_rnn,
+    gated_rnn_init,
+    gated_rnn_jacobian,
+    gated_rnn_step,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AttentionRNNParams",
+    "ConvParams",
+    "GatedRNNParams",
+    "OnlineSoftmaxState",
+    "WindowState",
+    "attention_rnn",
+    "attention_rnn_init",
+    "attention_rnn_initial_state",
+    "attention_rnn_jacobian",
+    "attention_rnn_step",
+    "conv",
+    "conv_init",
+    "conv_input_grad",
+    "conv_output_shape",
+    "conv_weight_grad",
+    "gated_rnn",
+    "gated_rnn_init",
+    "gated_rnn_jacobian",
+    "gated_rnn_step",
+]

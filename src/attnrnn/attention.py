@@ -1,0 +1,395 @@
+"""AttentionRNN(k) and AttentionRNN(∞) (homework 1.3).
+
+Lag 0 reads the input, lags ``1..k`` read past states; ``h[t] = 0`` for ``t < 1``, and those
+zero states take part in the softmax exactly as the equations read::
+
+    q_0, k_0, v_0 = Q_0 x[t], K_0 x[t], V_0 x[t]
+    q_i, k_i, v_i = Q_i h[t-i], K_i h[t-i], V_i h[t-i]           i = 1..k
+    w_i = q_i^T k_i ;  a[t] = softargmax(w_0..w_k) ∈ R^{k+1} ;  h[t] = Σ_i a_i[t] v_i
+
+AttentionRNN(∞) ties the weights of every lag (``Q_i = Q, K_i = K, V_i = V`` for ``i ≥ 1``)
+and attends over the input term and every past state ``h[1..t-1]``, so ``a[t] ∈ R^t``.
+Because a state's score ``w = h^T Q^T K h`` does not depend on ``t``, the softmax over the
+past is carried as a running max, a running denominator and a running weighted sum of
+values (the online softmax): O(m) state and O(m·d + m²) work per step, exact.
+
+Scores are the homework's unscaled ``q^T k``. Input size ``n``, state size ``m`` and
+query/key size ``d`` may all differ.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from attnrnn._checks import as_int, check_floating, check_mask, check_rank, check_shape
+from attnrnn._scan import check_unroll, scan_steps
+
+__all__ = [
+    "AttentionRNNParams",
+    "WindowState",
+    "OnlineSoftmaxState",
+    "attention_rnn_init",
+    "attention_rnn_initial_state",
+    "attention_rnn_step",
+    "attention_rnn",
+    "attention_rnn_jacobian",
+]
+
+
+class AttentionRNNParams(NamedTuple):
+    """AttentionRNN weights.
+
+    ``Q_x (d, n)``, ``K_x (d, n)``, ``V_x (m, n)`` act on ``x[t]`` (lag 0). ``Q_h (L, d, m)``,
+    ``K_h (L, d, m)``, ``V_h (L, m, m)`` act on past states: ``L = k`` for AttentionRNN(k)
+    with ``Q_h[i-1] = Q_i``, or ``L = 1``, the one shared set of AttentionRNN(∞).
+    """
+
+    Q_x: jax.Array
+    K_x: jax.Array
+    V_x: jax.Array
+    Q_h: jax.Array
+    K_h: jax.Array
+    V_h: jax.Array
+
+
+class WindowState(NamedTuple):
+    """AttentionRNN(k)'s carry: the last state ``h (m,)`` and ``history (k, m)``,
+    most recent first (``history[i-1] = h[t-i]``)."""
+
+    h: jax.Array
+    history: jax.Array
+
+
+class OnlineSoftmaxState(NamedTuple):
+    """AttentionRNN(∞)'s carry over the past states ``h[1..t-1]`` (each with score
+    ``w_s = (Q h[s])^T (K h[s])``):
+
+    ``h`` the last state; ``max = max_s w_s`` (``-inf`` before any state);
+    ``denominator = Σ_s exp(w_s - max)``; ``numerator = Σ_s exp(w_s - max) V h[s]``.
+    """
+
+    h: jax.Array
+    max: jax.Array
+    denominator: jax.Array
+    numerator: jax.Array
+
+
+def _check_k(k):
+    return None if k is None else as_int("k", k, minimum=0)
+
+
+def attention_rnn_init(
+    key, input_size, hidden_size, *, k, key_size=None, dtype=jnp.float32
+) -> AttentionRNNParams:
+    """Initial AttentionRNN weights, LeCun-normal: every matrix ``~ N(0, 1/fan_in)``.
+
+    A matrix acting on ``x`` has ``fan_in = n``, one acting on a state ``fan_in = m``, so
+    queries, keys and values start with unit-order entries for unit-order inputs.
+
+    Args:
+      key: a ``jax.random`` key.
+      input_size: ``n``.
+      hidden_size: ``m``.
+      k: an int >= 0 for AttentionRNN(k) (``k`` lag matrices of each kind), or None for
+        AttentionRNN(∞) (one shared set).
+      key_size: ``d``, the query/key size; defaults to ``hidden_size``.
+      dtype: a floating dtype.
+
+    Returns:
+      :class:`AttentionRNNParams`.
+    """
+    n = as_int("input_size", input_size, minimum=1)
+    m = as_int("hidden_size", hidden_size, minimum=1)
+    d = m if key_size is None else as_int("key_size", key_size, minimum=1)
+    k = _check_k(k)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"dtype must be a floating dtype, got {dtype}")
+    lags = 1 if k is None else k
+    per_input = jax.nn.initializers.lecun_normal(in_axis=1, out_axis=0)
+    per_lag = jax.nn.initializers.lecun_normal(in_axis=2, out_axis=1, batch_axis=0)
+    keys = jax.random.split(key, 6)
+
+    def lag_weights(key, shape):
+        # lecun_normal cannot size an empty stack, which is what k = 0 has.
+        return per_lag(key, shape, dtype) if lags else jnp.zeros(shape, dtype)
+
+    return AttentionRNNParams(
+        Q_x=per_input(keys[0], (d, n), dtype),
+        K_x=per_input(keys[1], (d, n), dtype),
+        V_x=per_input(keys[2], (m, n), dtype),
+        Q_h=lag_weights(keys[3], (lags, d, m)),
+        K_h=lag_weights(keys[4], (lags, d, m)),
+        V_h=lag_weights(keys[5], (lags, m, m)),
+    )
+
+
+def _check_params(params, k) -> tuple[int, int, int]:
+    """Validates the weights against each other and against ``k``; returns ``(n, m, d)``."""
+    if not isinstance(params, tuple) or len(params) != 6:
+        raise TypeError(
+            "params must be AttentionRNNParams(Q_x, K_x, V_x, Q_h, K_h, V_h), got "
+            f"{type(params).__name__}"
+        )
+    Q_x, K_x, V_x, Q_h, K_h, V_h = params
+    d, n = check_rank("params.Q_x", Q_x, 2, "(d, n)")
+    check_shape("params.K_x", K_x, (d, n), "(d, n) like Q_x")
+    m = check_rank("params.V_x", V_x, 2, "(m, n)")[0]
+    check_shape("params.V_x", V_x, (m, n), "(m, n) with n from Q_x")
+    lags = check_rank("params.Q_h", Q_h, 3, "(L, d, m)")[0]
+    check_shape("params.Q_h", Q_h, (lags, d, m), "(L, d, m)")
+    check_shape("params.K_h", K_h, (lags, d, m), "(L, d, m) like Q_h")
+    check_shape("params.V_h", V_h, (lags, m, m), "(L, m, m)")
+    for name, w in zip(AttentionRNNParams._fields, params):
+        check_floating(f"params.{name}", w)
+    expected = 1 if k is None else k
+    if lags != expected:
+        model = "AttentionRNN(∞), which shares one set of lag weights" if k is None else (
+            f"AttentionRNN({k})"
+        )
+        raise ValueError(
+            f"k={k!r} does not match params: {model} needs Q_h, K_h, V_h with {expected} "
+            f"lag matrices, but params.Q_h has shape {tuple(Q_h.shape)} ({lags} lags)"
+        )
+    return n, m, d
+
+
+def _cast(params, *arrays):
+    dtype = jnp.result_type(*params, *arrays)
+    return AttentionRNNParams(*(jnp.asarray(w, dtype) for w in params)), dtype
+
+
+def _lag0(p: AttentionRNNParams, x):
+    """Lag-0 score ``w_0 = (Q_0 x)^T (K_0 x)`` and value ``v_0 = V_0 x``; ``x`` may be
+    ``(n,)`` or ``(T, n)`` (then all steps at once, in one matrix product each)."""
+    return jnp.sum((x @ p.Q_x.T) * (x @ p.K_x.T), axis=-1), x @ p.V_x.T
+
+
+def _lag_scores_values(Q, K, V, states):
+    """Scores ``w_i = (Q_i h_i)^T (K_i h_i)`` and values ``V_i h_i`` of ``L`` lags in one
+    batched contraction each; ``Q, K (L, d, m)``, ``V (L, m, m)``, ``states (L, m)``."""
+    q = jnp.einsum("ldm,lm->ld", Q, states)
+    k = jnp.einsum("ldm,lm->ld", K, states)
+    return jnp.sum(q * k, axis=-1), jnp.einsum("lom,lm->lo", V, states)
+
+
+def _window_step(p: AttentionRNNParams, state: WindowState, w0, v0):
+    """AttentionRNN(k): ``a = softargmax(w_0..w_k)``, ``h = Σ_i a_i v_i``, then shift."""
+    w, v = _lag_scores_values(p.Q_h, p.K_h, p.V_h, state.history)
+    a = jax.nn.softmax(jnp.concatenate([w0[None], w]))
+    h = a @ jnp.concatenate([v0[None], v])
+    history = jnp.concatenate([h[None], state.history])[: state.history.shape[0]]
+    return WindowState(h, history), a
+
+
+def _online_step(p: AttentionRNNParams, state: OnlineSoftmaxState, w0, v0):
+    """AttentionRNN(∞) by the online softmax. Returns the new state and the step's
+    ``(a_0, w(h[t]), log Z)`` from which its attention row can be rebuilt.
+
+    The maxima only shift exponents that cancel between numerator and denominator, so
+    they are held constant for differentiation (exact, and no ``-inf`` in any gradient).
+    """
+    top = lax.stop_gradient(jnp.maximum(state.max, w0))
+    past = jnp.exp(state.max - top)
+    now = jnp.exp(w0 - top)
+    normaliser = now + past * state.denominator
+    h = (now * v0 + past * state.numerator) / normaliser
+    # h[t] joins the history that steps t+1.. attend over.
+    w_h = (p.Q_h[0] @ h) @ (p.K_h[0] @ h)
+    new_max = lax.stop_gradient(jnp.maximum(state.max, w_h))
+    decay, weight = jnp.exp(state.max - new_max), jnp.exp(w_h - new_max)
+    new_state = OnlineSoftmaxState(
+        h,
+        new_max,
+        state.denominator * decay + weight,
+        state.numerator * decay + weight * (p.V_h[0] @ h),
+    )
+    return new_state, (now / normaliser, w_h, top + jnp.log(normaliser))
+
+
+def _initial_state(k, m, dtype):
+    if k is None:
+        return OnlineSoftmaxState(
+            jnp.zeros((m,), dtype), jnp.array(-jnp.inf, dtype), jnp.zeros((), dtype),
+            jnp.zeros((m,), dtype),
+        )
+    return WindowState(jnp.zeros((m,), dtype), jnp.zeros((k, m), dtype))
+
+
+def attention_rnn_initial_state(params: AttentionRNNParams, *, k):
+    """The carry before step 1: every past state zero (finite k) or no past at all (∞).
+
+    Args:
+      params: :class:`AttentionRNNParams`.
+      k: an int >= 0, or None for AttentionRNN(∞).
+
+    Returns:
+      :class:`WindowState` for finite ``k``, :class:`OnlineSoftmaxState` for ``k=None``.
+    """
+    k = _check_k(k)
+    _, m, _ = _check_params(params, k)
+    return _initial_state(k, m, jnp.result_type(*params))
+
+
+def attention_rnn_step(params: AttentionRNNParams, state, x, *, k):
+    """One step, for users who write their own loops.
+
+    Args:
+      params: :class:`AttentionRNNParams`.
+      state: the carry from :func:`attention_rnn_initial_state` or the previous step.
+      x: ``x[t] (n,)``.
+      k: an int >= 0, or None for AttentionRNN(∞).
+
+    Returns:
+      ``(state, h[t])``.
+    """
+    k = _check_k(k)
+    n, m, _ = _check_params(params, k)
+    check_rank("x", x, 1, "(n,)")
+    check_shape("x", x, (n,), "(n,), the input_size of params")
+    check_floating("x", x)
+    expected = _initial_state(k, m, jnp.float32)
+    if type(state) is not type(expected):
+        raise TypeError(
+            f"state must be a {type(expected).__name__} for k={k!r}, got {type(state).__name__}"
+        )
+    for name, got, want in zip(state._fields, state, expected):
+        check_shape(f"state.{name}", got, want.shape)
+    p, dtype = _cast(params, x, *state)
+    state = type(state)(*(jnp.asarray(s, dtype) for s in state))
+    w0, v0 = _lag0(p, jnp.asarray(x, dtype))
+    state, _ = (_online_step if k is None else _window_step)(p, state, w0, v0)
+    return state, state.h
+
+
+def _infinite_attention(a0, w_state, log_normaliser, valid):
+    """The ``(T, T)`` weights of AttentionRNN(∞) from per-step scalars, by lag.
+
+    The state made at valid step ``u`` sits at lag ``#valid(u, t]`` from step ``t``, and its
+    weight there is ``exp(w(h[u]) - log Z[t])``.
+    """
+    T = a0.shape[0]
+    position = jnp.cumsum(valid)
+    steps = jnp.arange(T)
+    seen = valid[:, None] & valid[None, :] & (steps[None, :] < steps[:, None])
+    lag = jnp.where(seen, position[:, None] - position[None, :], 0)
+    weight = jnp.exp(jnp.where(seen, w_state[None, :] - log_normaliser[:, None], -jnp.inf))
+    a = jnp.zeros((T, T), a0.dtype).at[steps[:, None], lag].add(weight)
+    return a.at[:, 0].set(a0)
+
+
+def attention_rnn(
+    params: AttentionRNNParams,
+    xs,
+    *,
+    k,
+    mask=None,
+    return_attention=False,
+    unroll=1,
+):
+    """Runs AttentionRNN(k) (``k`` an int) or AttentionRNN(∞) (``k=None``) over a sequence.
+
+    The lag-0 scores and values of every step are computed before the loop in one matrix
+    product each. Finite ``k`` carries the last ``k`` states and computes all lags in one
+    batched contraction per step; ``k=None`` carries the online softmax (O(m) whatever T).
+
+    Args:
+      params: :class:`AttentionRNNParams` (params made for ``k=1`` and for ``k=None`` have
+        the same shapes; this call's ``k`` says which model runs).
+      xs: ``(T, n)``.
+      k: an int >= 0, or None for AttentionRNN(∞).
+      mask: boolean ``(T,)``; where False the step is skipped: the state is carried,
+        nothing enters the history (a finite-k window does not shift), the output repeats
+        the carried state and the attention row is all zeros.
+      return_attention: also return the attention weights.
+      unroll: lax.scan unroll factor.
+
+    Returns:
+      ``hs (T, m)``, or ``(hs, a)``. ``a`` is indexed by lag: row ``t-1`` holds ``a[t]``,
+      column 0 the input term and column ``i`` the ``i``-th most recent state of the
+      history (``h[t-i]`` when nothing is masked). ``a`` is ``(T, k+1)`` for finite k and
+      ``(T, T)`` for ``k=None``, with zeros beyond the history.
+    """
+    k = _check_k(k)
+    n, m, _ = _check_params(params, k)
+    T = check_rank("xs", xs, 2, "(T, n)")[0]
+    check_shape("xs", xs, (T, n), "(T, n), n the input_size of params")
+    check_floating("xs", xs)
+    mask = check_mask(mask, T)
+    unroll = check_unroll(unroll)
+    p, dtype = _cast(params, xs)
+    w0s, v0s = _lag0(p, jnp.asarray(xs, dtype))
+    init = _initial_state(k, m, dtype)
+
+    if k is None:
+        def step(state, lag0):
+            state, row = _online_step(p, state, *lag0)
+            return state, (state.h, row)
+
+        def skip_output(state):
+            zero = jnp.zeros((), dtype)
+            return state.h, (zero, zero, zero)
+    else:
+        def step(state, lag0):
+            state, a = _window_step(p, state, *lag0)
+            return state, (state.h, a)
+
+        def skip_output(state):
+            return state.h, jnp.zeros((k + 1,), dtype)
+
+    _, (hs, rows) = scan_steps(
+        step, init, (w0s, v0s), mask=mask, unroll=unroll, skip_output=skip_output
+    )
+    if not return_attention:
+        return hs
+    if k is not None:
+        return hs, rows
+    valid = jnp.ones((T,), bool) if mask is None else mask
+    return hs, _infinite_attention(*rows, valid)
+
+
+def attention_rnn_jacobian(params: AttentionRNNParams, x, history, *, k):
+    """Closed-form ``∂h[t]/∂h[t-1]``, holding the input and the older states fixed.
+
+    ``h[t-1]`` enters only the lag-1 term, through its score ``w_1 = h^T Q_1^T K_1 h`` and
+    its value ``v_1 = V_1 h``; with ``∂a_i/∂w_1 = a_i (δ_i1 - a_1)``::
+
+        ∂h[t]/∂h[t-1] = a_1 (V_1 + (v_1 - h[t]) h[t-1]^T (Q_1^T K_1 + K_1^T Q_1))
+
+    Args:
+      params: :class:`AttentionRNNParams`.
+      x: ``x[t] (n,)``.
+      history: ``(L, m)``, most recent first (``history[i-1] = h[t-i]``): ``L = k`` for
+        finite k (zeros for states before the start), ``L = t-1`` (every past state) for
+        ``k=None``.
+      k: an int >= 0, or None for AttentionRNN(∞).
+
+    Returns:
+      ``(m, m)``; zeros when there is no ``h[t-1]`` term (``k = 0`` or ``t = 1``).
+    """
+    k = _check_k(k)
+    n, m, _ = _check_params(params, k)
+    check_shape("x", x, (n,), "(n,), the input_size of params")
+    check_floating("x", x)
+    lags = check_rank("history", history, 2, "(L, m), most recent first")[0]
+    check_shape("history", history, (lags if k is None else k, m), (
+        "(t-1, m), every past state" if k is None else f"(k, m) = ({k}, {m})"
+    ))
+    check_floating("history", history)
+    p, dtype = _cast(params, x, history)
+    if lags == 0:
+        return jnp.zeros((m, m), dtype)
+    history = jnp.asarray(history, dtype)
+    if k is None:
+        Q, K, V = (jnp.broadcast_to(w, (lags, *w.shape[1:])) for w in (p.Q_h, p.K_h, p.V_h))
+    else:
+        Q, K, V = p.Q_h, p.K_h, p.V_h
+    w0, v0 = _lag0(p, jnp.asarray(x, dtype))
+    w, v = _lag_scores_values(Q, K, V, history)
+    a = jax.nn.softmax(jnp.concatenate([w0[None], w]))
+    h = a @ jnp.concatenate([v0[None], v])
+    QK = Q[0].T @ K[0]
+    return a[1] * (V[0] + jnp.outer(v[0] - h, history[0] @ (QK + QK.T)))

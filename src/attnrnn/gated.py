@@ -1,0 +1,185 @@
+"""The gated RNN (homework 1.2).
+
+With ``x[t] ∈ R^n``, ``h[t] ∈ R^m`` and ``h[0] = 0`` unless given::
+
+    c[t] = σ(W_c x[t] + W_h h[t-1])                      W_c ∈ R^{m×n}, W_h ∈ R^{m×m}
+    h[t] = c[t] ⊙ h[t-1] + (1 - c[t]) ⊙ W_x x[t]         W_x ∈ R^{m×n}
+
+The gate ``c[t]`` interpolates between keeping the old state and writing the projected
+input, so every state is a convex combination of past ``W_x x`` and ``h[0]``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from attnrnn._checks import as_int, check_floating, check_mask, check_rank, check_shape
+from attnrnn._scan import check_unroll, scan_steps
+
+__all__ = [
+    "GatedRNNParams",
+    "gated_rnn_init",
+    "gated_rnn_step",
+    "gated_rnn",
+    "gated_rnn_jacobian",
+]
+
+
+class GatedRNNParams(NamedTuple):
+    """Gated RNN weights: ``W_c (m, n)``, ``W_h (m, m)``, ``W_x (m, n)``."""
+
+    W_c: jax.Array
+    W_h: jax.Array
+    W_x: jax.Array
+
+
+def gated_rnn_init(key, input_size, hidden_size, *, dtype=jnp.float32) -> GatedRNNParams:
+    """Initial gated-RNN weights.
+
+    ``W_c`` and ``W_x`` are LeCun-normal (``N(0, 1/n)``), so ``W_c x`` and ``W_x x`` start
+    with unit variance for unit-variance inputs; ``W_h`` is a random orthogonal matrix, so
+    the recurrent contribution to the gate neither shrinks nor grows the state's norm.
+
+    Args:
+      key: a ``jax.random`` key.
+      input_size: ``n``.
+      hidden_size: ``m``.
+      dtype: a floating dtype for every weight.
+
+    Returns:
+      :class:`GatedRNNParams`.
+    """
+    n = as_int("input_size", input_size, minimum=1)
+    m = as_int("hidden_size", hidden_size, minimum=1)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"dtype must be a floating dtype, got {dtype}")
+    k_c, k_h, k_x = jax.random.split(key, 3)
+    lecun = jax.nn.initializers.lecun_normal(in_axis=1, out_axis=0)
+    return GatedRNNParams(
+        W_c=lecun(k_c, (m, n), dtype),
+        W_h=jax.nn.initializers.orthogonal()(k_h, (m, m), dtype),
+        W_x=lecun(k_x, (m, n), dtype),
+    )
+
+
+def _check_params(params) -> tuple[int, int]:
+    """Validates the three weights against each other; returns ``(n, m)``."""
+    if not isinstance(params, tuple) or len(params) != 3:
+        raise TypeError(
+            f"params must be GatedRNNParams(W_c, W_h, W_x), got {type(params).__name__}"
+        )
+    W_c, W_h, W_x = params
+    m, n = check_rank("params.W_c", W_c, 2, "(m, n)")
+    check_shape("params.W_h", W_h, (m, m), "(m, m) with m from W_c")
+    check_shape("params.W_x", W_x, (m, n), "(m, n) like W_c")
+    for name, w in zip(("W_c", "W_h", "W_x"), params):
+        check_floating(f"params.{name}", w)
+    return n, m
+
+
+def _check_x(name, x, n, rank, what):
+    shape = check_rank(name, x, rank, what)
+    if shape[-1] != n:
+        raise ValueError(
+            f"{name} must have {n} features (the input_size of params.W_c), got shape {shape}"
+        )
+    check_floating(name, x)
+    return shape
+
+
+def _one_step_inputs(params, h_prev, x):
+    """Validates one step's inputs and casts them to their common dtype."""
+    n, m = _check_params(params)
+    _check_x("x", x, n, 1, "(n,)")
+    check_shape("h_prev", h_prev, (m,), "(m,)")
+    check_floating("h_prev", h_prev)
+    dtype = jnp.result_type(*params, h_prev, x)
+    weights = GatedRNNParams(*(jnp.asarray(w, dtype) for w in params))
+    return weights, jnp.asarray(h_prev, dtype), jnp.asarray(x, dtype)
+
+
+def _recurrence(W_h, h_prev, zc, zx):
+    """One step given the input projections ``zc = W_c x[t]`` and ``zx = W_x x[t]``."""
+    c = jax.nn.sigmoid(zc + W_h @ h_prev)
+    return c * h_prev + (1 - c) * zx
+
+
+def gated_rnn_step(params: GatedRNNParams, h_prev, x):
+    """One step ``h[t] = c ⊙ h[t-1] + (1 - c) ⊙ W_x x[t]`` with ``c = σ(W_c x[t] + W_h h[t-1])``.
+
+    Args:
+      params: :class:`GatedRNNParams`.
+      h_prev: ``h[t-1] (m,)``.
+      x: ``x[t] (n,)``.
+
+    Returns:
+      ``h[t] (m,)``.
+    """
+    (W_c, W_h, W_x), h_prev, x = _one_step_inputs(params, h_prev, x)
+    return _recurrence(W_h, h_prev, W_c @ x, W_x @ x)
+
+
+def gated_rnn(params: GatedRNNParams, xs, h0=None, *, mask=None, reverse=False, unroll=1):
+    """Runs the gated RNN over a sequence.
+
+    The input projections ``W_c x[t]`` and ``W_x x[t]`` do not depend on the state, so they
+    are computed for every ``t`` in one matrix product before the loop; the loop itself only
+    does ``W_h h[t-1]`` and the elementwise gate.
+
+    Args:
+      params: :class:`GatedRNNParams`.
+      xs: ``(T, n)``.
+      h0: the initial state ``(m,)``; zeros of the computation dtype by default.
+      mask: boolean ``(T,)``; where False the step is skipped and its output repeats the
+        carried state (pre- and post-padded batches both work).
+      reverse: run from ``t = T`` down to 1; ``hs`` stays in original order.
+      unroll: lax.scan unroll factor (a positive int or bool).
+
+    Returns:
+      ``hs (T, m)``, ``hs[t-1] = h[t]``.
+    """
+    n, m = _check_params(params)
+    (T, _) = _check_x("xs", xs, n, 2, "(T, n)")
+    if h0 is not None:
+        check_shape("h0", h0, (m,), "(m,), the hidden size of params")
+        check_floating("h0", h0)
+    mask = check_mask(mask, T)
+    unroll = check_unroll(unroll)
+    dtype = jnp.result_type(*params, xs, *(() if h0 is None else (h0,)))
+    W_c, W_h, W_x = (jnp.asarray(w, dtype) for w in params)
+    xs = jnp.asarray(xs, dtype)
+    h0 = jnp.zeros((m,), dtype) if h0 is None else jnp.asarray(h0, dtype)
+
+    def step(h_prev, z):
+        h = _recurrence(W_h, h_prev, *z)
+        return h, h
+
+    _, hs = scan_steps(
+        step, h0, (xs @ W_c.T, xs @ W_x.T), mask=mask, reverse=reverse, unroll=unroll
+    )
+    return hs
+
+
+def gated_rnn_jacobian(params: GatedRNNParams, h_prev, x):
+    """Closed-form ``∂h[t]/∂h[t-1]``::
+
+        ∂h[t]/∂h[t-1] = diag(c[t]) + diag((h[t-1] - W_x x[t]) ⊙ c[t] ⊙ (1 - c[t])) W_h
+
+    The first term is the direct path through ``c ⊙ h[t-1]``; the second is the path
+    through the gate, which is where ``W_h`` (and so exploding products) enters.
+
+    Args:
+      params: :class:`GatedRNNParams`.
+      h_prev: ``h[t-1] (m,)``.
+      x: ``x[t] (n,)``.
+
+    Returns:
+      ``(m, m)``, row ``i`` holding ``∂h_i[t]/∂h[t-1]``.
+    """
+    (W_c, W_h, W_x), h_prev, x = _one_step_inputs(params, h_prev, x)
+    c = jax.nn.sigmoid(W_c @ x + W_h @ h_prev)
+    gate_path = (h_prev - W_x @ x) * c * (1 - c)
+    return jnp.diag(c) + gate_path[:, None] * W_h

@@ -1,0 +1,155 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+import attnrnn as ar
+
+
+def sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def reference_gated(params, xs, h0=None, mask=None, reverse=False):
+    """Plain-loop float64 gated RNN, straight from the equations."""
+    W_c, W_h, W_x = (np.asarray(w, np.float64) for w in params)
+    xs = np.asarray(xs, np.float64)
+    T = xs.shape[0]
+    h = np.zeros(W_h.shape[0]) if h0 is None else np.asarray(h0, np.float64)
+    out = np.zeros((T, W_h.shape[0]))
+    order = range(T - 1, -1, -1) if reverse else range(T)
+    for t in order:
+        if mask is None or mask[t]:
+            c = sigmoid(W_c @ xs[t] + W_h @ h)
+            h = c * h + (1 - c) * (W_x @ xs[t])
+        out[t] = h
+    return out
+
+
+def make(seed=0, n=3, m=5, T=9, dtype=jnp.float64):
+    key_p, key_x, key_h = jax.random.split(jax.random.PRNGKey(seed), 3)
+    params = ar.gated_rnn_init(key_p, n, m, dtype=dtype)
+    xs = jax.random.normal(key_x, (T, n), dtype)
+    h0 = jax.random.normal(key_h, (m,), dtype)
+    return params, xs, h0
+
+
+@pytest.mark.parametrize("use_h0", [False, True])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("mask", [None, "pre", "post", "holes"])
+def test_matches_loop_reference(use_h0, reverse, mask):
+    params, xs, h0 = make()
+    T = xs.shape[0]
+    masks = {
+        None: None,
+        "pre": np.arange(T) >= 3,
+        "post": np.arange(T) < 6,
+        "holes": np.array([1, 0, 1, 1, 0, 0, 1, 0, 1], bool),
+    }
+    m = masks[mask]
+    h0 = h0 if use_h0 else None
+    hs = ar.gated_rnn(params, xs, h0, mask=None if m is None else jnp.asarray(m),
+                      reverse=reverse)
+    np.testing.assert_allclose(hs, reference_gated(params, xs, h0, m, reverse), rtol=1e-12,
+                               atol=1e-12)
+
+
+def test_step_and_unroll_agree():
+    params, xs, h0 = make(1)
+    hs = ar.gated_rnn(params, xs, h0, unroll=4)
+    h = h0
+    for t in range(xs.shape[0]):
+        h = ar.gated_rnn_step(params, h, xs[t])
+        np.testing.assert_allclose(hs[t], h, rtol=1e-12)
+
+
+def test_pre_padding_gives_same_last_state():
+    params, xs, _ = make(2)
+    padded = jnp.concatenate([jnp.zeros((4, 3)), xs])
+    mask = jnp.arange(padded.shape[0]) >= 4
+    np.testing.assert_allclose(ar.gated_rnn(params, padded, mask=mask)[-1],
+                               ar.gated_rnn(params, xs)[-1], rtol=1e-12)
+    hs = ar.gated_rnn(params, padded, mask=mask)
+    np.testing.assert_array_equal(hs[:4], 0)
+
+
+def test_jacobian_equals_jacfwd():
+    params, xs, h0 = make(3, n=4, m=6)
+    closed = ar.gated_rnn_jacobian(params, h0, xs[0])
+    auto = jax.jacfwd(lambda h: ar.gated_rnn_step(params, h, xs[0]))(h0)
+    np.testing.assert_allclose(closed, auto, rtol=1e-12, atol=1e-14)
+
+
+def test_dtypes_follow_inputs():
+    params, xs, h0 = make(dtype=jnp.float32)
+    assert ar.gated_rnn(params, xs).dtype == jnp.float32
+    assert ar.gated_rnn(params, xs.astype(jnp.float64)).dtype == jnp.float64
+    assert ar.gated_rnn(params, xs, h0.astype(jnp.float64)).dtype == jnp.float64
+    assert ar.gated_rnn(params, xs.astype(jnp.bfloat16)).dtype == jnp.float32
+
+
+def test_init():
+    params = ar.gated_rnn_init(jax.random.PRNGKey(0), 7, 16)
+    assert [w.shape for w in params] == [(16, 7), (16, 16), (16, 7)]
+    np.testing.assert_allclose(params.W_h @ params.W_h.T, np.eye(16), atol=1e-5)
+    big = ar.gated_rnn_init(jax.random.PRNGKey(1), 400, 300)
+    assert abs(float(jnp.var(big.W_x)) - 1 / 400) < 1e-4
+
+
+def test_under_jit_vmap_grad_and_finite_differences():
+    params, xs, h0 = make(4)
+    batch = jnp.stack([xs, -xs, 2 * xs])
+    masks = jnp.stack([jnp.ones(9, bool), jnp.arange(9) >= 2, jnp.arange(9) < 7])
+    run = jax.jit(jax.vmap(lambda x, m: ar.gated_rnn(params, x, h0, mask=m, reverse=True)))
+    out = run(batch, masks)
+    np.testing.assert_allclose(out[1], reference_gated(params, -xs, h0, np.asarray(masks[1]),
+                                                       True), rtol=1e-12)
+    check_grads(lambda p, x, h: ar.gated_rnn(p, x, h, mask=masks[1]), (params, xs, h0),
+                order=1, modes=("rev",))
+    jac = jax.jit(jax.vmap(lambda h, x: ar.gated_rnn_jacobian(params, h, x)))(out[0], xs)
+    assert jac.shape == (9, 5, 5)
+    grad = jax.grad(lambda p: ar.gated_rnn_jacobian(p, h0, xs[0]).sum())(params)
+    assert isinstance(grad, ar.GatedRNNParams)
+    step = jax.jit(jax.vmap(ar.gated_rnn_step, in_axes=(None, 0, 0)))(params, out[0], xs)
+    assert step.shape == (9, 5)
+    jax.grad(lambda p: ar.gated_rnn_step(p, h0, xs[0]).sum())(params)
+    init = jax.vmap(lambda k: ar.gated_rnn_init(k, 3, 5))(jax.random.split(jax.random.PRNGKey(0), 2))
+    assert init.W_h.shape == (2, 5, 5)
+
+
+def bad_cases():
+    params, xs, h0 = make()
+    return [
+        (lambda: ar.gated_rnn(params, xs[0]), ValueError, "xs must have 2 dimensions"),
+        (lambda: ar.gated_rnn(params, xs[:, :2]), ValueError, "xs must have 3 features"),
+        (lambda: ar.gated_rnn(params, xs, h0[:3]), ValueError, r"h0 must have shape \(5,\)"),
+        (lambda: ar.gated_rnn(params, xs, mask=jnp.ones(4, bool)), ValueError,
+         r"mask must have shape \(9,\)"),
+        (lambda: ar.gated_rnn(params, xs, mask=jnp.ones(9)), TypeError, "mask must be boolean"),
+        (lambda: ar.gated_rnn(params, xs, unroll=0), ValueError, "unroll"),
+        (lambda: ar.gated_rnn(params._replace(W_h=params.W_h[:3]), xs), ValueError,
+         "params.W_h"),
+        (lambda: ar.gated_rnn(params._replace(W_x=params.W_x.T), xs), ValueError, "params.W_x"),
+        (lambda: ar.gated_rnn((params.W_c, params.W_h), xs), TypeError, "params"),
+        (lambda: ar.gated_rnn(params, xs.astype(jnp.int32)), TypeError, "xs must have a floating"),
+        (lambda: ar.gated_rnn_jacobian(params, h0[:2], xs[0]), ValueError, "h_prev"),
+        (lambda: ar.gated_rnn_step(params, h0, xs), ValueError, "x must have 1 dimensions"),
+        (lambda: ar.gated_rnn_init(jax.random.PRNGKey(0), 0, 3), ValueError, "input_size"),
+        (lambda: ar.gated_rnn_init(jax.random.PRNGKey(0), 3, 2.0), TypeError, "hidden_size"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(bad_cases())))
+def test_bad_input(case):
+    call, error, match = bad_cases()[case]
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_bad_input_under_jit():
+    params, xs, _ = make()
+    with pytest.raises(ValueError, match="mask"):
+        jax.jit(lambda x, m: ar.gated_rnn(params, x, mask=m))(xs, jnp.ones(3, bool))
+    with pytest.raises(ValueError, match="xs must have 3 features"):
+        jax.jit(lambda x: ar.gated_rnn(params, x))(xs[:, :1])
