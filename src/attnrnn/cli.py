@@ -25,7 +25,7 @@ def _examples(args) -> int:
     x = jnp.round(jax.random.normal(key_x, (5, 7), jnp.float64), 1)
     w = jnp.round(jax.random.normal(key_w, (1, 5, 3), jnp.float64), 1)
     y = ar.conv(x, w, stride=2)
-    print(f"  x in R^5x7, W in R^1x5x3 (random, rounded to 0.1), stride 2")
+    print("  x in R^5x7, W in R^1x5x3 (random, rounded to 0.1), stride 2")
     print(f"  f_W(x) has shape {y.shape}: {np.asarray(y)}")
     g = jnp.ones_like(y)
     dw = ar.conv_weight_grad(x, g, 3, stride=2)

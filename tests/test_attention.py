@@ -1,0 +1,265 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jax.test_util import check_grads
+
+import attnrnn as ar
+
+
+def softmax(w):
+    e = np.exp(w - w.max())
+    return e / e.sum()
+
+
+def reference(params, xs, k, mask=None):
+    """Plain-loop float64 AttentionRNN(k) (finite k: k zero states before the start) and
+    AttentionRNN(∞) (quadratic: every past state kept). Returns hs and lag-indexed a."""
+    Q_x, K_x, V_x, Q_h, K_h, V_h = (np.asarray(w, np.float64) for w in params)
+    xs = np.asarray(xs, np.float64)
+    T, m = xs.shape[0], V_x.shape[0]
+    history = [np.zeros(m) for _ in range(k)] if k is not None else []  # most recent first
+    h = np.zeros(m)
+    hs = np.zeros((T, m))
+    a_all = np.zeros((T, T if k is None else k + 1))
+    for t in range(T):
+        if mask is not None and not mask[t]:
+            hs[t] = h
+            continue
+        x = xs[t]
+        scores = [(Q_x @ x) @ (K_x @ x)]
+        values = [V_x @ x]
+        for i, past in enumerate(history):
+            j = 0 if k is None else i
+            scores.append((Q_h[j] @ past) @ (K_h[j] @ past))
+            values.append(V_h[j] @ past)
+        a = softmax(np.array(scores))
+        h = sum(ai * vi for ai, vi in zip(a, values))
+        history = [h] + history
+        if k is not None:
+            history = history[:k]
+        hs[t] = h
+        a_all[t, : len(a)] = a
+    return hs, a_all
+
+
+def make(k, seed=0, n=3, m=4, d=5, T=11, dtype=jnp.float64, scale=1.0):
+    key_p, key_x = jax.random.split(jax.random.PRNGKey(seed))
+    params = ar.attention_rnn_init(key_p, n, m, k=k, key_size=d, dtype=dtype)
+    params = jax.tree.map(lambda w: w * scale, params)
+    return params, jax.random.normal(key_x, (T, n), dtype)
+
+
+MASKS = {
+    "none": None,
+    "pre": np.arange(11) >= 4,
+    "post": np.arange(11) < 8,
+    "holes": np.array([1, 0, 1, 1, 0, 0, 1, 0, 1, 1, 0], bool),
+}
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 5, None])
+@pytest.mark.parametrize("mask", list(MASKS))
+def test_matches_loop_reference(k, mask):
+    params, xs = make(k)
+    m = MASKS[mask]
+    hs, a = ar.attention_rnn(params, xs, k=k, return_attention=True,
+                             mask=None if m is None else jnp.asarray(m))
+    ref_hs, ref_a = reference(params, xs, k, m)
+    np.testing.assert_allclose(hs, ref_hs, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(a, ref_a, rtol=1e-10, atol=1e-12)
+    valid = np.ones(11, bool) if m is None else m
+    np.testing.assert_allclose(a.sum(1), valid.astype(float), rtol=1e-12)
+    assert a.shape == (11, 11 if k is None else k + 1)
+    np.testing.assert_allclose(ar.attention_rnn(params, xs, k=k, mask=None if m is None else
+                                                jnp.asarray(m)), hs, rtol=1e-14)
+
+
+def test_infinite_rows_are_zero_beyond_the_history():
+    params, xs = make(None)
+    _, a = ar.attention_rnn(params, xs, k=None, return_attention=True)
+    assert np.all(np.triu(np.asarray(a), 1) == 0)
+    assert np.all(np.asarray(a)[np.tril_indices(11)] > 0)
+
+
+def test_zero_states_before_the_start_take_part():
+    """At t = 1 AttentionRNN(2) softmaxes over w_0 and two zero scores (values zero)."""
+    params, xs = make(2)
+    _, a = ar.attention_rnn(params, xs, k=2, return_attention=True)
+    w0 = float((params.Q_x @ xs[0]) @ (params.K_x @ xs[0]))
+    expected = np.exp(w0) / (np.exp(w0) + 2)
+    np.testing.assert_allclose(a[0, 0], expected, rtol=1e-12)
+    np.testing.assert_allclose(a[0, 1:], (1 - expected) / 2, rtol=1e-12)
+
+
+def test_k1_and_infinity_share_shapes_but_differ():
+    params, xs = make(1)
+    h1 = ar.attention_rnn(params, xs, k=1)
+    hinf = ar.attention_rnn(params, xs, k=None)
+    assert not np.allclose(h1, hinf)
+    np.testing.assert_allclose(hinf, reference(params, xs, None)[0], rtol=1e-10)
+
+
+@pytest.mark.parametrize("k", [0, 2, None])
+def test_step_loop_equals_scan(k):
+    params, xs = make(k, seed=3)
+    state = ar.attention_rnn_initial_state(params, k=k)
+    hs = ar.attention_rnn(params, xs, k=k)
+    step = jax.jit(lambda s, x: ar.attention_rnn_step(params, s, x, k=k))
+    for t in range(xs.shape[0]):
+        state, h = step(state, xs[t])
+        np.testing.assert_allclose(h, hs[t], rtol=1e-12, atol=1e-14)
+
+
+def reference_step(params, x, history, k):
+    """h[t] from x[t] and the history, written in JAX from the equations (for jacfwd)."""
+    scores = [(params.Q_x @ x) @ (params.K_x @ x)]
+    values = [params.V_x @ x]
+    for i in range(history.shape[0]):
+        j = 0 if k is None else i
+        scores.append((params.Q_h[j] @ history[i]) @ (params.K_h[j] @ history[i]))
+        values.append(params.V_h[j] @ history[i])
+    return jax.nn.softmax(jnp.stack(scores)) @ jnp.stack(values)
+
+
+@pytest.mark.parametrize("k,lags", [(2, 2), (1, 1), (0, 0), (None, 6), (None, 1), (None, 0)])
+def test_jacobian_equals_jacfwd(k, lags):
+    params, xs = make(k, seed=5, n=3, m=4, d=6)
+    history = jax.random.normal(jax.random.PRNGKey(9), (lags, 4), jnp.float64)
+    closed = ar.attention_rnn_jacobian(params, xs[0], history, k=k)
+    assert closed.shape == (4, 4)
+    if lags == 0:
+        np.testing.assert_array_equal(closed, 0)
+        return
+    auto = jax.jacfwd(
+        lambda h1: reference_step(params, xs[0], history.at[0].set(h1), k)
+    )(history[0])
+    np.testing.assert_allclose(closed, auto, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("k", [2, None])
+def test_huge_scores_stay_finite_in_float32(k):
+    params, xs = make(k, seed=1, m=6, d=6, T=40, dtype=jnp.float32)
+    # Large queries and keys (not values, which would make the states themselves overflow).
+    params = params._replace(**{f: getattr(params, f) * 40.0 for f in ("Q_x", "K_x", "Q_h",
+                                                                           "K_h")})
+    xs = xs * 3
+    hs, a = ar.attention_rnn(params, xs, k=k, return_attention=True)
+    w0 = jnp.sum((xs @ params.Q_x.T) * (xs @ params.K_x.T), -1)
+    assert float(jnp.abs(w0).max()) > 1e4  # scores this large overflow a naive exp
+    assert bool(jnp.isfinite(hs).all()) and bool(jnp.isfinite(a).all())
+    ref_hs, _ = reference(params, xs, k)
+    np.testing.assert_allclose(hs, ref_hs, rtol=1e-3, atol=1e-3 * np.abs(ref_hs).max())
+    grads = jax.grad(lambda p, x: jnp.sum(ar.attention_rnn(p, x, k=k) ** 2), (0, 1))(params, xs)
+    assert all(bool(jnp.isfinite(g).all()) for g in jax.tree.leaves(grads))
+
+
+@pytest.mark.parametrize("k", [2, None])
+def test_gradients_match_reference_and_finite_differences(k):
+    params, xs = make(k, seed=2, T=7)
+    mask = jnp.asarray([1, 1, 0, 1, 1, 0, 1], bool)
+
+    def loss(p, x):
+        return jnp.sum(jnp.sin(ar.attention_rnn(p, x, k=k, mask=mask)))
+
+    def ref_loss(p, x):
+        history = jnp.zeros((0 if k is None else k, 4))
+        total = 0.0
+        for t in range(x.shape[0]):
+            if mask[t]:
+                h = reference_step(p, x[t], history, k)
+                history = jnp.concatenate([h[None], history])
+                if k is not None:
+                    history = history[:k]
+            total = total + jnp.sum(jnp.sin(history[0] if history.shape[0] else h))
+        return total
+
+    g, g_ref = jax.grad(loss, (0, 1))(params, xs), jax.grad(ref_loss, (0, 1))(params, xs)
+    for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_ref)):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    check_grads(loss, (params, xs), order=1, modes=("rev",))
+
+
+@pytest.mark.parametrize("k", [3, None])
+def test_under_jit_vmap_grad(k):
+    params, xs = make(k, T=8)
+    batch = jnp.stack([xs[:8], -xs[:8]])
+    masks = jnp.stack([jnp.ones(8, bool), jnp.arange(8) >= 3])
+    run = jax.jit(jax.vmap(lambda x, m: ar.attention_rnn(params, x, k=k, mask=m,
+                                                          return_attention=True)))
+    hs, a = run(batch, masks)
+    ref_hs, ref_a = reference(params, -xs[:8], k, np.asarray(masks[1]))
+    np.testing.assert_allclose(hs[1], ref_hs, rtol=1e-10)
+    np.testing.assert_allclose(a[1], ref_a, rtol=1e-10, atol=1e-14)
+    g = jax.jit(jax.grad(lambda p: jnp.sum(jax.vmap(lambda x: ar.attention_rnn(p, x, k=k))(batch))))(params)
+    assert isinstance(g, ar.AttentionRNNParams)
+    history = hs[0, :3][::-1] if k is not None else hs[0, :5][::-1]
+    jac = jax.jit(jax.vmap(lambda x: ar.attention_rnn_jacobian(params, x, history, k=k)))(xs)
+    assert jac.shape == (8, 4, 4)
+    jax.grad(lambda p: jnp.sum(ar.attention_rnn_jacobian(p, xs[0], history, k=k)))(params)
+    inits = jax.vmap(lambda key: ar.attention_rnn_init(key, 3, 4, k=k))(jax.random.split(
+        jax.random.PRNGKey(0), 2))
+    assert inits.V_h.shape == (2, 1 if k is None else k, 4, 4)
+    state = jax.vmap(lambda _: ar.attention_rnn_initial_state(params, k=k))(jnp.arange(2))
+    state, h = jax.vmap(lambda s, x: ar.attention_rnn_step(params, s, x, k=k))(state, batch[:, 0])
+    np.testing.assert_allclose(h[0], hs[0, 0], rtol=1e-12)  # batch 1 masks its first step
+    jax.grad(lambda p: jnp.sum(ar.attention_rnn_step(
+        p, ar.attention_rnn_initial_state(p, k=k), xs[0], k=k)[1]))(params)
+
+
+def test_init_shapes_and_dtype():
+    p = ar.attention_rnn_init(jax.random.PRNGKey(0), 3, 4, k=2, key_size=5, dtype=jnp.float64)
+    assert [w.shape for w in p] == [(5, 3), (5, 3), (4, 3), (2, 5, 4), (2, 5, 4), (2, 4, 4)]
+    assert all(w.dtype == jnp.float64 for w in p)
+    p = ar.attention_rnn_init(jax.random.PRNGKey(0), 3, 4, k=None)
+    assert p.Q_h.shape == (1, 4, 4) and p.Q_h.dtype == jnp.float32
+    assert ar.attention_rnn_init(jax.random.PRNGKey(0), 3, 4, k=0).V_h.shape == (0, 4, 4)
+    assert ar.attention_rnn(p, jnp.ones((2, 3), jnp.float32), k=None).dtype == jnp.float32
+
+
+def bad_cases():
+    p2, xs = make(2)
+    pinf, _ = make(None)
+    history = jnp.zeros((2, 4))
+    return [
+        (lambda: ar.attention_rnn(p2, xs, k=3), ValueError, "k=3 does not match params"),
+        (lambda: ar.attention_rnn(p2, xs, k=None), ValueError, "k=None does not match params"),
+        (lambda: ar.attention_rnn(pinf, xs, k=2), ValueError, "k=2 does not match"),
+        (lambda: ar.attention_rnn(p2, xs, k=-1), ValueError, "k must be an int >= 0"),
+        (lambda: ar.attention_rnn(p2, xs, k=2.0), TypeError, "k must be a Python int"),
+        (lambda: ar.attention_rnn(p2, xs, k=True), TypeError, "k must be a Python int"),
+        (lambda: ar.attention_rnn(p2, xs[:, :2], k=2), ValueError, "xs must have shape"),
+        (lambda: ar.attention_rnn(p2, xs[0], k=2), ValueError, "xs must have 2 dimensions"),
+        (lambda: ar.attention_rnn(p2, xs, k=2, mask=jnp.ones(3, bool)), ValueError, "mask"),
+        (lambda: ar.attention_rnn(p2, xs, k=2, mask=jnp.ones(11)), TypeError, "mask"),
+        (lambda: ar.attention_rnn(p2._replace(V_x=p2.V_x[:, :2]), xs, k=2), ValueError,
+         "params.V_x"),
+        (lambda: ar.attention_rnn(p2._replace(K_h=p2.K_h[:, :3]), xs, k=2), ValueError,
+         "params.K_h"),
+        (lambda: ar.attention_rnn(p2[:5], xs, k=2), TypeError, "params"),
+        (lambda: ar.attention_rnn_jacobian(p2, xs[0], history[:1], k=2), ValueError, "history"),
+        (lambda: ar.attention_rnn_jacobian(p2, xs[0, :2], history, k=2), ValueError, "x must"),
+        (lambda: ar.attention_rnn_jacobian(pinf, xs[0], jnp.zeros((3, 5)), k=None), ValueError,
+         "history"),
+        (lambda: ar.attention_rnn_step(p2, ar.attention_rnn_initial_state(pinf, k=None), xs[0],
+                                       k=2), TypeError, "state must be a WindowState"),
+        (lambda: ar.attention_rnn_init(jax.random.PRNGKey(0), 3, 4, k=-2), ValueError, "k"),
+        (lambda: ar.attention_rnn_init(jax.random.PRNGKey(0), 3, 4, k=1, key_size=0),
+         ValueError, "key_size"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(bad_cases())))
+def test_bad_input(case):
+    call, error, match = bad_cases()[case]
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_bad_input_under_jit():
+    params, xs = make(2)
+    with pytest.raises(ValueError, match="mask"):
+        jax.jit(lambda x, m: ar.attention_rnn(params, x, k=2, mask=m))(xs, jnp.ones(2, bool))
+    with pytest.raises(ValueError, match="does not match"):
+        jax.jit(lambda p: ar.attention_rnn(p, xs, k=4))(params)
