@@ -56,12 +56,111 @@ def _examples(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit code 2)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _clip(text):
+    return None if text.lower() in ("none", "0", "off") else float(text)
+
+
+def _add_train_options(parser):
+    from attnrnn.training import TrainConfig
+
+    defaults = TrainConfig()
+    parser.add_argument("--task", default=defaults.task,
+                        help="temporal-order, echo or delayed-letters (default %(default)s)")
+    parser.add_argument("--level", default=defaults.level,
+                        help="temporal-order level: easy, normal, moderate, hard, nightmare")
+    parser.add_argument("--model", default=defaults.model,
+                        help="gated, lstm, attention:K or attention:inf (default %(default)s)")
+    parser.add_argument("--hidden", type=int, default=defaults.hidden, help="state size m")
+    parser.add_argument("--steps", type=int, default=defaults.steps, help="training steps")
+    parser.add_argument("--batch", type=int, default=defaults.batch, help="batch size")
+    parser.add_argument("--optimizer", default=defaults.optimizer, help="adam, rmsprop or sgd")
+    parser.add_argument("--lr", type=float, default=defaults.lr, help="learning rate")
+    parser.add_argument("--clip", type=_clip, default=defaults.clip,
+                        help="global-norm gradient clip, or 'none' (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--eval-every", type=int, default=defaults.eval_every,
+                        help="steps between held-out evaluations (run on device in one chunk)")
+    parser.add_argument("--heldout", type=int, default=defaults.heldout,
+                        help="held-out sequences (default %(default)s)")
+    parser.add_argument("--max-skips", type=int, default=defaults.max_skips,
+                        help="stop after this many consecutive non-finite gradients")
+
+
+def _config_from(args):
+    from attnrnn.training import TrainConfig
+
+    fields = ("task", "level", "model", "hidden", "steps", "batch", "optimizer", "lr", "clip",
+              "seed", "eval_every", "heldout", "max_skips")
+    return TrainConfig(**{f: getattr(args, f) for f in fields})
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="attnrnn", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="attnrnn", description="attnrnn: train and study the models.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     examples = commands.add_parser("examples", help="print the homework's worked examples")
     examples.set_defaults(run=_examples)
+
+    train = commands.add_parser("train", help="train a sequence model (the main job)")
+    _add_train_options(train)
+    train.add_argument("--out", default="runs/latest",
+                       help="run folder for metrics.jsonl, curves.png, summary.json, params/")
+    train.add_argument("--checkpoint-every", type=int, default=None,
+                       help="also checkpoint every N steps (rounded up to --eval-every)")
+    train.add_argument("--resume", metavar="DIR", default=None,
+                       help="continue the run in DIR from its latest checkpoint")
+    train.add_argument("--stop-when-solved", action="store_true",
+                       help="stop once the held-out error is <= 1/2560")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(run=_train)
+
+    debug = commands.add_parser("debug-loss", help="the loss-spike study: spikes and their fix")
+    debug.add_argument("--out", default="runs/debug-loss")
+    debug.add_argument("--no-progress", action="store_true")
+    debug.set_defaults(run=_debug_loss)
     return parser
+
+
+def _train(args) -> int:
+    from attnrnn.run import RunError, resume_run, start_run
+
+    try:
+        if args.resume is not None:
+            summary = resume_run(args.resume, progress=not args.no_progress)
+        else:
+            summary = start_run(_config_from(args), args.out,
+                                checkpoint_every=args.checkpoint_every,
+                                progress=not args.no_progress,
+                                stop_when_solved=args.stop_when_solved)
+    except (ValueError, TypeError, RunError) as error:
+        print(f"attnrnn train: error: {error}", file=sys.stderr)
+        return 2
+    _print_summary(summary)
+    return 0 if summary["stop_reason"] in ("completed", "solved") else 1
+
+
+def _print_summary(summary):
+    solved = summary["sequences_to_solve"]
+    print(
+        f"{summary['config']['model']} on {summary['config']['task']}: held-out accuracy "
+        f"{summary['heldout_accuracy']:.4f} after {summary['sequences_seen']} sequences "
+        f"({summary['wall_seconds']:.1f} s); "
+        + (f"solved (error <= 1/2560) after {solved} sequences" if solved else "not solved")
+        + f"; {summary['skipped_updates']} skipped updates; {summary['stop_reason']}"
+    )
+
+
+def _debug_loss(args) -> int:
+    from attnrnn.debug_loss import run_study
+
+    run_study(args.out, progress=not args.no_progress)
+    return 0
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,99 @@
+"""Checkpoints with orbax-checkpoint: written atomically (a temporary folder renamed into
+place on commit), never with pickle, and restored into the exact pytree types saved."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import jax
+
+__all__ = ["CheckpointError", "Checkpoints", "save_params", "load_params"]
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint folder that is missing, truncated or not one of ours."""
+
+
+def _ocp():
+    import orbax.checkpoint as ocp  # imported lazily: it is slow to import
+
+    return ocp
+
+
+def _abstract(tree):
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree)
+
+
+class Checkpoints:
+    """The training checkpoints of one run folder (``DIR/checkpoints/<step>/``), keeping the
+    last ``keep``; each holds the :class:`~attnrnn.training.TrainState` and the metrics
+    history up to that step."""
+
+    def __init__(self, run_dir, keep=3):
+        ocp = _ocp()
+        self.directory = Path(run_dir).absolute() / "checkpoints"
+        self._manager = ocp.CheckpointManager(
+            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+        )
+
+    def save(self, state, history):
+        """Saves ``state`` and ``history`` as step ``state.step`` (once: a step already saved,
+        e.g. by a periodic checkpoint on the last step, is the same state)."""
+        ocp = _ocp()
+        if int(state.step) in self._manager.all_steps():
+            return
+        self._manager.save(
+            int(state.step),
+            args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                    history=ocp.args.JsonSave(list(history))),
+        )
+        self._manager.wait_until_finished()
+
+    def latest_step(self):
+        return self._manager.latest_step()
+
+    def restore(self, like):
+        """The latest ``(state, history)``; ``like`` is a state of the same structure (or its
+        ``jax.eval_shape``)."""
+        ocp = _ocp()
+        step = self._manager.latest_step()
+        if step is None:
+            raise CheckpointError(f"no finished checkpoint in {self.directory}")
+        try:
+            restored = self._manager.restore(
+                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(_abstract(like)),
+                                              history=ocp.args.JsonRestore()),
+            )
+        except Exception as error:  # orbax raises many types; name the folder, keep the cause
+            raise CheckpointError(
+                f"checkpoint {self.directory / str(step)} cannot be restored: it is truncated "
+                f"or was written by a different model or configuration "
+                f"({type(error).__name__}: {str(error).splitlines()[0][:200]})"
+            ) from error
+        return restored.state, list(restored.history)
+
+    def close(self):
+        self._manager.close()
+
+
+def save_params(path, params):
+    """Saves a parameter pytree to the folder ``path`` (which must not exist yet)."""
+    checkpointer = _ocp().StandardCheckpointer()
+    checkpointer.save(Path(path).absolute(), params)
+    checkpointer.wait_until_finished()
+
+
+def load_params(path, like):
+    """Loads what :func:`save_params` wrote; ``like`` gives the pytree structure (e.g. the
+    output of ``model_init`` or its ``jax.eval_shape``)."""
+    path = Path(path).absolute()
+    if not os.path.isdir(path):
+        raise CheckpointError(f"no saved parameters at {path}")
+    try:
+        return _ocp().StandardCheckpointer().restore(path, _abstract(like))
+    except Exception as error:
+        raise CheckpointError(
+            f"parameters at {path} cannot be restored: truncated, or saved for another model "
+            f"({type(error).__name__}: {str(error).splitlines()[0][:200]})"
+        ) from error

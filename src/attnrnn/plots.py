@@ -1,0 +1,48 @@
+"""Loss and accuracy curves with matplotlib (the Agg backend when saving from the CLI)."""
+
+from __future__ import annotations
+
+__all__ = ["plot_curves"]
+
+
+def plot_curves(runs, path=None, title=None):
+    """Loss and accuracy against sequences seen, one line pair per run.
+
+    Args:
+      runs: ``{label: history}``, a history being the list of records :func:`attnrnn.training.fit`
+        returns (per-step training figures, held-out figures where measured).
+      path: save the figure there (PNG) when given.
+      title: a figure title.
+
+    Returns:
+      The matplotlib figure.
+    """
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    for label, history in runs.items():
+        train = [r for r in history if "loss" in r]
+        held = [r for r in history if "heldout_loss" in r]
+        seen = [r["sequences_seen"] for r in train]
+        line, = ax_loss.plot(seen, [r["loss"] for r in train], lw=0.8, alpha=0.6,
+                             label=f"{label} (train batch)")
+        ax_loss.plot([r["sequences_seen"] for r in held], [r["heldout_loss"] for r in held],
+                     "o-", ms=2, color=line.get_color(), label=f"{label} (held-out)")
+        ax_acc.plot(seen, [r["accuracy"] for r in train], lw=0.8, alpha=0.6,
+                    color=line.get_color())
+        ax_acc.plot([r["sequences_seen"] for r in held], [r["heldout_accuracy"] for r in held],
+                    "o-", ms=2, color=line.get_color(), label=f"{label} (held-out)")
+    ax_loss.set(xlabel="sequences seen", ylabel="cross-entropy", yscale="log", title="loss")
+    ax_acc.set(xlabel="sequences seen", ylabel="accuracy", ylim=(0, 1.02), title="accuracy")
+    ax_loss.legend(fontsize=7)
+    ax_acc.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    if path is not None:
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+    return fig

@@ -1,0 +1,133 @@
+"""A training run on disk: the run folder that ``attnrnn train`` writes, and resuming it.
+
+``DIR/config.json`` (the configuration, written first), ``DIR/metrics.jsonl`` (one line per
+step; step 0 is the untrained model's held-out evaluation), ``DIR/checkpoints/`` (orbax,
+the last three), and at the end ``DIR/params/`` (orbax), ``DIR/curves.png`` and
+``DIR/summary.json``. JSON files are replaced atomically (written beside, then renamed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+
+import jax
+
+from attnrnn.checkpoints import CheckpointError, Checkpoints, save_params
+from attnrnn.plots import plot_curves
+from attnrnn.training import TrainConfig, fit, new_train_state
+
+__all__ = ["RunError", "start_run", "resume_run", "read_metrics"]
+
+
+class RunError(Exception):
+    """A run folder that cannot be used; the message names it."""
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def write_json_atomic(path: Path, data):
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(_json_safe(data), indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _write_metrics(path: Path, records, mode):
+    with open(path, mode) as f:
+        for record in records:
+            f.write(json.dumps(_json_safe(record)) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_metrics(run_dir):
+    """The records of ``DIR/metrics.jsonl`` as a list of dicts."""
+    with open(Path(run_dir) / "metrics.jsonl") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _prepare_folder(out: Path):
+    """Refuses a file, a folder holding anything, or one we cannot write — before writing."""
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--out {out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        raise RunError(f"--out {out} already holds files; use an empty folder, or --resume {out}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise RunError(f"cannot write to --out {out}: {error.strerror}") from None
+
+
+def start_run(config: TrainConfig, out, *, checkpoint_every=None, progress=True,
+              stop_when_solved=False, task=None):
+    """Trains per ``config`` into the new run folder ``out``; returns the summary dict."""
+    out = Path(out)
+    if checkpoint_every is not None and checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be a positive int, got {checkpoint_every}")
+    _prepare_folder(out)
+    run_options = {"checkpoint_every": checkpoint_every, "stop_when_solved": stop_when_solved}
+    write_json_atomic(out / "config.json", {"config": dataclasses.asdict(config), **run_options})
+    (out / "metrics.jsonl").write_text("")
+    return _execute(config, out, None, [], progress=progress, task=task, **run_options)
+
+
+def resume_run(out, *, progress=True, task=None):
+    """Continues the run in folder ``out`` from its latest checkpoint; returns the summary."""
+    out = Path(out)
+    try:
+        saved = json.loads((out / "config.json").read_text())
+        config = TrainConfig(**saved["config"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise RunError(f"--resume {out} is not an attnrnn run folder (config.json: {error})")
+    try:
+        checkpoints = Checkpoints(out)
+        like = jax.eval_shape(lambda: new_train_state(config, task))
+        state, history = checkpoints.restore(like)
+    except CheckpointError as error:
+        raise RunError(f"--resume {out}: {error}") from None
+    # Drop what was logged after the checkpoint: those steps are about to be redone.
+    _write_metrics(out / "metrics.jsonl.tmp", history, "w")
+    os.replace(out / "metrics.jsonl.tmp", out / "metrics.jsonl")
+    return _execute(config, out, state, history, progress=progress, task=task,
+                    checkpoint_every=saved.get("checkpoint_every"),
+                    stop_when_solved=saved.get("stop_when_solved", False),
+                    checkpoints=checkpoints)
+
+
+def _execute(config, out, state, history, *, progress, task, checkpoint_every,
+             stop_when_solved, checkpoints=None):
+    checkpoints = checkpoints or Checkpoints(out)
+    if checkpoint_every:
+        # Checkpoints fall on chunk boundaries, so a resumed run replays the same chunks.
+        checkpoint_every = -(-checkpoint_every // config.eval_every) * config.eval_every
+
+    def on_chunk(state, history, records):
+        _write_metrics(out / "metrics.jsonl", records, "a")
+        step = int(state.step)
+        if checkpoint_every and step and step % checkpoint_every == 0:
+            checkpoints.save(state, history)
+
+    state, history, summary = fit(config, state=state, history=history, on_chunk=on_chunk,
+                                  progress=progress, stop_when_solved=stop_when_solved,
+                                  task=task)
+    checkpoints.save(state, history)  # the final state, or the last good one after skips
+    checkpoints.close()
+    save_params(out / "params", state.params)
+    plot_curves({config.model: history}, out / "curves.png",
+                title=f"{config.model}, {config.task} ({config.level}), hidden {config.hidden}")
+    write_json_atomic(out / "summary.json", summary)
+    return summary

@@ -1,0 +1,162 @@
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from attnrnn import cli, run
+from attnrnn.checkpoints import load_params
+from attnrnn.models import model_init
+from attnrnn.tasks import make_task
+from attnrnn.training import TrainConfig, evaluate, heldout_set
+
+EASY = ["--level", "easy", "--hidden", "8", "--lr", "1e-2", "--heldout", "256",
+        "--eval-every", "10", "--no-progress"]
+
+
+def test_train_writes_every_file(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["train", *EASY, "--steps", "200", "--out", str(out)]) == 0
+    assert "held-out accuracy" in capsys.readouterr().out
+    for name in ["metrics.jsonl", "curves.png", "summary.json", "config.json", "params",
+                 "checkpoints"]:
+        assert (out / name).exists(), name
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    records = run.read_metrics(out)
+    assert [r["step"] for r in records] == list(range(201))
+    for r in records[1:]:
+        assert {"step", "sequences_seen", "loss", "accuracy", "grad_norm"} <= r.keys()
+        assert r["sequences_seen"] == 32 * r["step"]
+    assert sum("heldout_accuracy" in r for r in records) == 21
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ["heldout_accuracy", "sequences_to_solve", "sequences_seen", "initial_loss",
+                "initial_accuracy", "final_loss", "wall_seconds", "skipped_updates", "config"]:
+        assert key in summary, key
+    assert summary["config"]["steps"] == 200 and summary["sequences_seen"] == 6400
+    assert abs(summary["initial_loss"] - np.log(4)) < 0.05
+    assert summary["heldout_accuracy"] == records[-1]["heldout_accuracy"]
+
+    # The saved parameters reproduce the held-out accuracy.
+    config = TrainConfig(**summary["config"])
+    task = make_task(config.task, level=config.level)
+    like = model_init(jax.random.PRNGKey(0), config.model, input_size=task.features,
+                      hidden_size=config.hidden, num_classes=task.classes)
+    params = load_params(out / "params", like)
+    again = evaluate(params, heldout_set(task, config.heldout), model=config.model)
+    assert float(again["accuracy"]) == summary["heldout_accuracy"]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--model", "transformer"], "model must be"),
+    (["--task", "copying"], "task must be"),
+    (["--steps", "0"], "steps must be a positive int"),
+    (["--hidden", "-1"], "hidden must be a positive int"),
+    (["--batch", "0"], "batch must be a positive int"),
+    (["--lr", "-1"], "lr must be a positive"),
+    (["--level", "medium"], "level must be one of"),
+])
+def test_bad_arguments_exit_2_and_write_nothing(tmp_path, capsys, argv, message):
+    out = tmp_path / "never"
+    assert cli.main(["train", *argv, "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_unusable_output_folders(tmp_path, capsys):
+    a_file = tmp_path / "file"
+    a_file.write_text("precious")
+    assert cli.main(["train", *EASY, "--out", str(a_file)]) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert a_file.read_text() == "precious"
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "notes.txt").write_text("mine")
+    assert cli.main(["train", *EASY, "--out", str(used)]) == 2
+    assert "already holds files" in capsys.readouterr().err
+    if os.geteuid() != 0:  # root may write anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        assert cli.main(["train", *EASY, "--out", str(locked / "run")]) == 2
+        assert "cannot write" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--steps", "many"])
+    assert exit_info.value.code == 2
+
+
+def _final_params(out):
+    config = TrainConfig(**json.loads((out / "config.json").read_text())["config"])
+    task = make_task(config.task, level=config.level)
+    like = model_init(jax.random.PRNGKey(0), config.model, input_size=task.features,
+                      hidden_size=config.hidden, num_classes=task.classes)
+    return load_params(out / "params", like)
+
+
+def _cli(*argv):
+    """``attnrnn`` in a fresh process: default JAX settings (this suite enables float64, which
+    changes optax's rounding), as a user runs it."""
+    return subprocess.Popen([sys.executable, "-m", "attnrnn", *argv],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def test_killed_run_resumes_bitwise(tmp_path):
+    args = [*EASY, "--steps", "1200", "--checkpoint-every", "20"]
+    reference = tmp_path / "reference"
+    out = tmp_path / "killed"
+    uninterrupted = _cli("train", *args, "--out", str(reference))
+    proc = _cli("train", *args, "--out", str(out))
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        # Finished checkpoints only: orbax writes into "<step>.orbax-checkpoint-tmp" first.
+        steps = [int(p.name) for p in (out / "checkpoints").glob("[0-9]*") if p.name.isdigit()]
+        if steps and max(steps) >= 200:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "summary.json").exists(), "the run finished before it could be killed"
+
+    resumed = _cli("train", "--resume", str(out), "--no-progress")
+    assert resumed.wait() == 0, resumed.stderr.read()
+    assert uninterrupted.wait() == 0, uninterrupted.stderr.read()
+    for a, b in zip(jax.tree.leaves(_final_params(reference)), jax.tree.leaves(_final_params(out))):
+        np.testing.assert_array_equal(a, b)
+    steps = [r["step"] for r in run.read_metrics(out)]
+    assert steps == list(range(1201))
+    np.testing.assert_array_equal(
+        [r.get("loss") for r in run.read_metrics(out)],
+        [r.get("loss") for r in run.read_metrics(reference)])
+
+
+def test_resume_refuses_foreign_and_truncated_folders(tmp_path, capsys):
+    assert cli.main(["train", "--resume", str(tmp_path), "--no-progress"]) == 2
+    assert f"--resume {tmp_path} is not an attnrnn run folder" in capsys.readouterr().err
+
+    out = tmp_path / "run"
+    assert cli.main(["train", *EASY, "--steps", "20", "--out", str(out)]) == 0
+    capsys.readouterr()
+    # A checkpoint written for another model.
+    config = json.loads((out / "config.json").read_text())
+    config["config"]["model"] = "lstm"
+    (out / "config.json").write_text(json.dumps(config))
+    assert cli.main(["train", "--resume", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert str(out / "checkpoints") in err and "cannot be restored" in err
+    assert len(err.strip().splitlines()) == 1
+    config["config"]["model"] = "gated"
+    (out / "config.json").write_text(json.dumps(config))
+    # A truncated checkpoint: its array data gone.
+    latest = max((out / "checkpoints").glob("[0-9]*"), key=lambda p: int(p.name))
+    for path in (latest / "state").rglob("*"):
+        if path.is_file() and "metadata" not in path.name:
+            path.write_bytes(b"")
+    assert cli.main(["train", "--resume", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert str(out / "checkpoints") in err

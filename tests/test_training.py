@@ -1,0 +1,102 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from attnrnn import models, tasks, training
+
+
+def small_state(optimizer=None, spec="gated"):
+    task = tasks.make_task("temporal-order", level="easy")
+    params = models.model_init(jax.random.PRNGKey(0), spec, input_size=8, hidden_size=8,
+                               num_classes=4)
+    optimizer = optimizer or training.make_optimizer("adam", 1e-2, 1.0)
+    return task, optimizer, training.init_train_state(jax.random.PRNGKey(1), params, optimizer)
+
+
+def test_short_run_solves_easy_level():
+    config = training.TrainConfig(level="easy", steps=300, hidden=16, lr=1e-2, heldout=512)
+    state, history, summary = training.fit(config, progress=False)
+    assert summary["heldout_accuracy"] >= 0.95
+    assert summary["steps"] == 300 and summary["sequences_seen"] == 300 * 32
+    assert abs(summary["initial_loss"] - np.log(4)) < 0.05
+    steps = [r["step"] for r in history]
+    assert steps == list(range(301))  # step 0 is the untrained evaluation; no gap, no repeat
+    assert all({"loss", "accuracy", "grad_norm", "sequences_seen"} <= r.keys()
+               for r in history[1:])
+
+
+def test_non_finite_batch_is_skipped_and_counted():
+    task, optimizer, state = small_state()
+    step = training.make_train_step(optimizer, model="gated")
+    batch = task.sample(jax.random.PRNGKey(2), 16)
+    state, metrics = step(state, batch)
+    assert not bool(metrics["skipped"])
+    before = state.params
+    poisoned = (batch[0].at[3, -1, 0].set(jnp.nan), *batch[1:])
+    state, metrics = step(state, poisoned)
+    assert bool(metrics["skipped"]) and not np.isfinite(float(metrics["grad_norm"]))
+    for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(state.params)):
+        np.testing.assert_array_equal(a, b)
+    assert int(training.skipped_updates(state)) == 1
+    state, metrics = step(state, batch)
+    assert not bool(metrics["skipped"]) and int(training.consecutive_skips(state)) == 0
+    assert int(training.skipped_updates(state)) == 1 and int(state.step) == 3
+
+
+def test_any_optax_transformation_works():
+    task, optimizer, state = small_state(optax.chain(optax.clip(0.5), optax.sgd(0.1, 0.9)))
+    state, metrics = training.make_train_step(optimizer, model="gated")(
+        state, task.sample(jax.random.PRNGKey(0), 8))
+    assert np.isfinite(float(metrics["loss"]))
+
+
+def test_train_chunk_compiles_once():
+    task, optimizer, state = small_state()
+    chunk = training.make_train_chunk(optimizer, task, model="gated", batch_size=8,
+                                      steps_per_chunk=5)
+    for _ in range(4):
+        state, metrics = chunk(state)
+    assert metrics["loss"].shape == (5,)
+    assert int(state.step) == 20
+    assert chunk._cache_size() == 1
+
+
+def test_evaluation_is_fixed_across_runs():
+    task = tasks.make_task("temporal-order", level="easy")
+    a, b = training.heldout_set(task, 64), training.heldout_set(task, 64)
+    np.testing.assert_array_equal(a[0], b[0])
+
+
+def test_run_stops_after_consecutive_non_finite_gradients():
+    easy = tasks.make_task("temporal-order", level="easy")
+
+    def poisoned(key, batch_size):
+        xs, labels, mask = easy.sample(key, batch_size)
+        return xs * jnp.nan, labels, mask
+
+    task = easy._replace(sample=poisoned)
+    config = training.TrainConfig(level="easy", steps=200, hidden=4, eval_every=5, max_skips=10,
+                                  heldout=64)
+    state, history, summary = training.fit(config, progress=False, task=task)
+    assert summary["stop_reason"].startswith("stopped: 10 consecutive non-finite")
+    assert summary["skipped_updates"] == int(state.step) == 10
+    fresh = training.new_train_state(config, task)
+    for a, b in zip(jax.tree.leaves(fresh.params), jax.tree.leaves(state.params)):
+        np.testing.assert_array_equal(a, b)  # the last good state: nothing was applied
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="steps must be a positive int"):
+        training.TrainConfig(steps=0)
+    with pytest.raises(ValueError, match="hidden"):
+        training.TrainConfig(hidden=-3)
+    with pytest.raises(ValueError, match="lr"):
+        training.TrainConfig(lr=0.0)
+    with pytest.raises(ValueError, match="optimizer"):
+        training.TrainConfig(optimizer="adagrad")
+    with pytest.raises(ValueError, match="model must be"):
+        training.TrainConfig(model="transformer")
+    with pytest.raises(ValueError, match="task must be"):
+        training.TrainConfig(task="copying")
