@@ -18,8 +18,11 @@ $(VENV)/.installed-base: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
+# The main job: a gated RNN learns the moderate temporal-order task; each run gets a new folder.
 demo: $(VENV)/.installed-base
-	$(BIN)/attnrnn examples
+	$(BIN)/attnrnn train --task temporal-order --level moderate --model gated --hidden 32 \
+		--steps 1500 --batch 32 --optimizer adam --lr 3e-3 --clip 1.0 --seed 0 \
+		--out runs/demo-$$(date +%Y%m%d-%H%M%S)
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -n 2 -q

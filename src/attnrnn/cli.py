@@ -118,10 +118,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--stop-when-solved", action="store_true",
                        help="stop once the held-out error is <= 1/2560")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--devices", type=int, default=None,
+                       help="data-parallel over the first N local devices (default: all)")
+    multi = train.add_argument_group(
+        "multi-host", "start every process with these (or the environment JAX reads, e.g. "
+        "SLURM); the batch is split over the devices of all processes")
+    multi.add_argument("--coordinator", default=None, help="HOST:PORT of process 0")
+    multi.add_argument("--num-processes", type=int, default=None)
+    multi.add_argument("--process-id", type=int, default=None)
     train.set_defaults(run=_train)
 
     debug = commands.add_parser("debug-loss", help="the loss-spike study: spikes and their fix")
     debug.add_argument("--out", default="runs/debug-loss")
+    debug.add_argument("--steps", type=int, default=1000, help="steps per run")
+    debug.add_argument("--seed", type=int, default=0)
     debug.add_argument("--no-progress", action="store_true")
     debug.set_defaults(run=_debug_loss)
     return parser
@@ -130,14 +140,18 @@ def build_parser() -> argparse.ArgumentParser:
 def _train(args) -> int:
     from attnrnn.run import RunError, resume_run, start_run
 
+    if any(v is not None for v in (args.coordinator, args.num_processes, args.process_id)):
+        jax.distributed.initialize(coordinator_address=args.coordinator,
+                                   num_processes=args.num_processes, process_id=args.process_id)
     try:
         if args.resume is not None:
-            summary = resume_run(args.resume, progress=not args.no_progress)
+            summary = resume_run(args.resume, progress=not args.no_progress,
+                                 devices=args.devices)
         else:
             summary = start_run(_config_from(args), args.out,
                                 checkpoint_every=args.checkpoint_every,
                                 progress=not args.no_progress,
-                                stop_when_solved=args.stop_when_solved)
+                                stop_when_solved=args.stop_when_solved, devices=args.devices)
     except (ValueError, TypeError, RunError) as error:
         print(f"attnrnn train: error: {error}", file=sys.stderr)
         return 2
@@ -159,7 +173,11 @@ def _print_summary(summary):
 def _debug_loss(args) -> int:
     from attnrnn.debug_loss import run_study
 
-    run_study(args.out, progress=not args.no_progress)
+    try:
+        run_study(args.out, steps=args.steps, seed=args.seed, progress=not args.no_progress)
+    except ValueError as error:
+        print(f"attnrnn debug-loss: error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -73,7 +73,7 @@ def _prepare_folder(out: Path):
 
 
 def start_run(config: TrainConfig, out, *, checkpoint_every=None, progress=True,
-              stop_when_solved=False, task=None):
+              stop_when_solved=False, task=None, devices=None):
     """Trains per ``config`` into the new run folder ``out``; returns the summary dict."""
     out = Path(out)
     if checkpoint_every is not None and checkpoint_every < 1:
@@ -82,10 +82,11 @@ def start_run(config: TrainConfig, out, *, checkpoint_every=None, progress=True,
     run_options = {"checkpoint_every": checkpoint_every, "stop_when_solved": stop_when_solved}
     write_json_atomic(out / "config.json", {"config": dataclasses.asdict(config), **run_options})
     (out / "metrics.jsonl").write_text("")
-    return _execute(config, out, None, [], progress=progress, task=task, **run_options)
+    return _execute(config, out, None, [], progress=progress, task=task, devices=devices,
+                    **run_options)
 
 
-def resume_run(out, *, progress=True, task=None):
+def resume_run(out, *, progress=True, task=None, devices=None):
     """Continues the run in folder ``out`` from its latest checkpoint; returns the summary."""
     out = Path(out)
     try:
@@ -102,13 +103,13 @@ def resume_run(out, *, progress=True, task=None):
     # Drop what was logged after the checkpoint: those steps are about to be redone.
     _write_metrics(out / "metrics.jsonl.tmp", history, "w")
     os.replace(out / "metrics.jsonl.tmp", out / "metrics.jsonl")
-    return _execute(config, out, state, history, progress=progress, task=task,
+    return _execute(config, out, state, history, progress=progress, task=task, devices=devices,
                     checkpoint_every=saved.get("checkpoint_every"),
                     stop_when_solved=saved.get("stop_when_solved", False),
                     checkpoints=checkpoints)
 
 
-def _execute(config, out, state, history, *, progress, task, checkpoint_every,
+def _execute(config, out, state, history, *, progress, task, devices, checkpoint_every,
              stop_when_solved, checkpoints=None):
     checkpoints = checkpoints or Checkpoints(out)
     if checkpoint_every:
@@ -123,7 +124,7 @@ def _execute(config, out, state, history, *, progress, task, checkpoint_every,
 
     state, history, summary = fit(config, state=state, history=history, on_chunk=on_chunk,
                                   progress=progress, stop_when_solved=stop_when_solved,
-                                  task=task)
+                                  task=task, devices=devices)
     checkpoints.save(state, history)  # the final state, or the last good one after skips
     checkpoints.close()
     save_params(out / "params", state.params)

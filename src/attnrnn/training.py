@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import optax
 from jax import lax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from attnrnn.models import batch_loss, model_init, parse_model
 from attnrnn.tasks import make_task
@@ -32,6 +34,9 @@ __all__ = [
     "init_train_state",
     "make_train_step",
     "make_train_chunk",
+    "data_parallel_mesh",
+    "shard_batch",
+    "replicate",
     "heldout_set",
     "evaluate",
     "skipped_updates",
@@ -54,7 +59,7 @@ class TrainConfig:
     level: str = "moderate"
     model: str = "gated"
     hidden: int = 32
-    steps: int = 600
+    steps: int = 1500
     batch: int = 32
     optimizer: str = "adam"
     lr: float = 3e-3
@@ -145,15 +150,53 @@ def make_train_step(optimizer, *, model, per_step=False) -> Callable:
     return jax.jit(lambda state, batch: _update(optimizer, spec, per_step, state, batch))
 
 
-def make_train_chunk(optimizer, task, *, model, batch_size, steps_per_chunk) -> Callable:
+def data_parallel_mesh(devices=None) -> Mesh:
+    """A 1-D ``Mesh`` over a ``"data"`` axis: ``devices`` an int (the first N local devices),
+    a list of devices, or None for every device (of every process, in a multi-host run)."""
+    if devices is None:
+        devices = jax.devices()
+    elif isinstance(devices, int) and not isinstance(devices, bool):
+        available = jax.local_devices()
+        if not 1 <= devices <= len(available):
+            raise ValueError(f"devices must be between 1 and the {len(available)} local "
+                             f"devices, got {devices}")
+        devices = available[:devices]
+    return Mesh(list(devices), ("data",))
+
+
+def shard_batch(batch, mesh: Mesh):
+    """Places a batch with its leading (batch) axis split over the mesh's data axis."""
+    size = jax.tree.leaves(batch)[0].shape[0]
+    if size % mesh.size:
+        raise ValueError(f"the batch of {size} sequences does not split evenly over "
+                         f"{mesh.size} devices; use a batch size divisible by {mesh.size}")
+    return jax.device_put(batch, NamedSharding(mesh, P("data")))
+
+
+def replicate(tree, mesh: Mesh):
+    """Places ``tree`` (parameters, optimizer state) whole on every device of ``mesh``."""
+    return jax.device_put(tree, NamedSharding(mesh, P()))
+
+
+def make_train_chunk(optimizer, task, *, model, batch_size, steps_per_chunk, mesh=None):
     """A jitted ``state -> (state, metrics)`` that runs ``steps_per_chunk`` steps on device,
     each on a fresh batch drawn from ``task`` with the state's key; ``metrics`` are stacked
-    per step. The input state's buffers are donated."""
+    per step. The input state's buffers are donated.
+
+    With a ``mesh`` (see :func:`data_parallel_mesh`), each batch is split over its data axis
+    and the state should be :func:`replicate`-d: XLA's partitioner then runs each device
+    on its share of the batch and all-reduces the gradients.
+    """
     spec = parse_model(model)
+    if mesh is not None and batch_size % mesh.size:
+        raise ValueError(f"batch size {batch_size} does not split evenly over {mesh.size} "
+                         f"devices; use a multiple of {mesh.size}")
 
     def step(state, _):
         key, data_key = jax.random.split(state.key)
         batch = task.sample(data_key, batch_size)
+        if mesh is not None:
+            batch = lax.with_sharding_constraint(batch, NamedSharding(mesh, P("data")))
         return _update(optimizer, spec, task.per_step, state._replace(key=key), batch)
 
     def chunk(state):
@@ -204,7 +247,7 @@ def new_train_state(config: TrainConfig, task=None) -> TrainState:
 
 
 def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, progress=True,
-        stop_when_solved=False, task=None):
+        stop_when_solved=False, task=None, devices=None):
     """Trains per ``config``; returns ``(state, history, summary)``.
 
     Args:
@@ -218,6 +261,8 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, progress=
       progress: show a tqdm bar (``tqdm.auto``: a widget in Jupyter).
       stop_when_solved: stop at the first evaluation with held-out error <= 1/2560.
       task: a :class:`~attnrnn.tasks.Task` to use instead of ``config.task``.
+      devices: data-parallel over these devices (an int N for the first N, or None for
+        all): the batch is split, parameters and optimizer state are replicated.
 
     Returns:
       The final state, every step's record (``step``, ``sequences_seen``, ``loss``,
@@ -229,11 +274,14 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, progress=
     task = task or make_task(config.task, level=config.level)
     spec = parse_model(config.model)
     optimizer = make_optimizer(config.optimizer, config.lr, config.clip)
-    state = new_train_state(config, task) if state is None else state
+    mesh = data_parallel_mesh(devices)
+    chunk = make_train_chunk(optimizer, task, model=spec, batch_size=config.batch,
+                             steps_per_chunk=config.eval_every, mesh=mesh)
+    state = replicate(new_train_state(config, task) if state is None else state, mesh)
     history = list(history)
     heldout = heldout_set(task, config.heldout)
-    chunk = make_train_chunk(optimizer, task, model=spec, batch_size=config.batch,
-                             steps_per_chunk=config.eval_every)
+    if config.heldout % mesh.size == 0:
+        heldout = shard_batch(heldout, mesh)
     start = time.perf_counter()
     if int(state.step) == 0:
         # Step 0: the untrained model on the held-out set (initial loss and accuracy).
@@ -269,6 +317,7 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, progress=
             break
     bar.close()
     summary = summarize(config, history, state, time.perf_counter() - start, stop_reason)
+    summary["devices"] = mesh.size
     return state, history, summary
 
 

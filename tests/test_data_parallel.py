@@ -1,0 +1,49 @@
+"""Data parallelism over 4 simulated CPU devices, in a subprocess (the device count is fixed
+when JAX starts)."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+SCRIPT = textwrap.dedent("""
+    import jax, numpy as np
+    from attnrnn import tasks, training
+    assert len(jax.devices()) == 4
+    config = training.TrainConfig(level="easy", hidden=8, steps=40, batch=32, lr=1e-2,
+                                  eval_every=10, heldout=256)
+    one, _, summary_one = training.fit(config, progress=False, devices=1)
+    four, _, summary_four = training.fit(config, progress=False, devices=4)
+    assert summary_one["devices"] == 1 and summary_four["devices"] == 4
+    for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(four.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-5, atol=2e-6)
+        assert len(b.sharding.device_set) == 4 and b.sharding.is_fully_replicated
+    # The batch is split: each device holds a quarter of it.
+    mesh = training.data_parallel_mesh(4)
+    xs, labels, mask = training.shard_batch(tasks.temporal_order(jax.random.PRNGKey(0), 32,
+                                                                 level="easy"), mesh)
+    assert {s.data.shape for s in xs.addressable_shards} == {(8, 7, 8)}
+    assert len({s.device for s in xs.addressable_shards}) == 4
+    # ... and so it is inside the compiled training chunk: gradients are all-reduced.
+    task = tasks.make_task("temporal-order", level="easy")
+    chunk = training.make_train_chunk(training.make_optimizer(), task, model="gated",
+                                      batch_size=32, steps_per_chunk=2, mesh=mesh)
+    state = training.replicate(training.new_train_state(config), mesh)
+    assert "all-reduce" in chunk.lower(state).compile().as_text()
+    try:
+        training.make_train_chunk(training.make_optimizer(), task, model="gated",
+                                  batch_size=30, steps_per_chunk=2, mesh=mesh)
+    except ValueError as error:
+        assert "does not split evenly over 4 devices" in str(error)
+    else:
+        raise AssertionError("a batch of 30 on 4 devices was accepted")
+    print("OK")
+""")
+
+
+def test_four_devices_match_one_device():
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+           "JAX_PLATFORMS": "cpu"}
+    result = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]
