@@ -78,14 +78,19 @@ def run(lengths, batch=16, m=64, backward_limit=1024):
             # Reverse mode keeps each step's (T, m) buffer: T² m B floats, 68 GB at T = 4096.
             gib = T * T * m * batch * 4 / 2**30
             bwd_cells = (f"not run (needs ~{gib:.0f} GiB)", "-")
+        # Floats carried from step to step, per sequence: what grows with T, or not.
+        carry_online = sum(x.size for x in jax.tree.leaves(
+            ar.attention_rnn_initial_state(params, k=None)))
+        carry_quad = T + T * m
         rows.append((
             T, fmt_ms(fwd_online), fmt_ms(fwd_quad), f"{fwd_quad / fwd_online:.1f}x",
-            fmt_ms(bwd_online), *bwd_cells, fmt_mib(mem_online), fmt_mib(mem_quad),
+            fmt_ms(bwd_online), *bwd_cells, carry_online, carry_quad, fmt_mib(mem_online),
+            fmt_mib(mem_quad),
         ))
         print(rows[-1], flush=True)
     header = ("T", "online fwd ms", "quadratic fwd ms", "fwd speed-up", "online fwd+bwd ms",
-              "quadratic fwd+bwd ms", "fwd+bwd speed-up", "online fwd temp MiB",
-              "quadratic fwd temp MiB")
+              "quadratic fwd+bwd ms", "fwd+bwd speed-up", "online carry floats",
+              "quadratic carry floats", "online fwd XLA temp MiB", "quadratic fwd XLA temp MiB")
     return markdown_table(header, rows)
 
 

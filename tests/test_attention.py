@@ -132,10 +132,14 @@ def test_jacobian_equals_jacfwd(k, lags):
     if lags == 0:
         np.testing.assert_array_equal(closed, 0)
         return
-    auto = jax.jacfwd(
-        lambda h1: reference_step(params, xs[0], history.at[0].set(h1), k)
-    )(history[0])
-    np.testing.assert_allclose(closed, auto, rtol=1e-10, atol=1e-12)
+    for lag in range(1, lags + 1):
+        closed = ar.attention_rnn_jacobian(params, xs[0], history, k=k, lag=lag)
+        auto = jax.jacfwd(
+            lambda h: reference_step(params, xs[0], history.at[lag - 1].set(h), k)
+        )(history[lag - 1])
+        np.testing.assert_allclose(closed, auto, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="lag must be between 1"):
+        ar.attention_rnn_jacobian(params, xs[0], history, k=k, lag=lags + 1)
 
 
 @pytest.mark.parametrize("k", [2, None])

@@ -351,13 +351,17 @@ def attention_rnn(
     return hs, _infinite_attention(*rows, valid)
 
 
-def attention_rnn_jacobian(params: AttentionRNNParams, x, history, *, k):
-    """Closed-form ``∂h[t]/∂h[t-1]``, holding the input and the older states fixed.
+def attention_rnn_jacobian(params: AttentionRNNParams, x, history, *, k, lag=1):
+    """Closed-form ``∂h[t]/∂h[t-1]`` (or ``∂h[t]/∂h[t-lag]`` through the lag term), holding
+    the input and the other states of the history fixed.
 
-    ``h[t-1]`` enters only the lag-1 term, through its score ``w_1 = h^T Q_1^T K_1 h`` and
-    its value ``v_1 = V_1 h``; with ``∂a_i/∂w_1 = a_i (δ_i1 - a_1)``::
+    ``h[t-i]`` enters only the lag-``i`` term, through its score ``w_i = h^T Q_i^T K_i h`` and
+    its value ``v_i = V_i h``; with ``∂a_j/∂w_i = a_j (δ_ji - a_i)``::
 
-        ∂h[t]/∂h[t-1] = a_1 (V_1 + (v_1 - h[t]) h[t-1]^T (Q_1^T K_1 + K_1^T Q_1))
+        ∂h[t]/∂h[t-i] = a_i (V_i + (v_i - h[t]) h[t-i]^T (Q_i^T K_i + K_i^T Q_i))
+
+    (``Q_i = Q`` etc. for every lag of AttentionRNN(∞)). For ``i = 1`` this is the total
+    derivative, as ``h[t-1]`` reaches ``h[t]`` by no other path.
 
     Args:
       params: :class:`AttentionRNNParams`.
@@ -366,6 +370,7 @@ def attention_rnn_jacobian(params: AttentionRNNParams, x, history, *, k):
         finite k (zeros for states before the start), ``L = t-1`` (every past state) for
         ``k=None``.
       k: an int >= 0, or None for AttentionRNN(∞).
+      lag: which past state to differentiate by, ``1 <= lag <= L``.
 
     Returns:
       ``(m, m)``; zeros when there is no ``h[t-1]`` term (``k = 0`` or ``t = 1``).
@@ -379,6 +384,9 @@ def attention_rnn_jacobian(params: AttentionRNNParams, x, history, *, k):
         "(t-1, m), every past state" if k is None else f"(k, m) = ({k}, {m})"
     ))
     check_floating("history", history)
+    lag = as_int("lag", lag, minimum=1)
+    if lags and lag > lags:
+        raise ValueError(f"lag must be between 1 and the history's {lags} states, got {lag}")
     p, dtype = _cast(params, x, history)
     if lags == 0:
         return jnp.zeros((m, m), dtype)
@@ -391,5 +399,6 @@ def attention_rnn_jacobian(params: AttentionRNNParams, x, history, *, k):
     w, v = _lag_scores_values(Q, K, V, history)
     a = jax.nn.softmax(jnp.concatenate([w0[None], w]))
     h = a @ jnp.concatenate([v0[None], v])
-    QK = Q[0].T @ K[0]
-    return a[1] * (V[0] + jnp.outer(v[0] - h, history[0] @ (QK + QK.T)))
+    i = lag - 1
+    QK = Q[i].T @ K[i]
+    return a[lag] * (V[i] + jnp.outer(v[i] - h, history[i] @ (QK + QK.T)))
