@@ -1,4 +1,3 @@
-import json
 import math
 
 import numpy as np
@@ -25,12 +24,3 @@ def test_spike_report_reads_a_history():
     assert report["spike_steps"] == [26] and report["spikes_above_initial_loss"] == 1
     assert report["max_loss"] == 3.0 and report["max_loss_step"] == 26
     assert report["final_heldout_accuracy"] == 0.9 and report["sequences_to_solve"] is None
-
-
-def test_study_writes_report_and_plot(tmp_path, capsys):
-    report = debug_loss.run_study(tmp_path, steps=40, progress=False, level="easy")
-    saved = json.loads((tmp_path / "report.json").read_text())
-    assert set(saved) == {label for label, _ in debug_loss.STUDY} | {"initial"}
-    assert abs(report["initial"]["loss"] - math.log(4)) < 0.05
-    assert (tmp_path / "curves.png").stat().st_size > 10_000
-    assert "max loss" in capsys.readouterr().out

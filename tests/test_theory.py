@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import attnrnn as ar
-from attnrnn import analysis
+from attnrnn import analysis, debug_loss
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(5, 7))  # 5 channels, length 7
@@ -125,7 +125,7 @@ def test_exploding_gradient_example():
         growth[T] = abs(float(analysis.jacobian_products(
             analysis.gated_rnn_jacobians(params, xs))[-1, 0, 0]))
         # the product is ∂h[T]/∂h[0] indeed
-        direct = jax.jacfwd(lambda h0: ar.gated_rnn(params, xs, h0)[-1])(jnp.zeros(1))
+        direct = jax.jacrev(lambda h0: ar.gated_rnn(params, xs, h0)[-1])(jnp.zeros(1))
         np.testing.assert_allclose(growth[T], abs(float(direct[0, 0])), rtol=1e-6)
     assert growth[20] > 20 and growth[50] > 1e4 and growth[100] > 1e8 and growth[200] > 1e18
 
@@ -263,3 +263,5 @@ def test_loss_curve_study(tmp_path):
     clipped = report["clipping: adam lr 3e-2, clip 0.1"]
     assert no_fix["spikes_above_initial_loss"] >= 1 and no_fix["max_loss_over_initial"] > 2
     assert clipped["spikes"] == 0 and clipped["max_loss_over_initial"] < 1.1
+    assert set(report) == {label for label, _ in debug_loss.STUDY} | {"initial"}
+    assert (tmp_path / "curves.png").stat().st_size > 10_000

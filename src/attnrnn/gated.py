@@ -11,12 +11,14 @@ input, so every state is a convex combination of past ``W_x x`` and ``h[0]``.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from attnrnn._checks import as_int, check_floating, check_mask, check_rank, check_shape
+from attnrnn._gated_kernel import gated_scan
 from attnrnn._scan import check_unroll, scan_steps
 
 __all__ = [
@@ -122,12 +124,15 @@ def gated_rnn_step(params: GatedRNNParams, h_prev, x):
     return _recurrence(W_h, h_prev, W_c @ x, W_x @ x)
 
 
-def gated_rnn(params: GatedRNNParams, xs, h0=None, *, mask=None, reverse=False, unroll=1):
+def gated_rnn(params: GatedRNNParams, xs, h0=None, *, mask=None, reverse=False, unroll=8,
+              remat_chunk=None, backward="fused"):
     """Runs the gated RNN over a sequence.
 
     The input projections ``W_c x[t]`` and ``W_x x[t]`` do not depend on the state, so they
     are computed for every ``t`` in one matrix product before the loop; the loop itself only
-    does ``W_h h[t-1]`` and the elementwise gate.
+    does ``W_h h[t-1]`` and the elementwise gate. The backward pass is hand-written (see
+    ``attnrnn._gated_kernel``): it carries only ``∂ℓ/∂h`` through time and forms every
+    weight gradient as one matrix product after the loop.
 
     Args:
       params: :class:`GatedRNNParams`.
@@ -136,7 +141,14 @@ def gated_rnn(params: GatedRNNParams, xs, h0=None, *, mask=None, reverse=False, 
       mask: boolean ``(T,)``; where False the step is skipped and its output repeats the
         carried state (pre- and post-padded batches both work).
       reverse: run from ``t = T`` down to 1; ``hs`` stays in original order.
-      unroll: lax.scan unroll factor (a positive int or bool).
+      unroll: lax.scan unroll factor (a positive int or bool); the default 8 was the
+        fastest measured (``benchmarks/run.py``).
+      remat_chunk: None, an int, or ``"sqrt"`` (``⌈√T⌉``): keep only every ``remat_chunk``-th
+        state for the backward pass and recompute the rest, so the memory it needs grows
+        with ``T / remat_chunk + remat_chunk`` instead of ``T``.
+      backward: ``"fused"`` (the hand-written reverse pass; reverse mode only, as any
+        ``jax.custom_vjp``) or ``"autodiff"`` (JAX differentiates the scan: forward mode,
+        ``jacfwd`` and higher orders work; ``remat_chunk`` then checkpoints every step).
 
     Returns:
       ``hs (T, m)``, ``hs[t-1] = h[t]``.
@@ -148,19 +160,33 @@ def gated_rnn(params: GatedRNNParams, xs, h0=None, *, mask=None, reverse=False, 
         check_floating("h0", h0)
     mask = check_mask(mask, T)
     unroll = check_unroll(unroll)
+    chunk = _check_remat_chunk(remat_chunk, T)
     dtype = jnp.result_type(*params, xs, *(() if h0 is None else (h0,)))
-    W_c, W_h, W_x = (jnp.asarray(w, dtype) for w in params)
+    weights = GatedRNNParams(*(jnp.asarray(w, dtype) for w in params))
     xs = jnp.asarray(xs, dtype)
     h0 = jnp.zeros((m,), dtype) if h0 is None else jnp.asarray(h0, dtype)
+    if backward == "autodiff":
+        def step(h_prev, z):
+            h = _recurrence(weights.W_h, h_prev, *z)
+            return h, h
 
-    def step(h_prev, z):
-        h = _recurrence(W_h, h_prev, *z)
-        return h, h
+        projections = (xs @ weights.W_c.T, xs @ weights.W_x.T)
+        return scan_steps(step, h0, projections, mask=mask, reverse=reverse, unroll=unroll,
+                          remat=chunk is not None)[1]
+    if backward != "fused":
+        raise ValueError(f"backward must be 'fused' or 'autodiff', got {backward!r}")
+    keep = jnp.ones((T,), bool) if mask is None else mask
+    if reverse:
+        return gated_scan(weights, h0, xs[::-1], keep[::-1], unroll, chunk)[::-1]
+    return gated_scan(weights, h0, xs, keep, unroll, chunk)
 
-    _, hs = scan_steps(
-        step, h0, (xs @ W_c.T, xs @ W_x.T), mask=mask, reverse=reverse, unroll=unroll
-    )
-    return hs
+
+def _check_remat_chunk(remat_chunk, T):
+    if remat_chunk is None:
+        return None
+    if remat_chunk == "sqrt":
+        return max(1, math.isqrt(T - 1) + 1) if T > 1 else 1
+    return as_int("remat_chunk", remat_chunk, minimum=1)
 
 
 def gated_rnn_jacobian(params: GatedRNNParams, h_prev, x):
