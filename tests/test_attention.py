@@ -267,3 +267,68 @@ def test_bad_input_under_jit():
         jax.jit(lambda x, m: ar.attention_rnn(params, x, k=2, mask=m))(xs, jnp.ones(2, bool))
     with pytest.raises(ValueError, match="does not match"):
         jax.jit(lambda p: ar.attention_rnn(p, xs, k=4))(params)
+
+
+def reference_with_options(params, xs, k, scale=1.0, cap=None, norm=False):
+    """The loop reference with the stabilisers applied as their docstring states."""
+    def score(q, kk):
+        w = scale * (q @ kk)
+        return cap * np.tanh(w / cap) if cap else w
+
+    def past(h):
+        return h / np.sqrt(np.mean(h**2) + 1e-6) if norm else h
+
+    Q_x, K_x, V_x, Q_h, K_h, V_h = (np.asarray(w, np.float64) for w in params)
+    history = [np.zeros(V_x.shape[0])] * (k or 0)
+    hs = []
+    for x in np.asarray(xs, np.float64):
+        scores, values = [score(Q_x @ x, K_x @ x)], [V_x @ x]
+        for i, h in enumerate(history):
+            j = 0 if k is None else i
+            scores.append(score(Q_h[j] @ past(h), K_h[j] @ past(h)))
+            values.append(V_h[j] @ past(h))
+        h = softmax(np.array(scores)) @ np.array(values)
+        history = [h] + history if k is None else ([h] + history)[:k]
+        hs.append(h)
+    return np.array(hs)
+
+
+@pytest.mark.parametrize("k", [2, None])
+@pytest.mark.parametrize("opts", [dict(scale=0.3), dict(cap=2.0), dict(norm=True),
+                                  dict(scale=0.5, cap=3.0, norm=True)])
+def test_stability_options_match_reference(k, opts):
+    params, xs = make(k, seed=4)
+    options = ar.AttentionOptions(score_scale=opts.get("scale", 1.0),
+                                  score_cap=opts.get("cap"),
+                                  normalize_states=opts.get("norm", False))
+    hs = ar.attention_rnn(params, xs, k=k, options=options)
+    np.testing.assert_allclose(hs, reference_with_options(params, xs, k, **opts), rtol=1e-9,
+                               atol=1e-12)
+    state = ar.attention_rnn_initial_state(params, k=k)
+    state, h = ar.attention_rnn_step(params, state, xs[0], k=k, options=options)
+    np.testing.assert_allclose(h, hs[0], rtol=1e-12)
+
+
+def test_normalised_states_stay_bounded_where_the_homework_model_grows():
+    """The runaway loop: a state's score is quadratic in it (here ||h||²), so the largest
+    state wins the softmax, and V = 2I doubles it. Normalising the states read by the lag
+    terms bounds every state by max(|V_0 x|, ||V||_2 √m)."""
+    eye = jnp.eye(4)
+    params = ar.AttentionRNNParams(0 * eye, 0 * eye, eye, eye[None], eye[None], 2 * eye[None])
+    xs = jnp.ones((30, 4))
+    for k in (1, None):
+        plain = ar.attention_rnn(params, xs, k=k)
+        normed = ar.attention_rnn(params, xs, k=k,
+                                  options=ar.AttentionOptions(normalize_states=True))
+        assert float(jnp.abs(plain[10]).max()) > 100  # doubling every step
+        assert float(jnp.abs(normed).max()) <= 2 * np.sqrt(4) + 1e-9
+
+
+def test_bad_options():
+    params, xs = make(2)
+    with pytest.raises(ValueError, match="score_scale"):
+        ar.attention_rnn(params, xs, k=2, options=ar.AttentionOptions(score_scale=0.0))
+    with pytest.raises(ValueError, match="score_cap"):
+        ar.attention_rnn(params, xs, k=2, options=ar.AttentionOptions(score_cap=-1.0))
+    with pytest.raises(TypeError, match="options must be AttentionOptions"):
+        ar.attention_rnn(params, xs, k=2, options={"score_scale": 0.5})

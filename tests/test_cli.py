@@ -107,7 +107,7 @@ def _cli(*argv):
 
 
 def test_killed_run_resumes_bitwise(tmp_path):
-    args = [*EASY, "--steps", "1200", "--checkpoint-every", "20"]
+    args = [*EASY, "--steps", "600", "--checkpoint-every", "20"]
     reference = tmp_path / "reference"
     out = tmp_path / "killed"
     uninterrupted = _cli("train", *args, "--out", str(reference))
@@ -129,7 +129,7 @@ def test_killed_run_resumes_bitwise(tmp_path):
     for a, b in zip(jax.tree.leaves(_final_params(reference)), jax.tree.leaves(_final_params(out))):
         np.testing.assert_array_equal(a, b)
     steps = [r["step"] for r in run.read_metrics(out)]
-    assert steps == list(range(1201))
+    assert steps == list(range(601))
     np.testing.assert_array_equal(
         [r.get("loss") for r in run.read_metrics(out)],
         [r.get("loss") for r in run.read_metrics(reference)])

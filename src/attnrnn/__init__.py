@@ -2,6 +2,7 @@
 functions over pytrees. Every function works on one example; batch with ``jax.vmap``."""
 
 from attnrnn.attention import (
+    AttentionOptions,
     AttentionRNNParams,
     OnlineSoftmaxState,
     WindowState,
@@ -30,6 +31,7 @@ from attnrnn.gated import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttentionOptions",
     "AttentionRNNParams",
     "ConvParams",
     "GatedRNNParams",

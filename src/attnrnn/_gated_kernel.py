@@ -34,49 +34,55 @@ from jax import lax
 __all__ = ["gated_scan"]
 
 
-def _forward(W_h, h0, zc, zx, keep, unroll):
-    """States and gates of every step from ``h0``."""
+def _forward(W_h, h0, zc, zx, keep, unroll, residuals=True):
+    """States, and with ``residuals`` the gates and ``h[t-1] - z_x[t]`` (what the gate's
+    derivative needs), of every step from ``h0``; ``keep`` None means no step is skipped
+    (and no select is emitted)."""
 
     def step(h, inputs):
         zc_t, zx_t, keep_t = inputs
         c = jax.nn.sigmoid(zc_t + W_h @ h)
-        h_new = jnp.where(keep_t, c * h + (1 - c) * zx_t, h)
-        return h_new, (h_new, c)
+        h_new = c * h + (1 - c) * zx_t
+        if keep_t is not None:
+            h_new = jnp.where(keep_t, h_new, h)
+        return h_new, (h_new, c, h - zx_t) if residuals else (h_new,)
 
-    _, (hs, cs) = lax.scan(step, h0, (zc, zx, keep), unroll=unroll)
-    return hs, cs
+    return lax.scan(step, h0, (zc, zx, keep), unroll=unroll)[1]
 
 
-def _backward(W_h, h_prev, cs, zx, keep, g, dh_last, unroll):
+def _backward(W_h, cs, gaps, keep, g, dh_last, unroll):
     """The backward loop over one stretch of steps; returns ``∂ℓ/∂h`` before the stretch and
     the per-step ``∂ℓ/∂z_c``, ``∂ℓ/∂z_x``."""
 
     def step(dh, inputs):
-        g_t, c, hp, zx_t, keep_t = inputs
+        g_t, c, gap, keep_t = inputs
         delta = g_t + dh
         dzx = (1 - c) * delta
-        dzc = (hp - zx_t) * c * (1 - c) * delta
+        dzc = gap * c * (1 - c) * delta
         dh_prev = c * delta + W_h.T @ dzc
+        if keep_t is None:
+            return dh_prev, (dzc, dzx)
         zero = jnp.zeros_like(delta)
         return jnp.where(keep_t, dh_prev, delta), (jnp.where(keep_t, dzc, zero),
                                                    jnp.where(keep_t, dzx, zero))
 
-    return lax.scan(step, dh_last, (g, cs, h_prev, zx, keep), reverse=True, unroll=unroll)
+    return lax.scan(step, dh_last, (g, cs, gaps, keep), reverse=True, unroll=unroll)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(4, 5))
 def gated_scan(params, h0, xs, keep, unroll=1, chunk=None):
     """``hs (T, m)`` of the gated RNN over ``xs (T, n)`` from ``h0``, skipping the steps where
-    the boolean ``keep (T,)`` is False; differentiable in ``params``, ``h0`` and ``xs``."""
+    the boolean ``keep (T,)`` is False (None: none skipped); differentiable in ``params``,
+    ``h0`` and ``xs``."""
     W_c, W_h, W_x = params
-    return _forward(W_h, h0, xs @ W_c.T, xs @ W_x.T, keep, unroll)[0]
+    return _forward(W_h, h0, xs @ W_c.T, xs @ W_x.T, keep, unroll, residuals=False)[0]
 
 
 def _gated_scan_fwd(params, h0, xs, keep, unroll, chunk):
     W_c, W_h, W_x = params
-    hs, cs = _forward(W_h, h0, xs @ W_c.T, xs @ W_x.T, keep, unroll)
+    hs, cs, gaps = _forward(W_h, h0, xs @ W_c.T, xs @ W_x.T, keep, unroll)
     if chunk is None:
-        return hs, (params, h0, xs, keep, hs, cs)
+        return hs, (params, h0, xs, keep, hs, cs, gaps)
     # Keep only the state entering each chunk; the backward pass recomputes the rest.
     starts = jnp.concatenate([h0[None], hs[chunk - 1 : -1 : chunk]])
     return hs, (params, starts, xs, keep)
@@ -91,10 +97,9 @@ def _input_grads(params, xs, h_prev, dzc, dzx):
 
 def _gated_scan_bwd(unroll, chunk, residuals, g):
     if chunk is None:
-        params, h0, xs, keep, hs, cs = residuals
+        params, h0, xs, keep, hs, cs, gaps = residuals
         h_prev = jnp.concatenate([h0[None], hs[:-1]])
-        dh0, (dzc, dzx) = _backward(params.W_h, h_prev, cs, xs @ params.W_x.T, keep, g,
-                                    jnp.zeros_like(h0), unroll)
+        dh0, (dzc, dzx) = _backward(params.W_h, cs, gaps, keep, g, jnp.zeros_like(h0), unroll)
         grads, dxs = _input_grads(params, xs, h_prev, dzc, dzx)
         return grads, dh0, dxs, None
 
@@ -103,6 +108,9 @@ def _gated_scan_bwd(unroll, chunk, residuals, g):
     T = xs.shape[0]
     n_chunks = starts.shape[0]
 
+    if keep is None:
+        keep = jnp.ones((T,), bool)  # the padding below must be skipped steps
+
     def pieces(a):  # (T, ...) -> (n_chunks, chunk, ...); padding steps are skipped steps
         pad = jnp.zeros((n_chunks * chunk - T, *a.shape[1:]), a.dtype)
         return jnp.concatenate([a, pad]).reshape(n_chunks, chunk, *a.shape[1:])
@@ -110,10 +118,9 @@ def _gated_scan_bwd(unroll, chunk, residuals, g):
     def one_chunk(carry, inputs):
         dh, total = carry
         h_start, xs_c, keep_c, g_c = inputs
-        zx_c = xs_c @ W_x.T
-        hs_c, cs_c = _forward(W_h, h_start, xs_c @ W_c.T, zx_c, keep_c, unroll)
+        hs_c, cs_c, gaps_c = _forward(W_h, h_start, xs_c @ W_c.T, xs_c @ W_x.T, keep_c, unroll)
         h_prev = jnp.concatenate([h_start[None], hs_c[:-1]])
-        dh, (dzc, dzx) = _backward(W_h, h_prev, cs_c, zx_c, keep_c, g_c, dh, unroll)
+        dh, (dzc, dzx) = _backward(W_h, cs_c, gaps_c, keep_c, g_c, dh, unroll)
         grads, dxs_c = _input_grads(params, xs_c, h_prev, dzc, dzx)
         return (dh, jax.tree.map(jnp.add, total, grads)), dxs_c
 

@@ -30,6 +30,7 @@ from attnrnn._scan import check_unroll, scan_steps
 
 __all__ = [
     "AttentionRNNParams",
+    "AttentionOptions",
     "WindowState",
     "OnlineSoftmaxState",
     "attention_rnn_init",
@@ -54,6 +55,54 @@ class AttentionRNNParams(NamedTuple):
     Q_h: jax.Array
     K_h: jax.Array
     V_h: jax.Array
+
+
+class AttentionOptions(NamedTuple):
+    """Stabilisers that leave the homework's model as the default (all off).
+
+    ``score_scale`` multiplies every score (``1/√d`` is the transformer's choice);
+    ``score_cap`` soft-caps scores to ``cap · tanh(w / cap)``; ``normalize_states`` feeds
+    past states to their lag terms as ``h / rms(h)`` (queries, keys and values), which
+    bounds every state: ``h[t]`` is a convex combination of ``V_0 x[t]`` and of ``V_i``
+    applied to unit-RMS vectors, so the "largest state wins the softmax and grows" loop
+    cannot run away.
+    """
+
+    score_scale: float = 1.0
+    score_cap: float | None = None
+    normalize_states: bool = False
+
+
+HOMEWORK = AttentionOptions()
+
+
+def _score(q, k, options: AttentionOptions):
+    """``w = q^T k`` over the last axis, then the optional scale and soft cap."""
+    w = jnp.sum(q * k, axis=-1)
+    if options.score_scale != 1.0:
+        w = w * options.score_scale
+    if options.score_cap is not None:
+        w = options.score_cap * jnp.tanh(w / options.score_cap)
+    return w
+
+
+def _past(states, options: AttentionOptions):
+    """Past states as their lag terms read them."""
+    if not options.normalize_states:
+        return states
+    return states * lax.rsqrt(jnp.mean(states**2, axis=-1, keepdims=True) + 1e-6)
+
+
+def _check_options(options):
+    if options is None:
+        return HOMEWORK
+    if not isinstance(options, AttentionOptions):
+        raise TypeError(f"options must be AttentionOptions, got {type(options).__name__}")
+    if not options.score_scale > 0:
+        raise ValueError(f"options.score_scale must be > 0, got {options.score_scale}")
+    if options.score_cap is not None and not options.score_cap > 0:
+        raise ValueError(f"options.score_cap must be > 0 or None, got {options.score_cap}")
+    return options
 
 
 class WindowState(NamedTuple):
@@ -162,30 +211,41 @@ def _cast(params, *arrays):
     return AttentionRNNParams(*(jnp.asarray(w, dtype) for w in params)), dtype
 
 
-def _lag0(p: AttentionRNNParams, x):
+def _lag0(p: AttentionRNNParams, x, options=HOMEWORK):
     """Lag-0 score ``w_0 = (Q_0 x)^T (K_0 x)`` and value ``v_0 = V_0 x``; ``x`` may be
     ``(n,)`` or ``(T, n)`` (then all steps at once, in one matrix product each)."""
-    return jnp.sum((x @ p.Q_x.T) * (x @ p.K_x.T), axis=-1), x @ p.V_x.T
+    return _score(x @ p.Q_x.T, x @ p.K_x.T, options), x @ p.V_x.T
 
 
-def _lag_scores_values(Q, K, V, states):
+def _stack_lags(p: AttentionRNNParams):
+    """``[Q_i; K_i; V_i]`` stacked per lag, ``(L, 2d + m, m)``: one product per state gives
+    its query, key and value (stacked once, before the time loop)."""
+    return jnp.concatenate([p.Q_h, p.K_h, p.V_h], axis=1)
+
+
+def _split_qkv(qkv, m):
+    d = (qkv.shape[-1] - m) // 2
+    return qkv[..., :d], qkv[..., d : 2 * d], qkv[..., 2 * d :]
+
+
+def _lag_scores_values(stacked, states, options=HOMEWORK):
     """Scores ``w_i = (Q_i h_i)^T (K_i h_i)`` and values ``V_i h_i`` of ``L`` lags in one
-    batched contraction each; ``Q, K (L, d, m)``, ``V (L, m, m)``, ``states (L, m)``."""
-    q = jnp.einsum("ldm,lm->ld", Q, states)
-    k = jnp.einsum("ldm,lm->ld", K, states)
-    return jnp.sum(q * k, axis=-1), jnp.einsum("lom,lm->lo", V, states)
+    batched contraction; ``stacked (L, 2d + m, m)`` from :func:`_stack_lags`, ``states (L, m)``."""
+    q, k, v = _split_qkv(jnp.einsum("lom,lm->lo", stacked, _past(states, options)),
+                         stacked.shape[-1])
+    return _score(q, k, options), v
 
 
-def _window_step(p: AttentionRNNParams, state: WindowState, w0, v0):
+def _window_step(stacked, state: WindowState, w0, v0, options=HOMEWORK):
     """AttentionRNN(k): ``a = softargmax(w_0..w_k)``, ``h = Σ_i a_i v_i``, then shift."""
-    w, v = _lag_scores_values(p.Q_h, p.K_h, p.V_h, state.history)
+    w, v = _lag_scores_values(stacked, state.history, options)
     a = jax.nn.softmax(jnp.concatenate([w0[None], w]))
     h = a @ jnp.concatenate([v0[None], v])
     history = jnp.concatenate([h[None], state.history])[: state.history.shape[0]]
     return WindowState(h, history), a
 
 
-def _online_step(p: AttentionRNNParams, state: OnlineSoftmaxState, w0, v0):
+def _online_step(stacked, state: OnlineSoftmaxState, w0, v0, options=HOMEWORK):
     """AttentionRNN(∞) by the online softmax. Returns the new state and the step's
     ``(a_0, w(h[t]), log Z)`` from which its attention row can be rebuilt.
 
@@ -198,14 +258,15 @@ def _online_step(p: AttentionRNNParams, state: OnlineSoftmaxState, w0, v0):
     normaliser = now + past * state.denominator
     h = (now * v0 + past * state.numerator) / normaliser
     # h[t] joins the history that steps t+1.. attend over.
-    w_h = (p.Q_h[0] @ h) @ (p.K_h[0] @ h)
+    q, k, v = _split_qkv(stacked[0] @ _past(h, options), h.shape[-1])
+    w_h = _score(q, k, options)
     new_max = lax.stop_gradient(jnp.maximum(state.max, w_h))
     decay, weight = jnp.exp(state.max - new_max), jnp.exp(w_h - new_max)
     new_state = OnlineSoftmaxState(
         h,
         new_max,
         state.denominator * decay + weight,
-        state.numerator * decay + weight * (p.V_h[0] @ h),
+        state.numerator * decay + weight * v,
     )
     return new_state, (now / normaliser, w_h, top + jnp.log(normaliser))
 
@@ -234,7 +295,7 @@ def attention_rnn_initial_state(params: AttentionRNNParams, *, k):
     return _initial_state(k, m, jnp.result_type(*params))
 
 
-def attention_rnn_step(params: AttentionRNNParams, state, x, *, k):
+def attention_rnn_step(params: AttentionRNNParams, state, x, *, k, options=None):
     """One step, for users who write their own loops.
 
     Args:
@@ -242,11 +303,13 @@ def attention_rnn_step(params: AttentionRNNParams, state, x, *, k):
       state: the carry from :func:`attention_rnn_initial_state` or the previous step.
       x: ``x[t] (n,)``.
       k: an int >= 0, or None for AttentionRNN(∞).
+      options: :class:`AttentionOptions`; None is the homework's model.
 
     Returns:
       ``(state, h[t])``.
     """
     k = _check_k(k)
+    options = _check_options(options)
     n, m, _ = _check_params(params, k)
     check_rank("x", x, 1, "(n,)")
     check_shape("x", x, (n,), "(n,), the input_size of params")
@@ -260,8 +323,9 @@ def attention_rnn_step(params: AttentionRNNParams, state, x, *, k):
         check_shape(f"state.{name}", got, want.shape)
     p, dtype = _cast(params, x, *state)
     state = type(state)(*(jnp.asarray(s, dtype) for s in state))
-    w0, v0 = _lag0(p, jnp.asarray(x, dtype))
-    state, _ = (_online_step if k is None else _window_step)(p, state, w0, v0)
+    w0, v0 = _lag0(p, jnp.asarray(x, dtype), options)
+    state, _ = (_online_step if k is None else _window_step)(_stack_lags(p), state, w0, v0,
+                                                             options)
     return state, state.h
 
 
@@ -289,6 +353,7 @@ def attention_rnn(
     mask=None,
     return_attention=False,
     unroll=1,
+    options=None,
 ):
     """Runs AttentionRNN(k) (``k`` an int) or AttentionRNN(∞) (``k=None``) over a sequence.
 
@@ -306,6 +371,8 @@ def attention_rnn(
         the carried state and the attention row is all zeros.
       return_attention: also return the attention weights.
       unroll: lax.scan unroll factor.
+      options: :class:`AttentionOptions` (score scale, soft cap, state normalisation);
+        None is the homework's model.
 
     Returns:
       ``hs (T, m)``, or ``(hs, a)``. ``a`` is indexed by lag: row ``t-1`` holds ``a[t]``,
@@ -314,6 +381,7 @@ def attention_rnn(
       ``(T, T)`` for ``k=None``, with zeros beyond the history.
     """
     k = _check_k(k)
+    options = _check_options(options)
     n, m, _ = _check_params(params, k)
     T = check_rank("xs", xs, 2, "(T, n)")[0]
     check_shape("xs", xs, (T, n), "(T, n), n the input_size of params")
@@ -321,12 +389,13 @@ def attention_rnn(
     mask = check_mask(mask, T)
     unroll = check_unroll(unroll)
     p, dtype = _cast(params, xs)
-    w0s, v0s = _lag0(p, jnp.asarray(xs, dtype))
+    w0s, v0s = _lag0(p, jnp.asarray(xs, dtype), options)
+    stacked = _stack_lags(p)
     init = _initial_state(k, m, dtype)
 
     if k is None:
         def step(state, lag0):
-            state, row = _online_step(p, state, *lag0)
+            state, row = _online_step(stacked, state, *lag0, options)
             return state, (state.h, row)
 
         def skip_output(state):
@@ -334,7 +403,7 @@ def attention_rnn(
             return state.h, (zero, zero, zero)
     else:
         def step(state, lag0):
-            state, a = _window_step(p, state, *lag0)
+            state, a = _window_step(stacked, state, *lag0, options)
             return state, (state.h, a)
 
         def skip_output(state):
@@ -361,7 +430,8 @@ def attention_rnn_jacobian(params: AttentionRNNParams, x, history, *, k, lag=1):
         ∂h[t]/∂h[t-i] = a_i (V_i + (v_i - h[t]) h[t-i]^T (Q_i^T K_i + K_i^T Q_i))
 
     (``Q_i = Q`` etc. for every lag of AttentionRNN(∞)). For ``i = 1`` this is the total
-    derivative, as ``h[t-1]`` reaches ``h[t]`` by no other path.
+    derivative, as ``h[t-1]`` reaches ``h[t]`` by no other path. This is the homework's
+    model (no :class:`AttentionOptions`).
 
     Args:
       params: :class:`AttentionRNNParams`.
@@ -391,14 +461,14 @@ def attention_rnn_jacobian(params: AttentionRNNParams, x, history, *, k, lag=1):
     if lags == 0:
         return jnp.zeros((m, m), dtype)
     history = jnp.asarray(history, dtype)
-    if k is None:
-        Q, K, V = (jnp.broadcast_to(w, (lags, *w.shape[1:])) for w in (p.Q_h, p.K_h, p.V_h))
-    else:
-        Q, K, V = p.Q_h, p.K_h, p.V_h
+    stacked = _stack_lags(p)
+    if k is None:  # one shared set for every lag
+        stacked = jnp.broadcast_to(stacked, (lags, *stacked.shape[1:]))
     w0, v0 = _lag0(p, jnp.asarray(x, dtype))
-    w, v = _lag_scores_values(Q, K, V, history)
+    w, v = _lag_scores_values(stacked, history)
     a = jax.nn.softmax(jnp.concatenate([w0[None], w]))
     h = a @ jnp.concatenate([v0[None], v])
     i = lag - 1
-    QK = Q[i].T @ K[i]
-    return a[lag] * (V[i] + jnp.outer(v[i] - h, history[i] @ (QK + QK.T)))
+    Q, K, V = p.Q_h[0 if k is None else i], p.K_h[0 if k is None else i], p.V_h[0 if k is None else i]
+    QK = Q.T @ K
+    return a[lag] * (V + jnp.outer(v[i] - h, history[i] @ (QK + QK.T)))

@@ -175,10 +175,10 @@ def gated_rnn(params: GatedRNNParams, xs, h0=None, *, mask=None, reverse=False, 
                           remat=chunk is not None)[1]
     if backward != "fused":
         raise ValueError(f"backward must be 'fused' or 'autodiff', got {backward!r}")
-    keep = jnp.ones((T,), bool) if mask is None else mask
     if reverse:
-        return gated_scan(weights, h0, xs[::-1], keep[::-1], unroll, chunk)[::-1]
-    return gated_scan(weights, h0, xs, keep, unroll, chunk)
+        keep = None if mask is None else mask[::-1]
+        return gated_scan(weights, h0, xs[::-1], keep, unroll, chunk)[::-1]
+    return gated_scan(weights, h0, xs, mask, unroll, chunk)
 
 
 def _check_remat_chunk(remat_chunk, T):

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from attnrnn._checks import as_int
-from attnrnn.attention import attention_rnn, attention_rnn_init
+from attnrnn.attention import AttentionOptions, attention_rnn, attention_rnn_init
 from attnrnn.gated import gated_rnn, gated_rnn_init
 from attnrnn.lstm import lstm, lstm_init
 
@@ -34,34 +34,65 @@ CELLS = ("gated", "attention", "lstm")
 
 class ModelSpec(NamedTuple):
     """Static model choice: ``cell`` in ``gated, attention, lstm``; ``k`` the attention lags
-    (None for AttentionRNN(∞)). ``str(spec)`` is the CLI form (``attention:inf``)."""
+    (None for AttentionRNN(∞)); ``options`` the attention stabilisers. ``str(spec)`` is the
+    CLI form, e.g. ``attention:inf`` or ``attention:2,norm,scale=0.18,cap=20``."""
 
     cell: str
     k: int | None = None
+    options: AttentionOptions = AttentionOptions()
 
     def __str__(self):
         if self.cell != "attention":
             return self.cell
-        return f"attention:{'inf' if self.k is None else self.k}"
+        text = f"attention:{'inf' if self.k is None else self.k}"
+        if self.options.normalize_states:
+            text += ",norm"
+        if self.options.score_scale != 1.0:
+            text += f",scale={self.options.score_scale:g}"
+        if self.options.score_cap is not None:
+            text += f",cap={self.options.score_cap:g}"
+        return text
+
+
+def _parse_options(parts, spec):
+    options = {}
+    for part in parts:
+        name, _, value = part.partition("=")
+        try:
+            if name == "norm" and not value:
+                options["normalize_states"] = True
+            elif name in ("scale", "cap") and value:
+                options["score_" + name] = float(value)
+            else:
+                raise ValueError
+        except ValueError:
+            raise ValueError(
+                f"model option {part!r} in {spec!r} is not one of 'norm', 'scale=S', 'cap=C'"
+            ) from None
+    return AttentionOptions(**options)
 
 
 def parse_model(spec) -> ModelSpec:
-    """``"gated"``, ``"lstm"``, ``"attention:K"`` or ``"attention:inf"`` as a :class:`ModelSpec`."""
+    """``"gated"``, ``"lstm"``, ``"attention:K"`` or ``"attention:inf"`` as a
+    :class:`ModelSpec`; attention may add options after commas: ``norm`` (normalise the
+    states entering the lag terms), ``scale=S`` (multiply scores), ``cap=C`` (soft cap)."""
     if isinstance(spec, ModelSpec):
         return spec
     if not isinstance(spec, str):
         raise TypeError(f"model must be a string such as 'gated', got {type(spec).__name__}")
-    cell, _, lags = spec.partition(":")
+    head, *extra = spec.split(",")
+    cell, _, lags = head.partition(":")
     if cell == "attention":
+        options = _parse_options(extra, spec)
         if lags in ("inf", "∞"):
-            return ModelSpec("attention", None)
+            return ModelSpec("attention", None, options)
         if lags.isdigit():
-            return ModelSpec("attention", int(lags))
-    elif cell in CELLS and not lags:
+            return ModelSpec("attention", int(lags), options)
+    elif cell in CELLS and not lags and not extra:
         return ModelSpec(cell)
     raise ValueError(
         f"model must be 'gated', 'lstm', 'attention:K' (K an int >= 0) or 'attention:inf', "
-        f"got {spec!r}"
+        f"optionally with ',norm', ',scale=S', ',cap=C', got {spec!r}"
     )
 
 
@@ -108,7 +139,7 @@ def model_apply(params: SequenceModelParams, xs, mask=None, *, spec, per_step=Fa
     elif spec.cell == "lstm":
         hs = lstm(params.cell, xs, mask=mask)
     else:
-        hs = attention_rnn(params.cell, xs, k=spec.k, mask=mask)
+        hs = attention_rnn(params.cell, xs, k=spec.k, mask=mask, options=spec.options)
     logits = (hs if per_step else hs[-1]) @ params.readout.W.T
     return logits + jnp.broadcast_to(params.readout.b, logits.shape)
 
