@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench lab clean
+.PHONY: demo test bench learn lab clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,14 @@ test: $(VENV)/.installed-test
 bench: $(VENV)/.installed-base
 	$(BIN)/python benchmarks/run.py
 
+# What the models learn (issue-sized grid; about 15 minutes on 2 cores), see docs/results.md.
+learn: $(VENV)/.installed-base
+	cd benchmarks && ../$(BIN)/python learning.py --models gated lstm --levels hard --lrs 1e-2 \
+		--seeds 0 1 2 3 4 --max-sequences 100000
+
+# Jupyter refuses root unless told; a container user is often root.
 lab: $(VENV)/.installed-notebooks
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

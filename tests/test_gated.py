@@ -95,6 +95,9 @@ def test_init():
     np.testing.assert_allclose(params.W_h @ params.W_h.T, np.eye(16), atol=1e-5)
     big = ar.gated_rnn_init(jax.random.PRNGKey(1), 400, 300)
     assert abs(float(jnp.var(big.W_x)) - 1 / 400) < 1e-4
+    shifted = ar.gated_rnn_init(jax.random.PRNGKey(1), 400, 300, gate_offset=2.0)
+    np.testing.assert_allclose(shifted.W_c - big.W_c, 2.0, rtol=1e-6)
+    np.testing.assert_array_equal(shifted.W_x, big.W_x)
 
 
 def test_under_jit_vmap_grad_and_finite_differences():

@@ -7,7 +7,7 @@ import pytest
 
 from attnrnn import models, tasks
 
-SPECS = ["gated", "lstm", "attention:0", "attention:2", "attention:inf"]
+SPECS = ["gated", "gated,offset=0", "lstm", "attention:0", "attention:2", "attention:inf"]
 
 
 @pytest.mark.parametrize("spec", SPECS)
@@ -49,7 +49,13 @@ def test_per_step_logits_jit_vmap_grad():
 def test_parse_model():
     assert models.parse_model("attention:inf") == models.ModelSpec("attention", None)
     assert str(models.parse_model("attention:3")) == "attention:3"
-    assert models.parse_model("gated").k is None
-    for bad in ["attention", "attention:-1", "gru", "gated:2", "attention:x"]:
+    assert models.parse_model("gated").gate_offset == 2.0 and str(models.parse_model("gated")) == "gated"
+    assert models.parse_model("gated,offset=0").gate_offset == 0.0
+    assert str(models.parse_model("gated,offset=0.5")) == "gated,offset=0.5"
+    for bad in ["attention", "attention:-1", "gru", "gated:2", "attention:x", "gated,offset=x",
+                "gated,norm", "lstm,offset=1"]:
         with pytest.raises(ValueError, match="model must be"):
+            models.parse_model(bad)
+    for bad in ["attention:2,offset=1", "attention:inf,scale=x", "attention:2,cap"]:
+        with pytest.raises(ValueError, match="model option .* is not one of"):
             models.parse_model(bad)
