@@ -61,6 +61,8 @@ def test_train_writes_every_file(tmp_path, capsys):
     (["--batch", "0"], "batch must be a positive int"),
     (["--lr", "-1"], "lr must be a positive"),
     (["--level", "medium"], "level must be one of"),
+    (["--devices", "64"], "devices must be between 1 and"),
+    (["--checkpoint-every", "0"], "checkpoint_every must be a positive int"),
 ])
 def test_bad_arguments_exit_2_and_write_nothing(tmp_path, capsys, argv, message):
     out = tmp_path / "never"

@@ -18,7 +18,7 @@ import jax
 
 from attnrnn.checkpoints import CheckpointError, Checkpoints, save_params
 from attnrnn.plots import plot_curves
-from attnrnn.training import TrainConfig, fit, new_train_state
+from attnrnn.training import TrainConfig, data_parallel_mesh, fit, new_train_state
 
 __all__ = ["RunError", "start_run", "resume_run", "read_metrics"]
 
@@ -72,12 +72,21 @@ def _prepare_folder(out: Path):
         raise RunError(f"cannot write to --out {out}: {error.strerror}") from None
 
 
+def _check_devices(config, devices):
+    """The device count and the batch split, checked before anything is written."""
+    mesh = data_parallel_mesh(devices)
+    if config.batch % mesh.size:
+        raise ValueError(f"batch {config.batch} does not split evenly over {mesh.size} "
+                         f"devices; use a multiple of {mesh.size} or --devices")
+
+
 def start_run(config: TrainConfig, out, *, checkpoint_every=None, progress=True,
               stop_when_solved=False, task=None, devices=None):
     """Trains per ``config`` into the new run folder ``out``; returns the summary dict."""
     out = Path(out)
     if checkpoint_every is not None and checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be a positive int, got {checkpoint_every}")
+    _check_devices(config, devices)
     _prepare_folder(out)
     run_options = {"checkpoint_every": checkpoint_every, "stop_when_solved": stop_when_solved}
     write_json_atomic(out / "config.json", {"config": dataclasses.asdict(config), **run_options})

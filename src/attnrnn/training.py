@@ -59,10 +59,10 @@ class TrainConfig:
     level: str = "moderate"
     model: str = "gated"
     hidden: int = 32
-    steps: int = 1500
+    steps: int = 600
     batch: int = 32
     optimizer: str = "adam"
-    lr: float = 3e-3
+    lr: float = 1e-2
     clip: float | None = 1.0
     seed: int = 0
     eval_every: int = 20
