@@ -123,7 +123,7 @@ def test_homework_1d_example():
     np.testing.assert_allclose(dw, expected, rtol=1e-12)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     nd=st.integers(1, 3),
     data=st.data(),

@@ -257,7 +257,7 @@ def test_loss_curve_study(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((tmp_path / "report.json").read_text())
     assert abs(report["initial"]["loss"] - math.log(4)) < 0.01
-    assert abs(report["initial"]["accuracy"] - 0.25) < 0.02
+    assert abs(report["initial"]["accuracy"] - 0.25) < 0.05
     no_fix = report["no fix: adam lr 3e-2, no clipping"]
     clipped = report["clipping: adam lr 3e-2, clip 0.1"]
     assert no_fix["spikes_above_initial_loss"] >= 1 and no_fix["max_loss_over_initial"] > 2

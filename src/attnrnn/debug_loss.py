@@ -1,6 +1,7 @@
 """The loss-curve study behind ``attnrnn debug-loss``: make loss spikes happen, then fix them.
 
-The same model, data and seed are trained four times: with adam at a learning rate too high
+The same model (the gated RNN with its plain initialisation), data and seed are trained four
+times: with adam at a learning rate too high
 and no clipping (the spiky run), then with gradient clipping, with a lower learning rate,
 and with both. For each run it reports the spikes of the training loss (a logged loss
 above twice the median of the 20 before it), the largest loss against the initial one, and
@@ -20,11 +21,17 @@ from attnrnn.training import TrainConfig, fit
 
 __all__ = ["STUDY", "find_spikes", "spike_report", "run_study"]
 
+# The plain initialisation (gate offset 0): with the default offset the gated RNN learns this
+# level so fast that even adam at 3e-2 never climbs above its initial loss (measured: 14 small
+# spikes, largest 1.05x the initial loss), which leaves nothing to fix.
+_MODEL = "gated,offset=0"
 STUDY = (
-    ("no fix: adam lr 3e-2, no clipping", dict(optimizer="adam", lr=3e-2, clip=None)),
-    ("clipping: adam lr 3e-2, clip 0.1", dict(optimizer="adam", lr=3e-2, clip=0.1)),
-    ("lower lr: adam lr 3e-3, no clipping", dict(optimizer="adam", lr=3e-3, clip=None)),
-    ("both: adam lr 3e-3, clip 0.1", dict(optimizer="adam", lr=3e-3, clip=0.1)),
+    ("no fix: adam lr 3e-2, no clipping",
+     dict(model=_MODEL, optimizer="adam", lr=3e-2, clip=None)),
+    ("clipping: adam lr 3e-2, clip 0.1", dict(model=_MODEL, optimizer="adam", lr=3e-2, clip=0.1)),
+    ("lower lr: adam lr 3e-3, no clipping",
+     dict(model=_MODEL, optimizer="adam", lr=3e-3, clip=None)),
+    ("both: adam lr 3e-3, clip 0.1", dict(model=_MODEL, optimizer="adam", lr=3e-3, clip=0.1)),
 )
 
 
