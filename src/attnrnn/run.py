@@ -102,7 +102,8 @@ def resume_run(out, *, progress=True, task=None, devices=None):
         saved = json.loads((out / "config.json").read_text())
         config = TrainConfig(**saved["config"])
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise RunError(f"--resume {out} is not an attnrnn run folder (config.json: {error})")
+        raise RunError(
+            f"--resume {out} is not an attnrnn run folder (config.json: {error})") from None
     try:
         checkpoints = Checkpoints(out)
         like = jax.eval_shape(lambda: new_train_state(config, task))

@@ -53,7 +53,11 @@ NEVER_FORCE = 2**30  # apply_if_finite never forces a non-finite update through
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Everything that defines a run; ``summary.json`` records it whole."""
+    """Everything that defines a run; ``summary.json`` records it whole.
+
+    Steps run on device in chunks of ``eval_every`` (a held-out evaluation after each), so a
+    run ends at the first chunk boundary at or after ``steps``.
+    """
 
     task: str = "temporal-order"
     level: str = "moderate"
