@@ -236,11 +236,15 @@ def _lag_scores_values(stacked, states, options=HOMEWORK):
     return _score(q, k, options), v
 
 
+def _attend(w0, v0, w, v):
+    """``a = softargmax(w_0, w_1..w_L)`` and ``h = Σ_i a_i v_i`` over the input and L lags."""
+    a = jax.nn.softmax(jnp.concatenate([w0[None], w]))
+    return a, a @ jnp.concatenate([v0[None], v])
+
+
 def _window_step(stacked, state: WindowState, w0, v0, options=HOMEWORK):
     """AttentionRNN(k): ``a = softargmax(w_0..w_k)``, ``h = Σ_i a_i v_i``, then shift."""
-    w, v = _lag_scores_values(stacked, state.history, options)
-    a = jax.nn.softmax(jnp.concatenate([w0[None], w]))
-    h = a @ jnp.concatenate([v0[None], v])
+    a, h = _attend(w0, v0, *_lag_scores_values(stacked, state.history, options))
     history = jnp.concatenate([h[None], state.history])[: state.history.shape[0]]
     return WindowState(h, history), a
 
@@ -464,11 +468,9 @@ def attention_rnn_jacobian(params: AttentionRNNParams, x, history, *, k, lag=1):
     stacked = _stack_lags(p)
     if k is None:  # one shared set for every lag
         stacked = jnp.broadcast_to(stacked, (lags, *stacked.shape[1:]))
-    w0, v0 = _lag0(p, jnp.asarray(x, dtype))
     w, v = _lag_scores_values(stacked, history)
-    a = jax.nn.softmax(jnp.concatenate([w0[None], w]))
-    h = a @ jnp.concatenate([v0[None], v])
+    a, h = _attend(*_lag0(p, jnp.asarray(x, dtype)), w, v)
     i = lag - 1
-    Q, K, V = p.Q_h[0 if k is None else i], p.K_h[0 if k is None else i], p.V_h[0 if k is None else i]
-    QK = Q.T @ K
-    return a[lag] * (V + jnp.outer(v[i] - h, history[i] @ (QK + QK.T)))
+    j = 0 if k is None else i  # the weights of lag i
+    QK = p.Q_h[j].T @ p.K_h[j]
+    return a[lag] * (p.V_h[j] + jnp.outer(v[i] - h, history[i] @ (QK + QK.T)))

@@ -169,17 +169,12 @@ def _check_groups(groups, in_channels, out_channels) -> int:
 
 def _check_weight(w, in_channels, groups):
     """Checks ``w (F, C // groups, *kernel)`` against the input; returns (F, kernel)."""
-    groups = as_int("groups", groups, minimum=1)
-    if in_channels % groups:
-        raise ValueError(
-            f"groups={groups} must divide the input channels, got {in_channels} channels"
-        )
+    groups = _check_groups(groups, in_channels, w.shape[0])
     if w.shape[1] * groups != in_channels:
         raise ValueError(
             f"w must have shape (F, C // groups, *kernel) = (F, {in_channels // groups}, ...) "
             f"for {in_channels} input channels and groups={groups}, got {tuple(w.shape)}"
         )
-    _check_groups(groups, in_channels, w.shape[0])
     return w.shape[0], tuple(w.shape[2:]), groups
 
 
