@@ -22,7 +22,8 @@ EASY = ["--level", "easy", "--hidden", "8", "--lr", "1e-2", "--heldout", "256",
 def test_train_writes_every_file(tmp_path, capsys):
     out = tmp_path / "run"
     assert cli.main(["train", *EASY, "--steps", "200", "--out", str(out)]) == 0
-    assert "held-out accuracy" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "held-out accuracy" in printed and f"wrote {out}/" in printed
     for name in ["metrics.jsonl", "curves.png", "summary.json", "config.json", "params",
                  "checkpoints"]:
         assert (out / name).exists(), name

@@ -156,6 +156,8 @@ def _train(args) -> int:
         print(f"attnrnn train: error: {error}", file=sys.stderr)
         return 2
     _print_summary(summary)
+    out = args.resume if args.resume is not None else args.out
+    print(f"wrote {out}/: metrics.jsonl, curves.png, summary.json, params/, checkpoints/")
     return 0 if summary["stop_reason"] in ("completed", "solved") else 1
 
 
