@@ -31,7 +31,14 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["gated_scan"]
+__all__ = ["gated_step", "gated_scan"]
+
+
+def gated_step(W_h, h_prev, zc, zx):
+    """One step given the input projections ``zc = W_c x[t]``, ``zx = W_x x[t]``:
+    ``c = σ(zc + W_h h[t-1])``, ``h[t] = c ⊙ h[t-1] + (1 - c) ⊙ zx``; returns ``(h[t], c)``."""
+    c = jax.nn.sigmoid(zc + W_h @ h_prev)
+    return c * h_prev + (1 - c) * zx, c
 
 
 def _forward(W_h, h0, zc, zx, keep, unroll, residuals=True):
@@ -41,8 +48,7 @@ def _forward(W_h, h0, zc, zx, keep, unroll, residuals=True):
 
     def step(h, inputs):
         zc_t, zx_t, keep_t = inputs
-        c = jax.nn.sigmoid(zc_t + W_h @ h)
-        h_new = c * h + (1 - c) * zx_t
+        h_new, c = gated_step(W_h, h, zc_t, zx_t)
         if keep_t is not None:
             h_new = jnp.where(keep_t, h_new, h)
         return h_new, (h_new, c, h - zx_t) if residuals else (h_new,)

@@ -49,12 +49,17 @@ def state_gradients(step, h0, xs, loss):
     return jax.grad(perturbed_loss)(jnp.zeros((xs.shape[0], h0.shape[0]), h0.dtype))
 
 
-def gated_rnn_jacobians(params: GatedRNNParams, xs, h0=None):
-    """``∂h[t]/∂h[t-1]`` for ``t = 1..T`` along the trajectory from ``h0``, ``(T, m, m)``."""
+def _trajectory(params: GatedRNNParams, xs, h0):
+    """``h[t-1]`` and ``∂h[t]/∂h[t-1]`` for ``t = 1..T`` along the run from ``h0``."""
     hs = gated_rnn(params, xs, h0)
     h0 = jnp.zeros_like(hs[0]) if h0 is None else jnp.asarray(h0, hs.dtype)
     h_prev = jnp.concatenate([h0[None], hs[:-1]])
-    return jax.vmap(lambda h, x: gated_rnn_jacobian(params, h, x))(h_prev, xs)
+    return h_prev, jax.vmap(lambda h, x: gated_rnn_jacobian(params, h, x))(h_prev, xs)
+
+
+def gated_rnn_jacobians(params: GatedRNNParams, xs, h0=None):
+    """``∂h[t]/∂h[t-1]`` for ``t = 1..T`` along the trajectory from ``h0``, ``(T, m, m)``."""
+    return _trajectory(params, xs, h0)[1]
 
 
 def jacobian_products(jacobians):
@@ -89,11 +94,8 @@ def gated_bptt_W_x(params: GatedRNNParams, xs, direct, h0=None):
     Returns:
       ``(m, n)``.
     """
-    hs = gated_rnn(params, xs, h0)
-    h0 = jnp.zeros_like(hs[0]) if h0 is None else jnp.asarray(h0, hs.dtype)
-    h_prev = jnp.concatenate([h0[None], hs[:-1]])
+    h_prev, jacobians = _trajectory(params, xs, h0)
     gates = jax.nn.sigmoid(xs @ params.W_c.T + h_prev @ params.W_h.T)
-    jacobians = jax.vmap(lambda h, x: gated_rnn_jacobian(params, h, x))(h_prev, xs)
 
     def back(delta_next, inputs):
         g, jac_next = inputs
@@ -102,5 +104,5 @@ def gated_bptt_W_x(params: GatedRNNParams, xs, direct, h0=None):
 
     # δ_t needs J_{t+1}; the last step has none (a zero Jacobian closes the recursion).
     next_jacobians = jnp.concatenate([jacobians[1:], jnp.zeros_like(jacobians[:1])])
-    _, deltas = lax.scan(back, jnp.zeros_like(h0), (direct, next_jacobians), reverse=True)
+    _, deltas = lax.scan(back, jnp.zeros_like(h_prev[0]), (direct, next_jacobians), reverse=True)
     return ((1 - gates) * deltas).T @ xs

@@ -50,9 +50,6 @@ class Checkpoints:
         )
         self._manager.wait_until_finished()
 
-    def latest_step(self):
-        return self._manager.latest_step()
-
     def restore(self, like):
         """The latest ``(state, history)``; ``like`` is a state of the same structure (or its
         ``jax.eval_shape``)."""

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from attnrnn._checks import as_int, check_floating, check_mask, check_rank, check_shape
-from attnrnn._gated_kernel import gated_scan
+from attnrnn._gated_kernel import gated_scan, gated_step
 from attnrnn._scan import check_unroll, scan_steps
 
 __all__ = [
@@ -112,12 +112,6 @@ def _one_step_inputs(params, h_prev, x):
     return weights, jnp.asarray(h_prev, dtype), jnp.asarray(x, dtype)
 
 
-def _recurrence(W_h, h_prev, zc, zx):
-    """One step given the input projections ``zc = W_c x[t]`` and ``zx = W_x x[t]``."""
-    c = jax.nn.sigmoid(zc + W_h @ h_prev)
-    return c * h_prev + (1 - c) * zx
-
-
 def gated_rnn_step(params: GatedRNNParams, h_prev, x):
     """One step ``h[t] = c ⊙ h[t-1] + (1 - c) ⊙ W_x x[t]`` with ``c = σ(W_c x[t] + W_h h[t-1])``.
 
@@ -130,7 +124,7 @@ def gated_rnn_step(params: GatedRNNParams, h_prev, x):
       ``h[t] (m,)``.
     """
     (W_c, W_h, W_x), h_prev, x = _one_step_inputs(params, h_prev, x)
-    return _recurrence(W_h, h_prev, W_c @ x, W_x @ x)
+    return gated_step(W_h, h_prev, W_c @ x, W_x @ x)[0]
 
 
 def gated_rnn(params: GatedRNNParams, xs, h0=None, *, mask=None, reverse=False, unroll=1,
@@ -177,7 +171,7 @@ def gated_rnn(params: GatedRNNParams, xs, h0=None, *, mask=None, reverse=False, 
     h0 = jnp.zeros((m,), dtype) if h0 is None else jnp.asarray(h0, dtype)
     if backward == "autodiff":
         def step(h_prev, z):
-            h = _recurrence(weights.W_h, h_prev, *z)
+            h, _ = gated_step(weights.W_h, h_prev, *z)
             return h, h
 
         projections = (xs @ weights.W_c.T, xs @ weights.W_x.T)
@@ -216,6 +210,6 @@ def gated_rnn_jacobian(params: GatedRNNParams, h_prev, x):
       ``(m, m)``, row ``i`` holding ``∂h_i[t]/∂h[t-1]``.
     """
     (W_c, W_h, W_x), h_prev, x = _one_step_inputs(params, h_prev, x)
-    c = jax.nn.sigmoid(W_c @ x + W_h @ h_prev)
+    _, c = gated_step(W_h, h_prev, W_c @ x, W_x @ x)
     gate_path = (h_prev - W_x @ x) * c * (1 - c)
     return jnp.diag(c) + gate_path[:, None] * W_h
