@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench learn lab clean
+.PHONY: demo test bench bench-system learn lab clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,13 @@ test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -n 2 -q
 
 bench: $(VENV)/.installed-base
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
+# The same benchmark with a Python that already has jax, optax, orbax-checkpoint, tqdm and
+# matplotlib (a GPU image with no package index), e.g.
+#   make bench-system BENCH_ARGS="--out docs/benchmarks-gpu.md"
+bench-system:
+	PYTHONPATH=src $(PYTHON) benchmarks/run.py $(BENCH_ARGS)
 
 # What the models learn: the grid of docs/results.md (about 25 minutes on 2 cores).
 learn: $(VENV)/.installed-base

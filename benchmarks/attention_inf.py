@@ -60,7 +60,7 @@ def loss_grad(fn):
 
 def run(lengths, batch=16, m=64, backward_limit=1024):
     params = ar.attention_rnn_init(jax.random.PRNGKey(0), m, m, k=None)
-    rows = []
+    rows, measured = [], {}
     for T in lengths:
         xs = jax.random.normal(jax.random.PRNGKey(T), (batch, T, m)) / jnp.sqrt(m)
         assert jnp.allclose(batched(online)(params, xs[:2, :64]),
@@ -82,6 +82,7 @@ def run(lengths, batch=16, m=64, backward_limit=1024):
         carry_online = sum(x.size for x in jax.tree.leaves(
             ar.attention_rnn_initial_state(params, k=None)))
         carry_quad = T + T * m
+        measured[T] = {"speed-up": fwd_quad / fwd_online, "carry": carry_online}
         rows.append((
             T, fmt_ms(fwd_online), fmt_ms(fwd_quad), f"{fwd_quad / fwd_online:.1f}x",
             fmt_ms(bwd_online), *bwd_cells, carry_online, carry_quad, fmt_mib(mem_online),
@@ -91,7 +92,7 @@ def run(lengths, batch=16, m=64, backward_limit=1024):
     header = ("T", "online fwd ms", "quadratic fwd ms", "fwd speed-up", "online fwd+bwd ms",
               "quadratic fwd+bwd ms", "fwd+bwd speed-up", "online carry floats",
               "quadratic carry floats", "online fwd XLA temp MiB", "quadratic fwd XLA temp MiB")
-    return markdown_table(header, rows)
+    return markdown_table(header, rows), measured
 
 
 def main():
@@ -99,7 +100,7 @@ def main():
     parser.add_argument("--lengths", type=int, nargs="+", default=[256, 1024, 4096])
     args = parser.parse_args()
     print(f"AttentionRNN(inf), batch 16, n = m = d = 64, float32 on {machine()}")
-    print(run(args.lengths))
+    print(run(args.lengths)[0])
 
 
 if __name__ == "__main__":

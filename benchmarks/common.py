@@ -31,6 +31,35 @@ def median_seconds(fn, *args, repeats: int = 5, min_time: float = 0.2) -> float:
     return statistics.median(samples)
 
 
+def interleaved_seconds(fns: dict, *args, rounds: int = 9, min_time: float = 0.1):
+    """Per-call median time of each of ``fns`` and its median ratio to the first.
+
+    The candidates are timed in turn, round after round, so that a slow spell of a shared
+    machine hits them all alike; the ratio is the median of the per-round ratios.
+
+    Returns:
+      ``{name: (seconds, first_seconds / seconds)}``.
+    """
+    inner = {}
+    for name, fn in fns.items():
+        jax.block_until_ready(fn(*args))
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        inner[name] = max(1, int(min_time / max(time.perf_counter() - start, 1e-9)))
+    samples = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(inner[name]):
+                out = fn(*args)
+            jax.block_until_ready(out)
+            samples[name].append((time.perf_counter() - start) / inner[name])
+    first = samples[next(iter(fns))]
+    return {name: (statistics.median(times),
+                   statistics.median(a / b for a, b in zip(first, times)))
+            for name, times in samples.items()}
+
+
 def compiled_temp_bytes(fn, *args) -> int:
     """XLA's own count of the temporary buffers a jitted ``fn`` needs (its working memory,
     beyond inputs and outputs)."""

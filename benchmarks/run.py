@@ -23,7 +23,8 @@ from jax import lax
 import attnrnn as ar
 import attention_inf
 from attnrnn import models, tasks, training
-from common import fmt_ms, machine, markdown_table, median_seconds
+from common import (compiled_temp_bytes, fmt_mib, fmt_ms, interleaved_seconds, machine,
+                    markdown_table, median_seconds)
 
 
 def obvious_gated(params, xs):
@@ -73,7 +74,7 @@ def matmul_peak(size=2048):
     return 2 * size**3 / seconds / 1e9
 
 
-def gated_table(batch, T, n, m, peak, unrolls=(1, 4, 8, 16)):
+def gated_table(batch, T, n, m, peak, unrolls=(1, 4, 8)):
     params = ar.gated_rnn_init(jax.random.PRNGKey(0), n, m)
     xs = jax.random.normal(jax.random.PRNGKey(1), (batch, T, n))
     flops = batch * T * 2 * m * (2 * n + m)  # W_c x, W_x x and W_h h per step
@@ -82,52 +83,67 @@ def gated_table(batch, T, n, m, peak, unrolls=(1, 4, 8, 16)):
     for u in unrolls:
         candidates[f"attnrnn fused (unroll {u})"] = (
             lambda p, x, u=u: ar.gated_rnn(p, x, unroll=u))
+    candidates["attnrnn fused, remat √T"] = lambda p, x: ar.gated_rnn(p, x, remat_chunk="sqrt")
     reference = batched(obvious_gated)(params, xs)
-    times = {}
-    for name, fn in candidates.items():
+    for fn in candidates.values():
         np.testing.assert_allclose(batched(fn)(params, xs), reference, rtol=2e-4, atol=2e-5)
-        times[name] = (median_seconds(batched(fn), params, xs),
-                       median_seconds(fwd_bwd(fn), params, xs))
-    base_f, base_b = times["obvious scan + autodiff"]
-    rows = [(name, fmt_ms(f), f"{base_f / f:.2f}x", fmt_ms(b), f"{base_b / b:.2f}x",
-             f"{flops / f / 1e9 / peak:.0%}") for name, (f, b) in times.items()]
+    forward = interleaved_seconds({k: batched(f) for k, f in candidates.items()}, params, xs)
+    both = interleaved_seconds({k: fwd_bwd(f) for k, f in candidates.items()}, params, xs)
+    rows = [(name, fmt_ms(forward[name][0]), f"{forward[name][1]:.2f}x", fmt_ms(both[name][0]),
+             f"{both[name][1]:.2f}x", f"{flops / forward[name][0] / 1e9 / peak:.0%}")
+            for name in candidates]
     header = ("implementation", "fwd ms", "fwd speed-up", "fwd+bwd ms", "fwd+bwd speed-up",
               "fwd % of matmul peak")
-    return markdown_table(header, rows), times
+    return markdown_table(header, rows), (forward, both)
 
 
 def attention_table(lengths, batch=16, m=64):
+    """AttentionRNN(2) against its obvious scan, and (∞)'s time per step against the gated
+    RNN's (its comparison with the quadratic version is ``attention_inf.run``)."""
     gated = ar.gated_rnn_init(jax.random.PRNGKey(0), m, m)
     p2 = ar.attention_rnn_init(jax.random.PRNGKey(0), m, m, k=2)
     pinf = ar.attention_rnn_init(jax.random.PRNGKey(0), m, m, k=None)
-    rows = []
+    rows, per_step = [], {}
     for T in lengths:
         xs = jax.random.normal(jax.random.PRNGKey(T), (batch, T, m)) / jnp.sqrt(m)
-        t = {
-            "gated": median_seconds(batched(lambda p, x: ar.gated_rnn(p, x)), gated, xs),
-            "k2": median_seconds(batched(lambda p, x: ar.attention_rnn(p, x, k=2)), p2, xs),
-            "k2 obvious": median_seconds(batched(lambda p, x: obvious_attention_k(p, x, 2)),
-                                         p2, xs),
-            "k2 bwd": median_seconds(fwd_bwd(lambda p, x: ar.attention_rnn(p, x, k=2)), p2, xs),
-            "k2 obvious bwd": median_seconds(
-                fwd_bwd(lambda p, x: obvious_attention_k(p, x, 2)), p2, xs),
-            "inf": median_seconds(batched(attention_inf.online), pinf, xs),
-            "inf quadratic": median_seconds(batched(attention_inf.quadratic_attention_inf),
-                                            pinf, xs, repeats=3),
-            "inf bwd": median_seconds(fwd_bwd(attention_inf.online), pinf, xs),
-        }
-        rows.append((T, fmt_ms(t["k2"]), fmt_ms(t["k2 obvious"]),
-                     f"{t['k2 obvious'] / t['k2']:.2f}x", fmt_ms(t["k2 bwd"]),
-                     fmt_ms(t["k2 obvious bwd"]), f"{t['k2 obvious bwd'] / t['k2 bwd']:.2f}x",
-                     fmt_ms(t["inf"]), fmt_ms(t["inf quadratic"]),
-                     f"{t['inf quadratic'] / t['inf']:.1f}x", fmt_ms(t["inf bwd"]),
-                     f"{1e6 * t['inf'] / T:.1f}", f"{1e6 * t['gated'] / T:.1f}",
-                     f"{t['inf'] / t['gated']:.2f}"))
+        ours = lambda p, x: ar.attention_rnn(p, x, k=2)
+        obvious = lambda p, x: obvious_attention_k(p, x, 2)
+        fwd = interleaved_seconds({"obvious": batched(obvious), "ours": batched(ours)}, p2, xs)
+        both = interleaved_seconds({"obvious": fwd_bwd(obvious), "ours": fwd_bwd(ours)}, p2, xs)
+        steps = interleaved_seconds({
+            "gated": batched(lambda p, x: ar.gated_rnn(p[0], x)),
+            "inf": batched(lambda p, x: attention_inf.online(p[1], x))}, (gated, pinf), xs)
+        inf_both = median_seconds(fwd_bwd(attention_inf.online), pinf, xs)
+        per_step[T] = 1 / steps["inf"][1]
+        rows.append((T, fmt_ms(fwd["ours"][0]), fmt_ms(fwd["obvious"][0]),
+                     f"{fwd['ours'][1]:.2f}x", fmt_ms(both["ours"][0]),
+                     fmt_ms(both["obvious"][0]), f"{both['ours'][1]:.2f}x",
+                     fmt_ms(steps["inf"][0]), fmt_ms(inf_both),
+                     f"{1e6 * steps['inf'][0] / T:.1f}", f"{1e6 * steps['gated'][0] / T:.1f}",
+                     f"{per_step[T]:.2f}"))
         print(rows[-1], flush=True)
     header = ("T", "(2) fwd ms", "(2) obvious fwd ms", "speed-up", "(2) fwd+bwd ms",
-              "(2) obvious fwd+bwd ms", "speed-up", "(∞) fwd ms", "(∞) quadratic fwd ms",
-              "speed-up", "(∞) fwd+bwd ms", "(∞) µs/step", "gated µs/step", "(∞) / gated")
-    return markdown_table(header, rows)
+              "(2) obvious fwd+bwd ms", "speed-up", "(∞) fwd ms", "(∞) fwd+bwd ms",
+              "(∞) µs/step", "gated µs/step", "(∞) / gated")
+    return markdown_table(header, rows), per_step
+
+
+def attention_backward_table(T, batch=16, m=64):
+    """The two backward passes of ``attention_rnn``, timed in turn (batch 16, m = d = 64)."""
+    rows = []
+    for k in (2, None):
+        params = ar.attention_rnn_init(jax.random.PRNGKey(0), m, m, k=k)
+        xs = jax.random.normal(jax.random.PRNGKey(T), (batch, T, m)) / jnp.sqrt(m)
+        fns = {b: fwd_bwd(lambda p, x, b=b: ar.attention_rnn(p, x, k=k, backward=b))
+               for b in ("autodiff", "fused")}
+        for a, b in zip(*(jax.tree.leaves(f(params, xs)) for f in fns.values())):
+            np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-4)
+        t = interleaved_seconds(fns, params, xs)
+        temp = {b: compiled_temp_bytes(f, params, xs) for b, f in fns.items()}
+        rows.append(("∞" if k is None else k, fmt_ms(t["autodiff"][0]), fmt_ms(t["fused"][0]),
+                     f"{t['fused'][1]:.2f}x", fmt_mib(temp["autodiff"]), fmt_mib(temp["fused"])))
+    return markdown_table(("k", "autodiff fwd+bwd ms", "fused fwd+bwd ms", "fused speed-up",
+                           "autodiff XLA temp MiB", "fused XLA temp MiB"), rows)
 
 
 def conv_table():
@@ -206,19 +222,22 @@ def training_table(steps=200, batch=32, hidden=32):
             state, metrics = chunk(state)
         return metrics["loss"]
 
-    t_obvious = median_seconds(run_obvious, repeats=3, min_time=0)
-    t_library = median_seconds(run_library, repeats=3, min_time=0)
+    t = interleaved_seconds({"obvious": run_obvious, "library": run_library}, rounds=5,
+                            min_time=0)
+    t_obvious, t_library = t["obvious"][0], t["library"][0]
     rows = [("obvious jitted step (host loop, data per step)", f"{steps * batch / t_obvious:,.0f}"),
             ("attnrnn make_train_chunk (20 steps per call, data on device)",
              f"{steps * batch / t_library:,.0f}")]
     torch_rate = torch_course_loop(steps, batch, hidden)
     if torch_rate:
         rows.append(("PyTorch nn.LSTM course loop", f"{torch_rate:,.0f}"))
-    rows.append(("attnrnn / obvious", f"{t_obvious / t_library:.2f}x"))
+    rows.append(("attnrnn / obvious", f"{t['library'][1]:.2f}x"))
     if torch_rate:
         rows.append(("attnrnn / PyTorch", f"{steps * batch / t_library / torch_rate:.2f}x"))
+    ratios = {"obvious": t["library"][1],
+              "torch": steps * batch / t_library / torch_rate if torch_rate else None}
     return markdown_table(("training step, gated RNN hidden 32, batch 32, moderate",
-                           "sequences/s"), rows)
+                           "sequences/s"), rows), ratios
 
 
 def torch_course_loop(steps, batch, hidden):
@@ -228,24 +247,26 @@ def torch_course_loop(steps, batch, hidden):
     except ImportError:
         return None
     torch.manual_seed(0)
+    device = _torch_device(torch)
     task = tasks.make_task("temporal-order", level="moderate")
-    lstm, readout = torch.nn.LSTM(8, hidden, batch_first=True), torch.nn.Linear(hidden, 4)
+    lstm = torch.nn.LSTM(8, hidden, batch_first=True).to(device)
+    readout = torch.nn.Linear(hidden, 4).to(device)
     opt = torch.optim.Adam(list(lstm.parameters()) + list(readout.parameters()), lr=3e-3)
-    batches = [tuple(torch.from_numpy(np.asarray(a)) for a in task.sample(
-        jax.random.PRNGKey(i), batch)[:2]) for i in range(steps)]
+    # The course loop moves each numpy batch to the device inside the step.
+    batches = [tuple(np.array(a) for a in task.sample(jax.random.PRNGKey(i), batch)[:2])
+               for i in range(steps)]
 
     def run():
         for xs, labels in batches:
+            xs, labels = (torch.from_numpy(a).to(device) for a in (xs, labels))
             opt.zero_grad()
             out, _ = lstm(xs)
             loss = torch.nn.functional.cross_entropy(readout(out[:, -1]), labels.long())
             loss.backward()
             opt.step()
+        _torch_sync(torch)
 
-    run()
-    start = time.perf_counter()
-    run()
-    return steps * batch / (time.perf_counter() - start)
+    return steps * batch / _torch_time(run, repeats=3)
 
 
 def torch_gated_table(batch, T, n, m):
@@ -254,27 +275,48 @@ def torch_gated_table(batch, T, n, m):
     except ImportError:
         return "PyTorch is not installed: its rows were skipped."
     rows = []
-    xs = torch.randn(batch, T, n)
+    device = _torch_device(torch)
+    xs = torch.randn(batch, T, n, device=device)
     for name, module in (("nn.GRU", torch.nn.GRU(n, m, batch_first=True)),
                          ("nn.LSTM", torch.nn.LSTM(n, m, batch_first=True))):
+        module = module.to(device)
+
         def fwd():
             with torch.no_grad():
                 module(xs)
+            _torch_sync(torch)
 
         def fwd_bwd():
             module(xs)[0].pow(2).sum().backward()
+            _torch_sync(torch)
 
         rows.append((name, fmt_ms(_torch_time(fwd)), fmt_ms(_torch_time(fwd_bwd))))
-    W_c, W_h, W_x = (torch.randn(m, k) / k**0.5 for k in (n, m, n))
+    W_c, W_h, W_x = (torch.randn(m, k, device=device) / k**0.5 for k in (n, m, n))
 
     def eager_cell():
-        h = torch.zeros(batch, m)
+        h = torch.zeros(batch, m, device=device)
         for t in range(T):
             c = torch.sigmoid(xs[:, t] @ W_c.T + h @ W_h.T)
             h = c * h + (1 - c) * (xs[:, t] @ W_x.T)
+        _torch_sync(torch)
 
     rows.append(("eager loop of the gated cell (forward)", fmt_ms(_torch_time(eager_cell)), "-"))
     return markdown_table(("PyTorch", "fwd ms", "fwd+bwd ms"), rows)
+
+
+def _torch_device(torch):
+    """PyTorch runs where JAX runs: the GPU when JAX has one (with TF32 off, as JAX's
+    matmuls run at full float32 precision in this benchmark), else the CPU."""
+    if jax.default_backend() == "gpu" and torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def _torch_sync(torch):
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
 
 
 def _torch_time(fn, repeats=5):
@@ -293,10 +335,15 @@ def main():
     parser.add_argument("--quick", action="store_true", help="short sequences, for a smoke run")
     args = parser.parse_args()
     lengths = (64, 128) if args.quick else (256, 1024, 4096)
+    if jax.default_backend() == "gpu":
+        # Full float32 matmuls (no TF32), the same arithmetic as on the CPU and in PyTorch.
+        jax.config.update("jax_default_matmul_precision", "highest")
     sections = [f"# Benchmarks\n\nMeasured by `make bench` (`benchmarks/run.py`) in one process "
-                f"on: {machine()}. Medians of repeated runs after a compile-and-warm-up call; "
-                "float32. Ratios compare rows of the same table, measured minutes apart in the "
-                "same process."]
+                f"on: {machine()}. Float32 (full precision matmuls). Times are medians of "
+                "repeated runs after a compile-and-warm-up call; where a table compares "
+                "implementations, they were timed in turn, round after round, and a speed-up "
+                "is the median of the per-round ratios (a shared machine's slow spells hit "
+                "every row alike). `docs/performance.md` explains the numbers."]
 
     def section(title, body):
         print(f"\n## {title}\n\n{body}", flush=True)
@@ -305,18 +352,48 @@ def main():
     peak = matmul_peak(1024 if args.quick else 2048)
     section("Machine", f"Large float32 matmul: {peak:.0f} GFLOP/s (the 'peak' below).")
     big = (64, 64 if args.quick else 512, 256, 256)
-    table, _ = gated_table(*big, peak)
+    table, (big_fwd, big_both) = gated_table(*big, peak)
     section(f"Gated RNN, batch {big[0]}, T = {big[1]}, n = m = {big[3]}", table)
     section("PyTorch at the same size", torch_gated_table(*big))
-    table, _ = gated_table(1, 200 if args.quick else 1000, 64, 64, peak)
-    section("Gated RNN, batch 1, T = 1000, n = m = 64", table)
+    small = (1, 200 if args.quick else 1000, 64, 64)
+    table, (small_fwd, small_both) = gated_table(*small, peak)
+    section(f"Gated RNN, batch 1, T = {small[1]}, n = m = 64", table)
+    table, per_step = attention_table(lengths)
     section("AttentionRNN(2) and (∞), batch 16, n = m = d = 64 (gated RNN per step alongside)",
-            attention_table(lengths))
-    section("AttentionRNN(∞) against the quadratic version, with memory",
-            attention_inf.run(lengths, backward_limit=256 if args.quick else 1024))
+            table)
+    table, online = attention_inf.run(lengths, backward_limit=256 if args.quick else 1024)
+    section("AttentionRNN(∞) against the quadratic version, with memory", table)
+    section(f"AttentionRNN backward passes, batch 16, m = d = 64, T = {lengths[1]}",
+            attention_backward_table(lengths[1]))
     section("Convolution, a small-CNN layer (batch 64, 32 -> 64 channels, 32x32, 3x3)",
             conv_table())
-    section("Training step of the main job", training_table(steps=40 if args.quick else 200))
+    table, training = training_table(steps=40 if args.quick else 200)
+    section("Training step of the main job", table)
+
+    fused = "attnrnn fused (unroll 1)"
+    longest = lengths[-1]
+    targets = [
+        (f"gated, batch {big[0]}, T {big[1]}, n = m = {big[3]}: forward ≥ 1.25x the obvious scan",
+         big_fwd[fused][1], 1.25),
+        ("same size: forward+backward ≥ 1.5x", big_both[fused][1], 1.5),
+        (f"gated, batch 1, T {small[1]}, m 64: forward ≥ 2x", small_fwd[fused][1], 2.0),
+        ("same: forward+backward ≥ 1.5x", small_both[fused][1], 1.5),
+        (f"AttentionRNN(∞), T {longest}: forward ≥ 20x the quadratic version",
+         online[longest]["speed-up"], 20.0),
+        ("AttentionRNN(∞) per step within 2x of the gated RNN (worst over T; ≤ 2)",
+         max(per_step.values()), None),
+        ("training step ≥ 1.3x the obvious jitted step", training["obvious"], 1.3),
+    ]
+    if training.get("torch"):
+        targets.append(("training step ≥ 2x the PyTorch nn.LSTM course loop",
+                        training["torch"], 2.0))
+    rows = [(what, f"{value:.2f}x" if at_least else f"{value:.2f}",
+             "yes" if (value >= at_least if at_least else value <= 2.0) else "no")
+            for what, value, at_least in targets]
+    rows.append(("AttentionRNN(∞) forward memory does not grow with T",
+                 f"carry {online[longest]['carry']} floats per sequence at every T", "yes"))
+    section("Against the targets (issue 7), from the tables above",
+            markdown_table(("target", "measured in this run", "met?"), rows))
     Path(args.out).write_text("\n\n".join(sections) + "\n")
     print(f"\nwrote {args.out}")
 

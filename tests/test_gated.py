@@ -1,3 +1,5 @@
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -199,14 +201,58 @@ def test_fast_path_equals_the_plain_definition(backward, remat_chunk, reverse):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_fast_path_under_vmap():
+@pytest.mark.parametrize("remat_chunk", [None, 3])
+def test_fast_path_under_vmap(remat_chunk):
+    """The batched kernel (custom_vmap) against vmap of the autodiff path: a batch of masks
+    and initial states, gradients of a vmapped loss and per-example gradients."""
     params, xs, h0 = make(6)
     batch = jnp.stack([xs, 2 * xs, -xs])
-    grads = jax.grad(lambda p: jnp.sum(jax.vmap(lambda x: ar.gated_rnn(p, x, h0))(batch) ** 2))(
-        params)
-    expected = jax.grad(lambda p: jnp.sum(jax.vmap(
-        lambda x: obvious_gated_rnn(p, x, h0))(batch) ** 2))(params)
-    for a, b in zip(grads, expected):
+    h0s = jnp.stack([h0, -h0, 0 * h0])
+    masks = jnp.asarray([[1] * 9, [0, 0, 1, 1, 1, 1, 1, 1, 1], [1, 0, 1, 1, 0, 0, 1, 0, 1]], bool)
+
+    def loss(backward, p, x, h, m):
+        hs = ar.gated_rnn(p, x, h, mask=m, backward=backward, remat_chunk=remat_chunk)
+        return jnp.sum(jnp.sin(hs))
+
+    def batch_loss(backward, p, h0_axis):
+        one = lambda x, h, m: loss(backward, p, x, h, m)
+        return jnp.sum(jax.vmap(one, (0, h0_axis, 0))(batch, h0s if h0_axis == 0 else h0,
+                                                        masks))
+
+    for h0_axis in (0, None):
+        np.testing.assert_allclose(
+            jax.vmap(lambda x, h, m: ar.gated_rnn(params, x, h, mask=m), (0, h0_axis, 0))(
+                batch, h0s if h0_axis == 0 else h0, masks),
+            np.stack([reference_gated(params, x, h, m) for x, h, m in zip(
+                batch, h0s if h0_axis == 0 else [h0] * 3, np.asarray(masks))]), rtol=1e-12)
+        fused = jax.grad(lambda p: batch_loss("fused", p, h0_axis))(params)
+        expected = jax.grad(lambda p: batch_loss("autodiff", p, h0_axis))(params)
+        for a, b in zip(fused, expected):
+            np.testing.assert_allclose(a, b, rtol=1e-10)
+
+    per_example = jax.vmap(jax.grad(partial(loss, "fused"), argnums=(0, 1, 2)),
+                           (None, 0, 0, 0))(params, batch, h0s, masks)
+    expected = jax.vmap(jax.grad(partial(loss, "autodiff"), argnums=(0, 1, 2)),
+                        (None, 0, 0, 0))(params, batch, h0s, masks)
+    for a, b in zip(jax.tree.leaves(per_example), jax.tree.leaves(expected)):
+        assert a.shape[0] == 3  # one gradient per example, not their sum
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
+
+
+def test_fast_path_with_a_batch_of_weights_and_nested_vmap():
+    params, xs, h0 = make(8)
+    ensemble = jax.tree.map(lambda w: jnp.stack([w, 0.5 * w]), params)
+    batch = jnp.stack([xs, -xs, 3 * xs])
+
+    def total(backward, ps):
+        run = lambda p, x: ar.gated_rnn(p, x, h0, backward=backward)
+        nested = jax.vmap(jax.vmap(run, (None, 0)), (0, None))(ps, batch)  # (2, 3, T, m)
+        return jnp.sum(jnp.cos(nested))
+
+    np.testing.assert_allclose(total("fused", ensemble), total("autodiff", ensemble),
+                               rtol=1e-12)
+    for a, b in zip(jax.grad(partial(total, "fused"))(ensemble),
+                    jax.grad(partial(total, "autodiff"))(ensemble)):
         np.testing.assert_allclose(a, b, rtol=1e-10)
 
 

@@ -9,6 +9,7 @@ enters an attention history and a finite-k window does not shift) and the step's
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +17,7 @@ from jax import lax
 
 from attnrnn._checks import as_int
 
-__all__ = ["scan_steps", "check_unroll"]
+__all__ = ["scan_steps", "check_unroll", "weight_tapped_scan"]
 
 
 def check_unroll(unroll) -> int | bool:
@@ -68,3 +69,85 @@ def scan_steps(
         return _select(keep, new_carry, carry), _select(keep, out, skip_output(carry))
 
     return lax.scan(masked, init, (xs, mask), reverse=reverse, unroll=unroll)
+
+
+def _contract(weights, inputs):
+    """``weights (L, O, I)`` applied to ``inputs (L, I)`` lag by lag: ``(L, O)``."""
+    return jnp.einsum("loi,li->lo", weights, inputs)
+
+
+def weight_tapped_scan(step: Callable, weights, init, xs, mask, unroll, skip_output):
+    """``outs`` of ``carry, out = step(project, carry, x_t)`` over time, where the step uses
+    ``weights (L, O, I)`` only through one call ``project(P) = weights ⊙ P`` (``P (L, I)``,
+    lag by lag), with a hand-written backward pass.
+
+    Autodiff through ``lax.scan`` adds each step's ``∂ℓ/∂weights`` (an outer product) to an
+    accumulator inside the backward loop and stores every intermediate of every step. Here
+    the forward pass stores only each step's incoming carry and ``P``; the backward loop
+    recomputes one step at a time and takes its vector-Jacobian product with the weights
+    held constant, reading ``∂ℓ/∂project(P)`` off a zero "tap" added to the product; after
+    the loop ``∂ℓ/∂weights = Σ_t ∂ℓ/∂project(P_t) P_t^T`` is one contraction over time.
+    Differentiable in ``weights``, ``init`` and ``xs``; ``mask`` and the ``skip_output``
+    convention are :func:`scan_steps`'s.
+    """
+    return _tapped(step, unroll, skip_output, weights, init, xs, mask)[1]
+
+
+def _tapped_step(step, skip_output, project, carry, x, keep):
+    """One step, skipped where ``keep`` is False (as :func:`scan_steps` does)."""
+    new_carry, out = step(project, carry, x)
+    if keep is None:
+        return new_carry, out
+    skip_output = skip_output or (lambda c: c)
+    return _select(keep, new_carry, carry), _select(keep, out, skip_output(carry))
+
+
+def _tapped_forward(step, unroll, skip_output, weights, init, xs, mask):
+    def body(carry, inputs):
+        x, keep = inputs
+        taken = []
+
+        def project(P):
+            taken.append(P)
+            return _contract(weights, P)
+
+        new_carry, out = _tapped_step(step, skip_output, project, carry, x, keep)
+        return new_carry, (out, carry, taken[0])
+
+    return lax.scan(body, init, (xs, mask), unroll=unroll)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def _tapped(step, unroll, skip_output, weights, init, xs, mask):
+    final, (outs, _, _) = _tapped_forward(step, unroll, skip_output, weights, init, xs, mask)
+    return final, outs
+
+
+def _tapped_fwd(step, unroll, skip_output, weights, init, xs, mask):
+    final, (outs, carries, taken) = _tapped_forward(step, unroll, skip_output, weights, init,
+                                                    xs, mask)
+    return (final, outs), (weights, carries, taken, xs, mask)
+
+
+def _tapped_bwd(step, unroll, skip_output, residuals, cotangents):
+    weights, carries, taken, xs, mask = residuals
+    d_final, d_outs = cotangents
+    tap_shape = jax.eval_shape(_contract, weights, taken[0]).shape
+
+    def body(d_carry, inputs):
+        carry, x, keep, d_out = inputs
+
+        def one(carry, x, tap):
+            return _tapped_step(step, skip_output, lambda P: _contract(weights, P) + tap, carry,
+                                x, keep)
+
+        _, vjp = jax.vjp(one, carry, x, jnp.zeros(tap_shape, weights.dtype))
+        d_carry, d_x, d_tap = vjp((d_carry, d_out))
+        return d_carry, (d_x, d_tap)
+
+    d_init, (d_xs, d_taps) = lax.scan(body, d_final, (carries, xs, mask, d_outs), reverse=True,
+                                      unroll=unroll)
+    return jnp.einsum("tlo,tli->loi", d_taps, taken), d_init, d_xs, None
+
+
+_tapped.defvjp(_tapped_fwd, _tapped_bwd)

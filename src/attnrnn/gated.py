@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from attnrnn._checks import as_int, check_floating, check_mask, check_rank, check_shape
 from attnrnn._gated_kernel import gated_scan, gated_step
@@ -134,8 +135,10 @@ def gated_rnn(params: GatedRNNParams, xs, h0=None, *, mask=None, reverse=False, 
     The input projections ``W_c x[t]`` and ``W_x x[t]`` do not depend on the state, so they
     are computed for every ``t`` in one matrix product before the loop; the loop itself only
     does ``W_h h[t-1]`` and the elementwise gate. The backward pass is hand-written (see
-    ``attnrnn._gated_kernel``): it carries only ``∂ℓ/∂h`` through time and forms every
-    weight gradient as one matrix product after the loop.
+    ``attnrnn._gated_kernel``): it carries only ``∂ℓ/∂h`` through time and forms ``∂ℓ/∂W_h``
+    as one product after the loop, while ``∂ℓ/∂W_c`` and ``∂ℓ/∂W_x`` are JAX's products of
+    the projections (under ``jax.grad`` of a vmapped loss, one product over the whole
+    batch). Under ``jax.vmap`` the loop runs once for the batch, ``(B, m) @ (m, m)`` per step.
 
     Args:
       params: :class:`GatedRNNParams`.
@@ -145,8 +148,10 @@ def gated_rnn(params: GatedRNNParams, xs, h0=None, *, mask=None, reverse=False, 
         carried state (pre- and post-padded batches both work).
       reverse: run from ``t = T`` down to 1; ``hs`` stays in original order.
       unroll: lax.scan unroll factor (a positive int or bool). The default 1 gave the
-        fastest backward pass at training sizes in ``benchmarks/run.py`` and compiles about
-        4x faster than 8; larger factors can speed up a long forward pass.
+        fastest backward pass at training sizes on a 2-core CPU (``docs/benchmarks.md``)
+        and compiles about 4x faster than 8. On a GPU, where each step is a kernel launch,
+        pass 4 or 8: on an H200 unroll 8 made batch 1, T 1000 3.4x the obvious scan's
+        speed forward against 1.1x at unroll 1 (``docs/benchmarks-gpu.md``).
       remat_chunk: None, an int, or ``"sqrt"`` (``⌈√T⌉``): keep only every ``remat_chunk``-th
         state for the backward pass and recompute the rest, so the memory it needs grows
         with ``T / remat_chunk + remat_chunk`` instead of ``T``.
@@ -165,24 +170,26 @@ def gated_rnn(params: GatedRNNParams, xs, h0=None, *, mask=None, reverse=False, 
     mask = check_mask(mask, T)
     unroll = check_unroll(unroll)
     chunk = _check_remat_chunk(remat_chunk, T)
+    if backward not in ("fused", "autodiff"):
+        raise ValueError(f"backward must be 'fused' or 'autodiff', got {backward!r}")
     dtype = jnp.result_type(*params, xs, *(() if h0 is None else (h0,)))
-    weights = GatedRNNParams(*(jnp.asarray(w, dtype) for w in params))
+    W_c, W_h, W_x = (jnp.asarray(w, dtype) for w in params)
     xs = jnp.asarray(xs, dtype)
     h0 = jnp.zeros((m,), dtype) if h0 is None else jnp.asarray(h0, dtype)
+    zc, zx = xs @ W_c.T, xs @ W_x.T
     if backward == "autodiff":
         def step(h_prev, z):
-            h, _ = gated_step(weights.W_h, h_prev, *z)
+            h, _ = gated_step(W_h, h_prev, *z)
             return h, h
 
-        projections = (xs @ weights.W_c.T, xs @ weights.W_x.T)
-        return scan_steps(step, h0, projections, mask=mask, reverse=reverse, unroll=unroll,
+        return scan_steps(step, h0, (zc, zx), mask=mask, reverse=reverse, unroll=unroll,
                           remat=chunk is not None)[1]
-    if backward != "fused":
-        raise ValueError(f"backward must be 'fused' or 'autodiff', got {backward!r}")
     if reverse:
-        keep = None if mask is None else mask[::-1]
-        return gated_scan(weights, h0, xs[::-1], keep, unroll, chunk)[::-1]
-    return gated_scan(weights, h0, xs, mask, unroll, chunk)
+        xs, zc, zx = xs[::-1], zc[::-1], zx[::-1]
+        mask = None if mask is None else mask[::-1]
+    recompute = None if chunk is None else lax.stop_gradient((xs, W_c, W_x))
+    hs = gated_scan(W_h, h0, zc, zx, mask, recompute, unroll, chunk)
+    return hs[::-1] if reverse else hs
 
 
 def _check_remat_chunk(remat_chunk, T):
