@@ -336,13 +336,14 @@ def test_bad_options():
         ar.attention_rnn(params, xs, k=2, options={"score_scale": 0.5})
 
 
-@pytest.mark.parametrize("k,mask,opts", [
-    (0, "none", None), (2, "holes", None), (None, "holes", None),
-    (3, "pre", ar.AttentionOptions(0.5, 3.0, True)),
-    (None, "none", ar.AttentionOptions(0.5, 3.0, True))])
-def test_fused_backward_equals_autodiff(k, mask, opts):
+@pytest.mark.parametrize("k,mask,opts,vmapped", [
+    (0, "none", None, False), (2, "holes", None, True), (None, "holes", None, False),
+    (3, "pre", ar.AttentionOptions(0.5, 3.0, True), False),
+    (None, "none", ar.AttentionOptions(0.5, 3.0, True), True)])
+def test_fused_backward_equals_autodiff(k, mask, opts, vmapped):
     """The hand-written backward pass (weight_tapped_scan) against JAX's own, through the
-    states and the attention weights, for every input; also under vmap both ways round."""
+    states and the attention weights, for every input; for two cases also under vmap both
+    ways round (per-example gradients, and the gradient of a vmapped loss)."""
     params, xs = make(k, seed=5, scale=0.7)
     m = None if MASKS[mask] is None else jnp.asarray(MASKS[mask])
     probe = jax.random.normal(jax.random.PRNGKey(9), (11, 4), jnp.float64)
@@ -356,6 +357,8 @@ def test_fused_backward_equals_autodiff(k, mask, opts):
                        for b in ("fused", "autodiff"))
     for a, b in zip(jax.tree.leaves(fused), jax.tree.leaves(expected)):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+    if not vmapped:
+        return
 
     batch = jnp.stack([xs, -xs, 0.5 * xs])
     per_example = {b: jax.jit(jax.vmap(jax.grad(partial(loss, b)), (None, 0)))(params, batch)

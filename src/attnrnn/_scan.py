@@ -31,6 +31,16 @@ def _select(keep, new, old):
     return jax.tree.map(lambda a, b: jnp.where(keep, a, b), new, old)
 
 
+def _skip_unless(keep, carry, step_result, skip_output):
+    """``step_result = (new_carry, out)`` where ``keep``, else ``(carry, skip_output(carry))``
+    (default output: the carry itself); ``keep`` None keeps every step."""
+    if keep is None:
+        return step_result
+    new_carry, out = step_result
+    skipped = carry if skip_output is None else skip_output(carry)
+    return _select(keep, new_carry, carry), _select(keep, out, skipped)
+
+
 def scan_steps(
     step: Callable,
     init,
@@ -61,12 +71,10 @@ def scan_steps(
     body = jax.checkpoint(step) if remat else step
     if mask is None:
         return lax.scan(body, init, xs, reverse=reverse, unroll=unroll)
-    skip_output = skip_output or (lambda carry: carry)
 
     def masked(carry, inputs):
         x, keep = inputs
-        new_carry, out = body(carry, x)
-        return _select(keep, new_carry, carry), _select(keep, out, skip_output(carry))
+        return _skip_unless(keep, carry, body(carry, x), skip_output)
 
     return lax.scan(masked, init, (xs, mask), reverse=reverse, unroll=unroll)
 
@@ -78,8 +86,8 @@ def _contract(weights, inputs):
 
 def weight_tapped_scan(step: Callable, weights, init, xs, mask, unroll, skip_output):
     """``outs`` of ``carry, out = step(project, carry, x_t)`` over time, where the step uses
-    ``weights (L, O, I)`` only through one call ``project(P) = weights ⊙ P`` (``P (L, I)``,
-    lag by lag), with a hand-written backward pass.
+    ``weights (L, O, I)`` only through one call ``project(P)`` with ``P (L, I)``,
+    ``project(P)[l] = weights[l] @ P[l]``; with a hand-written backward pass.
 
     Autodiff through ``lax.scan`` adds each step's ``∂ℓ/∂weights`` (an outer product) to an
     accumulator inside the backward loop and stores every intermediate of every step. Here
@@ -95,11 +103,7 @@ def weight_tapped_scan(step: Callable, weights, init, xs, mask, unroll, skip_out
 
 def _tapped_step(step, skip_output, project, carry, x, keep):
     """One step, skipped where ``keep`` is False (as :func:`scan_steps` does)."""
-    new_carry, out = step(project, carry, x)
-    if keep is None:
-        return new_carry, out
-    skip_output = skip_output or (lambda c: c)
-    return _select(keep, new_carry, carry), _select(keep, out, skip_output(carry))
+    return _skip_unless(keep, carry, step(project, carry, x), skip_output)
 
 
 def _tapped_forward(step, unroll, skip_output, weights, init, xs, mask):
@@ -132,7 +136,7 @@ def _tapped_fwd(step, unroll, skip_output, weights, init, xs, mask):
 def _tapped_bwd(step, unroll, skip_output, residuals, cotangents):
     weights, carries, taken, xs, mask = residuals
     d_final, d_outs = cotangents
-    tap_shape = jax.eval_shape(_contract, weights, taken[0]).shape
+    tap_shape = weights.shape[:2]  # project(P)'s
 
     def body(d_carry, inputs):
         carry, x, keep, d_out = inputs
