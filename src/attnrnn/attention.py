@@ -390,7 +390,7 @@ def attention_rnn(
         step at a time and forms the lag weights' gradient as one contraction after the
         loop; reverse mode only). The default is autodiff because it measured faster on a
         2-core CPU (the fused pass 0.87x for k = 2 and 0.95x for k = None); on an H200 the
-        fused pass was 1.20x for k = None, with less working memory
+        fused pass was 1.20-1.22x for k = None, with less working memory
         (``docs/performance.md``).
 
     Returns:

@@ -150,8 +150,8 @@ def gated_rnn(params: GatedRNNParams, xs, h0=None, *, mask=None, reverse=False, 
       unroll: lax.scan unroll factor (a positive int or bool). The default 1 gave the
         fastest backward pass at training sizes on a 2-core CPU (``docs/benchmarks.md``)
         and compiles about 4x faster than 8. On a GPU, where each step is a kernel launch,
-        pass 4 or 8: on an H200 unroll 8 made batch 1, T 1000 3.4x the obvious scan's
-        speed forward against 1.1x at unroll 1 (``docs/benchmarks-gpu.md``).
+        pass 4 or 8: on an H200 unroll 8 made batch 1, T 1000 3.5x the obvious scan's
+        speed forward against 1.2x at unroll 1 (``docs/benchmarks-gpu.md``).
       remat_chunk: None, an int, or ``"sqrt"`` (``⌈√T⌉``): keep only every ``remat_chunk``-th
         state for the backward pass and recompute the rest, so the memory it needs grows
         with ``T / remat_chunk + remat_chunk`` instead of ``T``.
