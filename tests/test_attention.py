@@ -244,6 +244,7 @@ def bad_cases():
         (lambda: ar.attention_rnn(p2._replace(K_h=p2.K_h[:, :3]), xs, k=2), ValueError,
          "params.K_h"),
         (lambda: ar.attention_rnn(p2[:5], xs, k=2), TypeError, "params"),
+        (lambda: ar.attention_rnn(p2, xs, k=2, backward="magic"), ValueError, "backward"),
         (lambda: ar.attention_rnn_jacobian(p2, xs[0], history[:1], k=2), ValueError, "history"),
         (lambda: ar.attention_rnn_jacobian(p2, xs[0, :2], history, k=2), ValueError, "x must"),
         (lambda: ar.attention_rnn_jacobian(pinf, xs[0], jnp.zeros((3, 5)), k=None), ValueError,

@@ -407,6 +407,8 @@ def attention_rnn(
     check_floating("xs", xs)
     mask = check_mask(mask, T)
     unroll = check_unroll(unroll)
+    if backward not in ("fused", "autodiff"):
+        raise ValueError(f"backward must be 'fused' or 'autodiff', got {backward!r}")
     p, dtype = _cast(params, xs)
     w0s, v0s = _lag0(p, jnp.asarray(xs, dtype), options)
     stacked = _stack_lags(p)
@@ -430,11 +432,9 @@ def attention_rnn(
 
     if backward == "fused":
         hs, rows = weight_tapped_scan(step, stacked, init, (w0s, v0s), mask, unroll, skip_output)
-    elif backward == "autodiff":
+    else:
         _, (hs, rows) = scan_steps(partial(step, _projector(stacked)), init, (w0s, v0s),
                                    mask=mask, unroll=unroll, skip_output=skip_output)
-    else:
-        raise ValueError(f"backward must be 'fused' or 'autodiff', got {backward!r}")
     if not return_attention:
         return hs
     if k is not None:
