@@ -91,16 +91,14 @@ def _time_major(a):
     return None if a is None else jnp.swapaxes(a, 0, 1)
 
 
-def _states(shared, h0, zc, zx, keep, xs, *, unroll):
+def _states(W_h, h0, zc, zx, keep, *, unroll):
     """Batched primal: ``h0 (B, m)``, ``zc, zx (B, T, m)``, ``keep (B, T)`` -> ``hs (B, T, m)``."""
-    W_h, _ = shared
     (hs,) = _forward(W_h, h0, _time_major(zc), _time_major(zx), _time_major(keep), unroll,
                      residuals=False)
     return _time_major(hs)
 
 
-def _states_and_residuals(shared, h0, zc, zx, keep, xs, *, unroll, chunk):
-    W_h, _ = shared
+def _states_and_residuals(W_h, h0, zc, zx, keep, *, unroll, chunk):
     hs, cs, gaps = _forward(W_h, h0, _time_major(zc), _time_major(zx), _time_major(keep),
                             unroll)
     if chunk is None:
@@ -159,26 +157,20 @@ def gated_scan(W_h, h0, zc, zx, keep, recompute, unroll=1, chunk=None):
     cotangent, so pass it through ``lax.stop_gradient``: gradients reach ``xs``, ``W_c`` and
     ``W_x`` through ``zc`` and ``zx``.
     """
-    xs, projection = _split(recompute)
-    return batch_aware(partial(_states, unroll=unroll))((W_h, projection), h0, zc, zx, keep, xs)
-
-
-def _split(recompute):
-    """``(xs, W_c, W_x)`` as the per-example ``xs`` and the shared ``(W_c, W_x)``."""
-    return (None, None) if recompute is None else (recompute[0], recompute[1:])
+    return batch_aware(partial(_states, unroll=unroll))(W_h, h0, zc, zx, keep)
 
 
 def _gated_scan_fwd(W_h, h0, zc, zx, keep, recompute, unroll, chunk):
-    xs, projection = _split(recompute)
     hs, residuals = batch_aware(partial(_states_and_residuals, unroll=unroll, chunk=chunk))(
-        (W_h, projection), h0, zc, zx, keep, xs)
+        W_h, h0, zc, zx, keep)
     # With chunks the states are recomputed, so they are not kept for the backward pass.
     return hs, (W_h, h0, keep, recompute, hs if chunk is None else None, residuals)
 
 
 def _gated_scan_bwd(unroll, chunk, stored, g):
     W_h, h0, keep, recompute, hs, residuals = stored
-    xs, projection = _split(recompute)
+    # Per example: xs; shared: the projection weights (W_c, W_x).
+    xs, projection = (None, None) if recompute is None else (recompute[0], recompute[1:])
     grads = batch_aware(partial(_gradients, unroll=unroll, chunk=chunk))(
         (W_h, projection), h0, keep, xs, hs, residuals, g)
     return (*grads, None, jax.tree.map(jnp.zeros_like, recompute))
