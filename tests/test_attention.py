@@ -8,6 +8,7 @@ import pytest
 from jax.test_util import check_grads
 
 import attnrnn as ar
+from references import rescale_to_bound
 
 
 def softmax(w):
@@ -381,3 +382,145 @@ def test_fused_backward_keeps_only_carries():
         return sum(x.size for x in jax.tree.leaves(vjp) if hasattr(x, "size"))
 
     assert residual_floats("fused") < residual_floats("autodiff")
+
+
+def bounded_weights(params, nonexpansive, score_bound, value_bound):
+    """The weights as AttentionOptions' bounds are documented to apply them, in NumPy."""
+    Q_x, K_x, V_x, Q_h, K_h, V_h = (np.asarray(w, np.float64) for w in params)
+    if nonexpansive:
+        V_h = rescale_to_bound(V_h, 1.0)
+    if score_bound is not None:
+        Q_h, K_h = rescale_to_bound(Q_h, score_bound), rescale_to_bound(K_h, score_bound)
+    if value_bound is not None:
+        V_x = V_x / np.maximum(1.0, np.linalg.norm(V_x, axis=0) / value_bound)
+    return ar.AttentionRNNParams(Q_x, K_x, V_x, Q_h, K_h, V_h)
+
+
+def adversarial(k, seed, norm, T=300, n=3, m=5, d=4):
+    """Weights whose every matrix has spectral norm ``norm`` and inputs of unit order."""
+    params, xs = make(k, seed=seed, n=n, m=m, d=d, T=T)
+    params = ar.AttentionRNNParams(*(w * norm / np.linalg.norm(np.asarray(w), 2, axis=(-2, -1),
+                                                                  keepdims=True)
+                                     for w in params))
+    return params, xs
+
+
+@pytest.mark.parametrize("k", [1, 3, None])
+def test_bounds_hold_for_adversarial_weights(k):
+    """Spectral norms 5–20, T = 300: the homework's model runs away; with the bounds every
+    state obeys ‖h[t]‖ ≤ max_s ‖V_x' x[s]‖, every past score |w_i| ≤ b² max ‖h‖², and outputs
+    and gradients are finite. The function equals the raw model run on the rescaled weights."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    options = ar.AttentionOptions(nonexpansive=True, score_bound=1.0, value_bound=2.0)
+    run = jax.jit(lambda p, x: ar.attention_rnn(p, x, k=k, options=options, return_state=True))
+    grad = jax.jit(jax.grad(lambda p, x: jnp.sum(ar.attention_rnn(p, x, k=k, options=options)
+                                                 ** 2), (0, 1)))
+    raw = jax.jit(lambda p, x: ar.attention_rnn(p, x, k=k))
+
+    @settings(max_examples=6, deadline=None, derandomize=True)
+    @given(seed=st.integers(0, 10_000), norm=st.floats(5.0, 20.0))
+    def check(seed, norm):
+        params, xs = adversarial(k, seed, norm)
+        hs, _ = run(params, xs)
+        effective = bounded_weights(params, True, 1.0, 2.0)
+        np.testing.assert_allclose(hs, ar.attention_rnn(effective, xs, k=k), rtol=1e-9,
+                                   atol=1e-12)
+        radius = np.linalg.norm(np.asarray(xs) @ effective.V_x.T, axis=1).max()
+        assert np.linalg.norm(np.asarray(hs), axis=1).max() <= radius * (1 + 1e-12)
+        assert radius <= 2.0 * np.abs(np.asarray(xs)).sum(1).max() * (1 + 1e-12)
+        for Q, K in zip(effective.Q_h, effective.K_h):
+            scores = np.einsum("ti,ti->t", np.asarray(hs) @ Q.T, np.asarray(hs) @ K.T)
+            assert np.abs(scores).max() <= radius**2 * (1 + 1e-12)
+        grads = grad(params, xs)
+        assert all(bool(jnp.isfinite(g).all()) for g in jax.tree.leaves(grads))
+
+    check()
+    # The homework's model on the same weights leaves the ball ‖h‖ ≤ max_s ‖V_x x[s]‖.
+    params, xs = adversarial(k, 0, 20.0)
+    homework = np.linalg.norm(np.asarray(raw(params, xs)), axis=1)
+    radius = np.linalg.norm(np.asarray(xs @ params.V_x.T), axis=1).max()
+    assert not np.isfinite(homework).all() or homework.max() > 2 * radius
+
+
+@pytest.mark.parametrize("k", [2, None])
+def test_state_bound_with_an_initial_state(k):
+    """With a given initial state the bound is max(max_s ‖V_x' x[s]‖, R_0), R_0 the largest
+    past term the initial state holds."""
+    params, xs = adversarial(k, 3, 10.0, T=40)
+    options = ar.AttentionOptions(nonexpansive=True)
+    big = 50.0 * jnp.ones(5)
+    if k is None:
+        state = ar.OnlineSoftmaxState(big, jnp.array(3.0), jnp.array(2.0), 2 * big)
+        r0 = float(jnp.linalg.norm(state.numerator) / state.denominator)
+    else:
+        state = ar.WindowState(big, jnp.stack([big, -0.5 * big]))
+        r0 = float(jnp.linalg.norm(big))
+    hs = ar.attention_rnn(params, xs, k=k, options=options, initial_state=state)
+    radius = max(float(jnp.linalg.norm(xs @ params.V_x.T, axis=1).max()), r0)
+    assert float(jnp.linalg.norm(hs, axis=1).max()) <= radius * (1 + 1e-12)
+    assert float(jnp.linalg.norm(hs, axis=1).max()) > 0.5 * r0  # the initial state matters
+
+
+def test_bounded_params_is_what_the_function_runs():
+    params, xs = adversarial(2, 1, 8.0, T=30)
+    options = ar.AttentionOptions(nonexpansive=True, score_bound=0.5, value_bound=1.5)
+    effective = jax.jit(ar.bounded_params, static_argnums=1)(params, options)
+    reference = bounded_weights(params, True, 0.5, 1.5)
+    for got, want in zip(effective, reference):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(ar.attention_rnn(params, xs, k=2, options=options),
+                               ar.attention_rnn(effective, xs, k=2), rtol=1e-12)
+    with pytest.raises(TypeError, match="options must be AttentionOptions"):
+        ar.bounded_params(params, None)
+    with pytest.raises(TypeError, match="params must be AttentionRNNParams"):
+        ar.bounded_params(tuple(params), options)
+    with pytest.raises(ValueError, match="options.score_bound"):
+        ar.bounded_params(params, options._replace(score_bound=-1.0))
+
+
+@pytest.mark.parametrize("k", [2, None])
+@pytest.mark.parametrize("backward", ["autodiff", "fused"])
+def test_two_chunks_through_the_state_equal_one_call(k, backward):
+    params, xs = make(k, seed=6)
+    mask = jnp.asarray(MASKS["holes"])
+    hs, a, final = ar.attention_rnn(params, xs, k=k, mask=mask, return_attention=True,
+                                    return_state=True, backward=backward)
+    first, state = ar.attention_rnn(params, xs[:5], k=k, mask=mask[:5], return_state=True,
+                                    backward=backward)
+    second, again = ar.attention_rnn(params, xs[5:], k=k, mask=mask[5:], initial_state=state,
+                                     return_state=True, backward=backward)
+    np.testing.assert_allclose(jnp.concatenate([first, second]), hs, rtol=1e-12, atol=1e-14)
+    for u, v in zip(again, final):
+        np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-14)
+    assert type(final) is (ar.OnlineSoftmaxState if k is None else ar.WindowState)
+    # Gradients flow into the initial state, and match finite differences.
+    def loss(state):
+        return jnp.sum(jnp.sin(ar.attention_rnn(params, xs[5:], k=k, initial_state=state,
+                                                backward=backward)))
+    g = jax.grad(loss)(state)
+    carried = g.numerator if k is None else g.history  # what the next steps read
+    assert type(g) is type(state) and float(jnp.abs(carried).max()) > 0
+    check_grads(loss, (state,), order=1, modes=("rev",))
+
+
+@pytest.mark.parametrize("k", [0, 2, None])
+def test_reverse_equals_the_flipped_run(k):
+    params, xs = make(k, seed=7)
+    mask = jnp.asarray(MASKS["pre"])
+    hs, a = ar.attention_rnn(params, xs, k=k, mask=mask, reverse=True, return_attention=True)
+    flipped, a_flipped = ar.attention_rnn(params, xs[::-1], k=k, mask=mask[::-1],
+                                          return_attention=True)
+    np.testing.assert_allclose(hs, flipped[::-1], rtol=1e-12)
+    np.testing.assert_allclose(a, a_flipped[::-1], rtol=1e-12)
+
+
+def test_bad_initial_state():
+    params, xs = make(2)
+    with pytest.raises(TypeError, match="initial_state must be a WindowState"):
+        ar.attention_rnn(params, xs, k=2,
+                         initial_state=ar.attention_rnn_initial_state(make(None)[0], k=None))
+    with pytest.raises(ValueError, match="initial_state.history"):
+        ar.attention_rnn(params, xs, k=2, initial_state=ar.WindowState(jnp.zeros(4),
+                                                                       jnp.zeros((3, 4))))

@@ -22,7 +22,7 @@ SCRIPT = textwrap.dedent("""
     mesh = training.data_parallel_mesh(4)
     xs, labels, mask = training.shard_batch(tasks.temporal_order(jax.random.PRNGKey(0), 32,
                                                                  level="easy"), mesh)
-    assert {s.data.shape for s in xs.addressable_shards} == {(8, 7, 8)}
+    assert {s.data.shape for s in xs.addressable_shards} == {(8, 8, 8)}
     assert len({s.device for s in xs.addressable_shards}) == 4
     # ... and so it is inside the compiled training chunk: gradients are all-reduced.
     task = tasks.make_task("temporal-order", level="easy")

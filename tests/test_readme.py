@@ -12,7 +12,15 @@ def test_readme_python_blocks_run():
     namespace = {}
     for block in blocks:
         exec(compile(block, str(README), "exec"), namespace)  # noqa: S102
+        if "make_train_step" in block:
+            # The ten-line example trains a bounded AttentionRNN(inf) that learns the task.
+            training = namespace["training"]
+            result = training.evaluate(namespace["state"].params,
+                                       training.heldout_set(namespace["task"]),
+                                       model="attention:inf")
+            assert float(result["accuracy"]) >= 0.99
     assert namespace["J"].shape == (32, 32)
+
     assert namespace["a"].shape == (100, 100)
 
 

@@ -11,6 +11,7 @@ from attnrnn.attention import (
     attention_rnn_initial_state,
     attention_rnn_jacobian,
     attention_rnn_step,
+    bounded_params,
 )
 from attnrnn.conv import (
     ConvParams,
@@ -20,6 +21,7 @@ from attnrnn.conv import (
     conv_output_shape,
     conv_weight_grad,
 )
+from attnrnn.spectral import spectral_norm
 from attnrnn.gated import (
     GatedRNNParams,
     gated_rnn,
@@ -42,6 +44,7 @@ __all__ = [
     "attention_rnn_initial_state",
     "attention_rnn_jacobian",
     "attention_rnn_step",
+    "bounded_params",
     "conv",
     "conv_init",
     "conv_input_grad",
@@ -51,4 +54,5 @@ __all__ = [
     "gated_rnn_init",
     "gated_rnn_jacobian",
     "gated_rnn_step",
+    "spectral_norm",
 ]

@@ -85,7 +85,7 @@ def _contract(weights, inputs):
 
 
 def weight_tapped_scan(step: Callable, weights, init, xs, mask, unroll, skip_output):
-    """``outs`` of ``carry, out = step(project, carry, x_t)`` over time, where the step uses
+    """The final carry and ``outs`` of ``carry, out = step(project, carry, x_t)`` over time, where the step uses
     ``weights (L, O, I)`` only through one call ``project(P)`` with ``P (L, I)``,
     ``project(P)[l] = weights[l] @ P[l]``; with a hand-written backward pass.
 
@@ -97,8 +97,11 @@ def weight_tapped_scan(step: Callable, weights, init, xs, mask, unroll, skip_out
     the loop ``∂ℓ/∂weights = Σ_t ∂ℓ/∂project(P_t) P_t^T`` is one contraction over time.
     Differentiable in ``weights``, ``init`` and ``xs``; ``mask`` and the ``skip_output``
     convention are :func:`scan_steps`'s.
+
+    Returns:
+      ``(final_carry, outs)``, as :func:`scan_steps`.
     """
-    return _tapped(step, unroll, skip_output, weights, init, xs, mask)[1]
+    return _tapped(step, unroll, skip_output, weights, init, xs, mask)
 
 
 def _tapped_step(step, skip_output, project, carry, x, keep):

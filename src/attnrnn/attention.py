@@ -28,6 +28,7 @@ from jax import lax
 
 from attnrnn._checks import as_int, check_floating, check_mask, check_rank, check_shape
 from attnrnn._scan import check_unroll, scan_steps, weight_tapped_scan
+from attnrnn.spectral import rescale_to_bound
 
 __all__ = [
     "AttentionRNNParams",
@@ -39,6 +40,7 @@ __all__ = [
     "attention_rnn_step",
     "attention_rnn",
     "attention_rnn_jacobian",
+    "bounded_params",
 ]
 
 
@@ -59,19 +61,51 @@ class AttentionRNNParams(NamedTuple):
 
 
 class AttentionOptions(NamedTuple):
-    """Stabilisers that leave the homework's model as the default (all off).
+    """Stabilisers and bounds; all off by default, which is the homework's model.
 
     ``score_scale`` multiplies every score (``1/√d`` is the transformer's choice);
     ``score_cap`` soft-caps scores to ``cap · tanh(w / cap)``; ``normalize_states`` feeds
-    past states to their lag terms as ``h / rms(h)`` (queries, keys and values), which
-    bounds every state: ``h[t]`` is a convex combination of ``V_0 x[t]`` and of ``V_i``
-    applied to unit-RMS vectors, so the "largest state wins the softmax and grows" loop
-    cannot run away.
+    past states to their lag terms as ``h / rms(h)`` (queries, keys and values).
+
+    The bounds reparametrise the weights inside the function, so they hold for *any*
+    parameters an optimiser reaches. ``ν(W)`` is :func:`attnrnn.spectral.spectral_norm`, an
+    upper bound of the spectral norm ``‖W‖₂`` within a factor ``rank^{1/1024}`` of it:
+
+    - ``nonexpansive``: every past-state value map is applied as
+      ``V_i' = V_i / max(1, ν(V_i))``, so ``‖V_i'‖₂ ≤ 1``.
+    - ``score_bound = b``: every past-state query and key map is applied as
+      ``Q_i' = Q_i / max(1, ν(Q_i) / b)`` (and ``K_i'`` alike), so ``‖Q_i'‖₂, ‖K_i'‖₂ ≤ b``.
+    - ``value_bound = c``: every column ``j`` of the input value map is applied as
+      ``V_x'[:, j] = V_x[:, j] / max(1, ‖V_x[:, j]‖ / c)``, so ``‖V_x' x‖ ≤ c ‖x‖₁``.
+
+    **State bound** (``nonexpansive``). ``h[t] = a_0 V_x x[t] + Σ_i a_i V_i' h[t-i]`` with
+    ``a`` on the simplex is a convex combination, so ``‖h[t]‖ ≤ max(‖V_x x[t]‖, max_i
+    ‖h[t-i]‖)``; by induction over ``t``::
+
+        ‖h[t]‖ ≤ R[t] = max(max_{s ≤ t} ‖V_x' x[s]‖, R_0)
+
+    where ``R_0`` is the largest past term the initial state holds: 0 for the default zero
+    initial state, ``max_i ‖history[i]‖`` for a :class:`WindowState` (bounded through
+    ``V_i'``, norm ≤ ‖history[i]‖), ``‖numerator‖ / denominator`` for an
+    :class:`OnlineSoftmaxState` (its carried past is one convex combination of values).
+    With ``value_bound = c`` too, ``R[t] ≤ max(c · max_s ‖x[s]‖₁, R_0)``: ``c`` for one-hot
+    inputs, whatever the weights.
+
+    **Score bound** (``score_bound = b``). A past state's score is
+    ``|w_i| = |(Q_i' h)ᵀ(K_i' h)| ≤ ‖Q_i'‖₂ ‖K_i'‖₂ ‖h‖² ≤ b² ‖h‖²``, so with the two bounds
+    above ``|w_i| ≤ b² R[t]²`` (``b² c²`` for one-hot inputs): no past state can saturate
+    the softmax against the input, which is what lets a trained model overwrite its memory.
+    (With ``normalize_states`` the lag terms read ``h / rms(h)``, of norm ``√m``, and
+    ``|w_i| ≤ b² m``.) The input's own score ``w_0 = (Q_x x)ᵀ(K_x x)`` is left free: it
+    depends on ``x[t]`` alone, so it cannot grow through the recurrence.
     """
 
     score_scale: float = 1.0
     score_cap: float | None = None
     normalize_states: bool = False
+    nonexpansive: bool = False
+    score_bound: float | None = None
+    value_bound: float | None = None
 
 
 HOMEWORK = AttentionOptions()
@@ -94,6 +128,42 @@ def _past(states, options: AttentionOptions):
     return states * lax.rsqrt(jnp.mean(states**2, axis=-1, keepdims=True) + 1e-6)
 
 
+def bounded_params(params: AttentionRNNParams, options: AttentionOptions) -> AttentionRNNParams:
+    """The weights as the bounds of ``options`` apply them (``attention_rnn`` does this once
+    per call): useful to inspect the effective weights, or to project parameters onto the
+    bounded set after an update instead of reparametrising.
+
+    Args:
+      params: :class:`AttentionRNNParams`.
+      options: :class:`AttentionOptions`; only its ``nonexpansive``, ``score_bound`` and
+        ``value_bound`` act here.
+
+    Returns:
+      :class:`AttentionRNNParams` with ``V_h``, ``Q_h``, ``K_h`` and ``V_x`` rescaled.
+    """
+    if not isinstance(options, AttentionOptions):
+        raise TypeError(f"options must be AttentionOptions, got {type(options).__name__}")
+    if not isinstance(params, AttentionRNNParams):
+        raise TypeError(f"params must be AttentionRNNParams, got {type(params).__name__}")
+    lags = check_rank("params.Q_h", params.Q_h, 3, "(L, d, m)")[0]
+    _check_params(params, None if lags == 1 else lags)  # any k: only the shapes matter here
+    _check_options(options)
+    return _bounded(params, options)
+
+
+def _bounded(p: AttentionRNNParams, options: AttentionOptions) -> AttentionRNNParams:
+    if options.nonexpansive:
+        p = p._replace(V_h=rescale_to_bound(p.V_h, 1.0))
+    if options.score_bound is not None:
+        p = p._replace(Q_h=rescale_to_bound(p.Q_h, options.score_bound),
+                       K_h=rescale_to_bound(p.K_h, options.score_bound))
+    if options.value_bound is not None:
+        # + tiny: an upper bound still, and a finite derivative at an all-zero column.
+        columns = jnp.sqrt(jnp.sum(p.V_x**2, axis=0) + jnp.finfo(p.V_x.dtype).tiny)
+        p = p._replace(V_x=p.V_x / jnp.maximum(1.0, columns / options.value_bound)[None, :])
+    return p
+
+
 def _check_options(options):
     if options is None:
         return HOMEWORK
@@ -101,8 +171,12 @@ def _check_options(options):
         raise TypeError(f"options must be AttentionOptions, got {type(options).__name__}")
     if not options.score_scale > 0:
         raise ValueError(f"options.score_scale must be > 0, got {options.score_scale}")
-    if options.score_cap is not None and not options.score_cap > 0:
-        raise ValueError(f"options.score_cap must be > 0 or None, got {options.score_cap}")
+    for name in ("score_cap", "score_bound", "value_bound"):
+        value = getattr(options, name)
+        if value is not None and not (isinstance(value, (int, float)) and value > 0):
+            raise ValueError(f"options.{name} must be a number > 0 or None, got {value!r}")
+    if not isinstance(options.nonexpansive, bool):
+        raise TypeError(f"options.nonexpansive must be a bool, got {options.nonexpansive!r}")
     return options
 
 
@@ -324,19 +398,27 @@ def attention_rnn_step(params: AttentionRNNParams, state, x, *, k, options=None)
     check_rank("x", x, 1, "(n,)")
     check_shape("x", x, (n,), "(n,), the input_size of params")
     check_floating("x", x)
-    expected = _initial_state(k, m, jnp.float32)
-    if type(state) is not type(expected):
-        raise TypeError(
-            f"state must be a {type(expected).__name__} for k={k!r}, got {type(state).__name__}"
-        )
-    for name, got, want in zip(state._fields, state, expected):
-        check_shape(f"state.{name}", got, want.shape)
+    _check_state("state", state, k, m)
     p, dtype = _cast(params, x, *state)
     state = type(state)(*(jnp.asarray(s, dtype) for s in state))
+    p = _bounded(p, options)
     w0, v0 = _lag0(p, jnp.asarray(x, dtype), options)
     state, _ = (_online_step if k is None else _window_step)(_projector(_stack_lags(p)), state,
                                                              w0, v0, options)
     return state, state.h
+
+
+def _check_state(name, state, k, m):
+    """``state`` must be the carry type of this ``k`` with the shapes of state size ``m``."""
+    expected = _initial_state(k, m, jnp.float32)
+    if type(state) is not type(expected):
+        raise TypeError(
+            f"{name} must be a {type(expected).__name__} for k={k!r}, got "
+            f"{type(state).__name__}"
+        )
+    for field, got, want in zip(state._fields, state, expected):
+        check_shape(f"{name}.{field}", got, want.shape)
+        check_floating(f"{name}.{field}", got)
 
 
 def _infinite_attention(a0, w_state, log_normaliser, valid):
@@ -360,10 +442,13 @@ def attention_rnn(
     xs,
     *,
     k,
+    initial_state=None,
     mask=None,
-    return_attention=False,
-    unroll=1,
+    reverse=False,
     options=None,
+    return_attention=False,
+    return_state=False,
+    unroll=1,
     backward="autodiff",
 ):
     """Runs AttentionRNN(k) (``k`` an int) or AttentionRNN(∞) (``k=None``) over a sequence.
@@ -377,27 +462,33 @@ def attention_rnn(
         the same shapes; this call's ``k`` says which model runs).
       xs: ``(T, n)``.
       k: an int >= 0, or None for AttentionRNN(∞).
+      initial_state: the carry before the first step (:class:`WindowState` for finite k,
+        :class:`OnlineSoftmaxState` for ∞), e.g. the state a previous call returned: two
+        chunks fed through it equal one call. Default :func:`attention_rnn_initial_state`.
+        Gradients flow into it.
       mask: boolean ``(T,)``; where False the step is skipped: the state is carried,
         nothing enters the history (a finite-k window does not shift), the output repeats
         the carried state and the attention row is all zeros.
-      return_attention: also return the attention weights.
-      unroll: lax.scan unroll factor.
-      options: :class:`AttentionOptions` (score scale, soft cap, state normalisation);
+      reverse: process the sequence from its end; outputs (and attention rows) stay at
+        their original positions.
+      options: :class:`AttentionOptions` (stabilisers and the nonexpansive/score bounds);
         None is the homework's model.
+      return_attention: also return the attention weights.
+      return_state: also return the final carry.
+      unroll: lax.scan unroll factor.
       backward: ``"autodiff"`` (JAX differentiates the scan; forward mode and higher
         orders work) or ``"fused"`` (the hand-written reverse pass of
         ``attnrnn._scan.weight_tapped_scan``: it stores each step's carry, recomputes one
         step at a time and forms the lag weights' gradient as one contraction after the
-        loop; reverse mode only). The default is autodiff because it measured faster on a
-        2-core CPU (the fused pass 0.87x for k = 2 and 0.95x for k = None); on an H200 the
-        fused pass was 1.20-1.22x for k = None, with less working memory
+        loop; reverse mode only). Which is faster depends on the machine
         (``docs/performance.md``).
 
     Returns:
-      ``hs (T, m)``, or ``(hs, a)``. ``a`` is indexed by lag: row ``t-1`` holds ``a[t]``,
-      column 0 the input term and column ``i`` the ``i``-th most recent state of the
-      history (``h[t-i]`` when nothing is masked). ``a`` is ``(T, k+1)`` for finite k and
-      ``(T, T)`` for ``k=None``, with zeros beyond the history.
+      ``hs (T, m)``, or ``(hs, a)``, ``(hs, state)``, ``(hs, a, state)``. ``a`` is indexed
+      by lag: row ``t-1`` holds ``a[t]``, column 0 the input term and column ``i`` the
+      ``i``-th most recent state of the history (``h[t-i]`` when nothing is masked). ``a``
+      is ``(T, k+1)`` for finite k and ``(T, T)`` for ``k=None``, with zeros beyond the
+      history (for ∞ the lags count only the states made in this call).
     """
     k = _check_k(k)
     options = _check_options(options)
@@ -409,10 +500,18 @@ def attention_rnn(
     unroll = check_unroll(unroll)
     if backward not in ("fused", "autodiff"):
         raise ValueError(f"backward must be 'fused' or 'autodiff', got {backward!r}")
-    p, dtype = _cast(params, xs)
-    w0s, v0s = _lag0(p, jnp.asarray(xs, dtype), options)
+    if initial_state is not None:
+        _check_state("initial_state", initial_state, k, m)
+    p, dtype = _cast(params, xs, *(initial_state or ()))
+    init = _initial_state(k, m, dtype) if initial_state is None else type(initial_state)(
+        *(jnp.asarray(s, dtype) for s in initial_state))
+    xs = jnp.asarray(xs, dtype)
+    if reverse:  # the loop runs forward over the flipped sequence; outputs flip back below
+        xs = xs[::-1]
+        mask = None if mask is None else mask[::-1]
+    p = _bounded(p, options)
+    w0s, v0s = _lag0(p, xs, options)
     stacked = _stack_lags(p)
-    init = _initial_state(k, m, dtype)
 
     if k is None:
         def step(project, state, lag0):
@@ -431,16 +530,17 @@ def attention_rnn(
             return state.h, jnp.zeros((k + 1,), dtype)
 
     if backward == "fused":
-        hs, rows = weight_tapped_scan(step, stacked, init, (w0s, v0s), mask, unroll, skip_output)
+        final, (hs, rows) = weight_tapped_scan(step, stacked, init, (w0s, v0s), mask, unroll,
+                                               skip_output)
     else:
-        _, (hs, rows) = scan_steps(partial(step, _projector(stacked)), init, (w0s, v0s),
-                                   mask=mask, unroll=unroll, skip_output=skip_output)
-    if not return_attention:
-        return hs
-    if k is not None:
-        return hs, rows
-    valid = jnp.ones((T,), bool) if mask is None else mask
-    return hs, _infinite_attention(*rows, valid)
+        final, (hs, rows) = scan_steps(partial(step, _projector(stacked)), init, (w0s, v0s),
+                                       mask=mask, unroll=unroll, skip_output=skip_output)
+    if k is None and return_attention:
+        rows = _infinite_attention(*rows, jnp.ones((T,), bool) if mask is None else mask)
+    if reverse:
+        hs, rows = hs[::-1], jax.tree.map(lambda r: r[::-1], rows)
+    outputs = (hs,) + ((rows,) if return_attention else ()) + ((final,) if return_state else ())
+    return outputs[0] if len(outputs) == 1 else outputs
 
 
 def attention_rnn_jacobian(params: AttentionRNNParams, x, history, *, k, lag=1):

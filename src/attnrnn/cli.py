@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 import jax
@@ -63,30 +64,53 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+_NO_CLIP = "none"
+
+
 def _clip(text):
-    return None if text.lower() in ("none", "0", "off") else float(text)
+    return _NO_CLIP if text.lower() in ("none", "off") else float(text)
 
 
 def _add_train_options(parser):
-    from attnrnn.training import TrainConfig
+    from attnrnn.training import (MODEL_TRAINING_DEFAULTS, PROTOCOLS, TRAINING_DEFAULTS,
+                                  TrainConfig)
 
     defaults = TrainConfig()
+
+    def model_default(name):
+        special = ", ".join(f"{cell} {values[name]}" for cell, values in
+                            MODEL_TRAINING_DEFAULTS.items())
+        return f"default: the model's ({TRAINING_DEFAULTS[name]}; {special})"
+
     parser.add_argument("--task", default=defaults.task,
-                        help="temporal-order, echo or delayed-letters (default %(default)s)")
+                        help="temporal-order, adding, echo or delayed-letters (default %(default)s)")
     parser.add_argument("--level", default=defaults.level,
                         help="temporal-order level: easy, normal, moderate, hard, nightmare")
+    parser.add_argument("--length", type=int, default=None,
+                        help="the adding problem's minimal length T (default 100)")
     parser.add_argument("--model", default=defaults.model,
-                        help="gated, lstm, attention:K or attention:inf (default %(default)s)")
+                        help="gated, lstm, lstm1997, attention:K or attention:inf (default "
+                        "%(default)s); attention is bounded unless 'attention:K,raw'")
+    parser.add_argument("--protocol", default=defaults.protocol, choices=PROTOCOLS,
+                        help="heldout: evaluate a fixed held-out set every --eval-every steps "
+                        "(default); 1997: the paper's ST3/ABS stopping rule, then a fresh "
+                        "test set")
     parser.add_argument("--hidden", type=int, default=defaults.hidden, help="state size m")
-    parser.add_argument("--steps", type=int, default=defaults.steps, help="training steps")
-    parser.add_argument("--batch", type=int, default=defaults.batch, help="batch size")
-    parser.add_argument("--optimizer", default=defaults.optimizer, help="adam, rmsprop or sgd")
-    parser.add_argument("--lr", type=float, default=defaults.lr, help="learning rate")
-    parser.add_argument("--clip", type=_clip, default=defaults.clip,
-                        help="global-norm gradient clip, or 'none' (default %(default)s)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="training steps, the budget under --protocol 1997 ("
+                        + model_default("steps") + ")")
+    parser.add_argument("--batch", type=int, default=None, help=model_default("batch"))
+    parser.add_argument("--optimizer", default=None,
+                        help="adam, rmsprop or sgd (" + model_default("optimizer") + ")")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="learning rate (" + model_default("lr") + ")")
+    parser.add_argument("--clip", type=_clip, default=None,
+                        help="global-norm gradient clip, or 'none' (" + model_default("clip")
+                        + ")")
     parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--eval-every", type=int, default=defaults.eval_every,
-                        help="steps between held-out evaluations (run on device in one chunk)")
+    parser.add_argument("--eval-every", type=int, default=None,
+                        help="steps run on device in one chunk, with a held-out evaluation "
+                        "after each (" + model_default("eval_every") + ")")
     parser.add_argument("--heldout", type=int, default=defaults.heldout,
                         help="held-out sequences (default %(default)s)")
     parser.add_argument("--max-skips", type=int, default=defaults.max_skips,
@@ -97,8 +121,15 @@ def _config_from(args):
     from attnrnn.training import TrainConfig
 
     fields = ("task", "level", "model", "hidden", "steps", "batch", "optimizer", "lr", "clip",
-              "seed", "eval_every", "heldout", "max_skips")
-    return TrainConfig(**{f: getattr(args, f) for f in fields})
+              "seed", "eval_every", "heldout", "max_skips", "protocol", "length")
+    # A flag not given (None) leaves the model's default ("default"); --clip none is None.
+    given = {f: getattr(args, f) for f in fields}
+    for name in ("steps", "batch", "optimizer", "lr", "clip", "eval_every"):
+        if given[name] is None:
+            given[name] = "default"
+    if given["clip"] == _NO_CLIP:
+        given["clip"] = None
+    return TrainConfig(**given)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     multi.add_argument("--num-processes", type=int, default=None)
     multi.add_argument("--process-id", type=int, default=None)
     train.set_defaults(run=_train)
+
+    compare = commands.add_parser(
+        "compare", help="plot finished runs side by side (one figure) and print their results")
+    compare.add_argument("runs", nargs="+", metavar="RUN", help="run folders of attnrnn train")
+    compare.add_argument("--out", required=True, help="the PNG to write")
+    compare.set_defaults(run=_compare)
 
     debug = commands.add_parser("debug-loss", help="the loss-spike study: spikes and their fix")
     debug.add_argument("--out", default="runs/debug-loss")
@@ -158,10 +195,19 @@ def _train(args) -> int:
     _print_summary(summary)
     out = args.resume if args.resume is not None else args.out
     print(f"wrote {out}/: metrics.jsonl, curves.png, summary.json, params/, checkpoints/")
-    return 0 if summary["stop_reason"] in ("completed", "solved") else 1
+    return 0 if summary["stop_reason"] in ("completed", "solved", "stopped: ST3") else 1
 
 
 def _print_summary(summary):
+    if summary.get("protocol") == "1997":
+        stopped = summary["sequences_to_stop"]
+        print(f"{summary['config']['model']} on {summary['config']['task']} (protocol 1997): "
+              + (f"stopped (ST3) after {stopped} sequences" if stopped else
+                 f"did not stop within {summary['sequences_seen']} sequences")
+              + f"; {summary['test_errors']} test errors of {summary['test_size']}; "
+              f"{summary['num_params']} weights; {summary['skipped_updates']} skipped updates "
+              f"({summary['wall_seconds']:.1f} s)")
+        return
     solved = summary["sequences_to_solve"]
     print(
         f"{summary['config']['model']} on {summary['config']['task']}: held-out accuracy "
@@ -170,6 +216,32 @@ def _print_summary(summary):
         + (f"solved (error <= 1/2560) after {solved} sequences" if solved else "not solved")
         + f"; {summary['skipped_updates']} skipped updates; {summary['stop_reason']}"
     )
+
+
+def _compare(args) -> int:
+    from pathlib import Path
+
+    from attnrnn.plots import plot_curves
+    from attnrnn.run import read_metrics
+
+    runs, titles = {}, []
+    for folder in args.runs:
+        try:
+            summary = json.loads((Path(folder) / "summary.json").read_text())
+            history = read_metrics(folder)
+        except (OSError, ValueError) as error:
+            print(f"attnrnn compare: error: {folder} is not a finished run ({error})",
+                  file=sys.stderr)
+            return 2
+        config = summary["config"]
+        label = config["model"] if config["model"] not in runs else f"{config['model']} ({folder})"
+        runs[label] = history
+        titles.append(f"{config['task']} ({config['level']})")
+        print(f"{folder}: ", end="")
+        _print_summary(summary)
+    plot_curves(runs, args.out, title=", ".join(sorted(set(titles))))
+    print(f"wrote {args.out}")
+    return 0
 
 
 def _debug_loss(args) -> int:

@@ -21,14 +21,13 @@ from attnrnn.training import TrainConfig, fit
 
 __all__ = ["STUDY", "find_spikes", "spike_report", "run_study"]
 
-# The plain initialisation (gate offset 0): with the default offset the gated RNN learns this
-# level so fast that even adam at 3e-2 never climbs above its initial loss (measured: 14 small
-# spikes, largest 1.05x the initial loss), which leaves nothing to fix.
+# The plain initialisation (gate offset 0), whose slower start leaves spikes to fix; adam at
+# 6e-2 unclipped spikes above its initial loss at steps 82-92 (docs/theory.md has the study).
 _MODEL = "gated,offset=0"
 STUDY = (
-    ("no fix: adam lr 3e-2, no clipping",
-     dict(model=_MODEL, optimizer="adam", lr=3e-2, clip=None)),
-    ("clipping: adam lr 3e-2, clip 0.1", dict(model=_MODEL, optimizer="adam", lr=3e-2, clip=0.1)),
+    ("no fix: adam lr 6e-2, no clipping",
+     dict(model=_MODEL, optimizer="adam", lr=6e-2, clip=None)),
+    ("clipping: adam lr 6e-2, clip 0.1", dict(model=_MODEL, optimizer="adam", lr=6e-2, clip=0.1)),
     ("lower lr: adam lr 3e-3, no clipping",
      dict(model=_MODEL, optimizer="adam", lr=3e-3, clip=None)),
     ("both: adam lr 3e-3, clip 0.1", dict(model=_MODEL, optimizer="adam", lr=3e-3, clip=0.1)),

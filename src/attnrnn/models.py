@@ -18,8 +18,12 @@ from attnrnn._checks import as_int
 from attnrnn.attention import AttentionOptions, attention_rnn, attention_rnn_init
 from attnrnn.gated import gated_rnn, gated_rnn_init
 from attnrnn.lstm import lstm, lstm_init
+from attnrnn.lstm1997 import lstm1997, lstm1997_init
 
 __all__ = [
+    "BOUNDED",
+    "RAW",
+    "DEFAULT_LR",
     "ModelSpec",
     "Readout",
     "SequenceModelParams",
@@ -27,9 +31,10 @@ __all__ = [
     "model_init",
     "model_apply",
     "batch_loss",
+    "predictions",
 ]
 
-CELLS = ("gated", "attention", "lstm")
+CELLS = ("gated", "attention", "lstm", "lstm1997")
 
 
 # The gated RNN's gate starts near σ(2) = 0.88 (keep most of the state): measured in
@@ -37,17 +42,30 @@ CELLS = ("gated", "attention", "lstm")
 GATE_OFFSET = 2.0
 
 
+# AttentionRNN's training default: the bounds of AttentionOptions that made it learn
+# (docs/results.md); `attention:K,raw` is the homework's model.
+BOUNDED = AttentionOptions(nonexpansive=True, score_bound=0.7, value_bound=2.0)
+RAW = AttentionOptions()
+
+# Learning rates the runs of docs/results.md chose per cell (adam), used when none is given.
+DEFAULT_LR = {"gated": 1e-2, "lstm": 1e-2, "attention": 1e-2}
+
+
 class ModelSpec(NamedTuple):
     """Static model choice: ``cell`` in ``gated, attention, lstm``; ``k`` the attention lags
-    (None for AttentionRNN(∞)); ``options`` the attention stabilisers; ``gate_offset`` the
-    gated RNN's initial gate offset (see :func:`attnrnn.gated_rnn_init`). ``str(spec)`` is
-    the CLI form, e.g. ``attention:inf``, ``attention:2,norm,scale=0.18,cap=20`` or
-    ``gated,offset=0``."""
+    (None for AttentionRNN(∞)); ``options`` the attention bounds and stabilisers
+    (:data:`BOUNDED` unless the spec says ``raw``); ``gate_offset`` the gated RNN's initial
+    gate offset (see :func:`attnrnn.gated_rnn_init`). ``str(spec)`` is the CLI form, e.g.
+    ``attention:inf``, ``attention:2,raw``, ``attention:inf,qk=1.5`` or ``gated,offset=0``."""
 
     cell: str
     k: int | None = None
-    options: AttentionOptions = AttentionOptions()
+    options: AttentionOptions = BOUNDED
     gate_offset: float = GATE_OFFSET
+
+    @property
+    def default_lr(self) -> float:
+        return DEFAULT_LR[self.cell]
 
     def __str__(self):
         if self.cell == "gated" and self.gate_offset != GATE_OFFSET:
@@ -55,37 +73,62 @@ class ModelSpec(NamedTuple):
         if self.cell != "attention":
             return self.cell
         text = f"attention:{'inf' if self.k is None else self.k}"
-        if self.options.normalize_states:
-            text += ",norm"
-        if self.options.score_scale != 1.0:
-            text += f",scale={self.options.score_scale:g}"
-        if self.options.score_cap is not None:
-            text += f",cap={self.options.score_cap:g}"
-        return text
+        o = self.options
+        if o == BOUNDED:
+            return text
+        if (o.nonexpansive, o.score_bound, o.value_bound) == (
+                BOUNDED.nonexpansive, BOUNDED.score_bound, BOUNDED.value_bound):
+            parts = []
+        else:
+            parts = ["raw"] + (["nonexp"] if o.nonexpansive else [])
+            parts += [f"{name}={value:g}" for name, value in
+                      (("qk", o.score_bound), ("v", o.value_bound)) if value is not None]
+        parts += (["norm"] if o.normalize_states else [])
+        parts += [f"scale={o.score_scale:g}"] if o.score_scale != 1.0 else []
+        parts += [f"cap={o.score_cap:g}"] if o.score_cap is not None else []
+        return ",".join([text, *parts])
+
+
+_OPTION_HELP = "'raw', 'nonexp', 'qk=B', 'v=C', 'norm', 'scale=S', 'cap=C'"
 
 
 def _parse_options(parts, spec):
-    options = {}
-    for part in parts:
+    """Attention options after the commas, applied in order to :data:`BOUNDED` (``raw``
+    first starts from the homework's model instead)."""
+    options = BOUNDED
+    fields = {"qk": "score_bound", "v": "value_bound", "scale": "score_scale",
+              "cap": "score_cap"}
+    for position, part in enumerate(parts):
         name, _, value = part.partition("=")
         try:
-            if name == "norm" and not value:
-                options["normalize_states"] = True
-            elif name in ("scale", "cap") and value:
-                options["score_" + name] = float(value)
+            if name == "raw" and not value and position == 0:
+                options = RAW
+            elif name == "nonexp" and not value:
+                options = options._replace(nonexpansive=True)
+            elif name == "norm" and not value:
+                options = options._replace(normalize_states=True)
+            elif name in fields and value:
+                number = float(value)
+                if not number > 0:
+                    raise ValueError
+                options = options._replace(**{fields[name]: number})
             else:
                 raise ValueError
         except ValueError:
             raise ValueError(
-                f"model option {part!r} in {spec!r} is not one of 'norm', 'scale=S', 'cap=C'"
+                f"model option {part!r} in {spec!r} is not one of {_OPTION_HELP} "
+                "('raw' only first; numbers > 0)"
             ) from None
-    return AttentionOptions(**options)
+    return options
 
 
 def parse_model(spec) -> ModelSpec:
     """``"gated"``, ``"lstm"``, ``"attention:K"`` or ``"attention:inf"`` as a
-    :class:`ModelSpec`; attention may add options after commas: ``norm`` (normalise the
-    states entering the lag terms), ``scale=S`` (multiply scores), ``cap=C`` (soft cap)."""
+    :class:`ModelSpec`. Attention is bounded by default (:data:`BOUNDED`); options after
+    commas: ``raw`` (first: the homework's unbounded model), ``nonexp`` (value maps
+    nonexpansive), ``qk=B`` (query/key spectral bound), ``v=C`` (input value column bound),
+    ``norm`` (normalise the states entering the lag terms), ``scale=S`` (multiply scores),
+    ``cap=C`` (soft cap). The gated RNN takes ``offset=B`` (its initial gate offset)."""
     if isinstance(spec, ModelSpec):
         return spec
     if not isinstance(spec, str):
@@ -109,13 +152,13 @@ def parse_model(spec) -> ModelSpec:
         return ModelSpec(cell)
     raise ValueError(
         f"model must be 'gated', 'lstm', 'attention:K' (K an int >= 0) or 'attention:inf', "
-        f"optionally with ',norm', ',scale=S', ',cap=C' (attention) or ',offset=B' (gated), "
+        f"optionally with options {_OPTION_HELP} (attention) or ',offset=B' (gated), "
         f"got {spec!r}"
     )
 
 
 class Readout(NamedTuple):
-    """Linear readout ``logits = W h + b``: ``W (classes, m)``, ``b (classes,)``."""
+    """Linear readout ``outputs = W h + b``: ``W (outputs, m)``, ``b (outputs,)``."""
 
     W: jax.Array
     b: jax.Array
@@ -126,23 +169,43 @@ class SequenceModelParams(NamedTuple):
     readout: Readout
 
 
-def model_init(key, spec, *, input_size, hidden_size, num_classes, dtype=jnp.float32):
-    """Initial parameters for ``spec`` (a :class:`ModelSpec` or its string form).
+def _with_bias_input(xs):
+    """``[x, 1]`` at every step: the gated RNN's bias column (the homework's cell has none)."""
+    return jnp.concatenate([xs, jnp.ones(xs.shape[:-1] + (1,), xs.dtype)], axis=-1)
 
-    The gated RNN starts with ``gate_offset`` 2 unless the spec says otherwise (``gated,offset=0``
-    is the plain initialisation). The readout starts at ``N(0, 0.01 / m)`` so that the first
-    predictions are nearly uniform: a fresh classifier's loss is close to ``ln(classes)`` and its accuracy close to
-    ``1 / classes``.
+
+def model_init(key, spec, *, input_size, hidden_size, num_classes, dtype=jnp.float32):
+    """Initial parameters for ``spec`` (a :class:`ModelSpec` or its string form);
+    ``num_classes`` is the number of output units (1 for a regression).
+
+    The gated RNN reads ``[x, 1]``: the constant feature gives each of its matrices a bias
+    column (without one its gate cannot start closed on real-valued inputs, such as the
+    adding problem's); the gate's bias column starts at ``gate_offset`` (2 unless the spec
+    says otherwise; ``gated,offset=0`` is the plain initialisation) — for one-hot inputs
+    exactly the old offset added to every entry of ``W_c``. The readout starts at
+    ``N(0, 0.01 / m)`` so that a fresh classifier's loss is close to ``ln(classes)`` and
+    its accuracy close to ``1 / classes``. ``lstm1997`` is the paper's whole network:
+    ``hidden_size`` is ignored (2 blocks of 2 cells), its input-gate biases are -2, -4 for
+    a classifier and -3, -6 for a regression (the adding problem), and its output layer
+    starts at ``U[-0.1, 0.1]`` like the rest.
     """
     spec = parse_model(spec)
     n = as_int("input_size", input_size, minimum=1)
     m = as_int("hidden_size", hidden_size, minimum=1)
-    classes = as_int("num_classes", num_classes, minimum=2)
-    k_cell, k_out = jax.random.split(key)
+    classes = as_int("num_classes", num_classes, minimum=1)
+    k_cell, k_out, k_bias = jax.random.split(key, 3)
     if spec.cell == "gated":
-        cell = gated_rnn_init(k_cell, n, m, gate_offset=spec.gate_offset, dtype=dtype)
+        cell = gated_rnn_init(k_cell, n + 1, m, dtype=dtype)
+        cell = cell._replace(W_c=cell.W_c.at[:, -1].set(spec.gate_offset))
     elif spec.cell == "lstm":
         cell = lstm_init(k_cell, n, m, dtype=dtype)
+    elif spec.cell == "lstm1997":
+        cell = lstm1997_init(k_cell, n, input_gate_bias=(-2.0, -4.0) if classes > 1 else
+                             (-3.0, -6.0), dtype=dtype)
+        cells = cell.W_c.shape[0]
+        return SequenceModelParams(cell, Readout(
+            jax.random.uniform(k_out, (classes, cells), dtype, -0.1, 0.1),
+            jax.random.uniform(k_bias, (classes,), dtype, -0.1, 0.1)))
     else:
         cell = attention_rnn_init(k_cell, n, m, k=spec.k, dtype=dtype)
     W = 0.1 * jax.random.normal(k_out, (classes, m), dtype) / jnp.sqrt(m).astype(dtype)
@@ -150,31 +213,65 @@ def model_init(key, spec, *, input_size, hidden_size, num_classes, dtype=jnp.flo
 
 
 def model_apply(params: SequenceModelParams, xs, mask=None, *, spec, per_step=False):
-    """Logits for one sequence ``xs (T, n)``: ``(classes,)`` from the last valid state, or
-    ``(T, classes)`` from every state when ``per_step``."""
+    """The readout's outputs for one sequence ``xs (T, n)`` — logits, or the net input of
+    ``lstm1997``'s sigmoid output units — ``(outputs,)`` from the last valid state, or
+    ``(T, outputs)`` from every state when ``per_step``."""
     spec = parse_model(spec)
     if spec.cell == "gated":
-        hs = gated_rnn(params.cell, xs, mask=mask)
+        hs = gated_rnn(params.cell, _with_bias_input(xs), mask=mask)
     elif spec.cell == "lstm":
         hs = lstm(params.cell, xs, mask=mask)
+    elif spec.cell == "lstm1997":
+        hs = lstm1997(params.cell, xs, mask=mask)
     else:
         hs = attention_rnn(params.cell, xs, k=spec.k, mask=mask, options=spec.options)
     logits = (hs if per_step else hs[-1]) @ params.readout.W.T
     return logits + jnp.broadcast_to(params.readout.b, logits.shape)
 
 
-def batch_loss(params, xs, labels, mask, *, spec, per_step=False):
-    """Mean cross-entropy and accuracy over a batch (over valid steps for per-step tasks).
+def predictions(outputs, spec, regression=False):
+    """What the model claims, in the units of the targets: class probabilities (softmax of
+    the logits; ``lstm1997``'s sigmoid units), or the regression value (linear; sigmoid
+    for ``lstm1997``)."""
+    if parse_model(spec).cell == "lstm1997":
+        return jax.nn.sigmoid(outputs)
+    return outputs if regression else jax.nn.softmax(outputs, axis=-1)
+
+
+def batch_loss(params, xs, labels, mask, *, spec, per_step=False, regression=False,
+               tolerance=None):
+    """Mean loss and accuracy over a batch (over valid steps for per-step tasks), with each
+    sequence's error measures for the 1997 stopping rule.
+
+    The loss is the cross-entropy of the softmax classifiers, and the paper's squared error
+    ``E = ½ Σ_j (y_j - t_j)²`` of the predictions (:func:`predictions`) for ``lstm1997`` and
+    for every regression. A prediction is right when its class is the argmax
+    (classification), or when ``|y - t| < tolerance`` (regression; default 0.04, the adding
+    problem's ABS(0.04)).
 
     Returns:
-      ``(loss, (accuracy, errors))``, ``errors`` the count of wrong predictions.
+      ``(loss, aux)``: ``aux["accuracy"]``, ``aux["errors"]`` (wrong predictions) and, for
+      sequence tasks, per sequence ``aux["squared_error"]`` (``E``, on probabilities for a
+      classifier) and ``aux["abs_error"]`` (``max_j |y_j - t_j|``).
     """
-    logits = jax.vmap(lambda x, m: model_apply(params, x, m, spec=spec, per_step=per_step))(
-        xs, mask
-    )
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-    wrong = jnp.argmax(logits, axis=-1) != labels
+    spec = parse_model(spec)
+    outputs = jax.vmap(lambda x, m: model_apply(params, x, m, spec=spec, per_step=per_step))(
+        xs, mask)
+    y = predictions(outputs, spec, regression)
+    targets = labels[..., None] if regression else jax.nn.one_hot(labels, outputs.shape[-1],
+                                                                   dtype=y.dtype)
+    squared = 0.5 * jnp.sum((y - targets) ** 2, axis=-1)
+    abs_error = jnp.max(jnp.abs(y - targets), axis=-1)
+    if regression:
+        losses, wrong = squared, abs_error >= (0.04 if tolerance is None else tolerance)
+    else:
+        losses = (squared if spec.cell == "lstm1997" else
+                  optax.softmax_cross_entropy_with_integer_labels(outputs, labels))
+        wrong = jnp.argmax(outputs, axis=-1) != labels
     weights = mask.astype(losses.dtype) if per_step else jnp.ones_like(losses)
     total = jnp.sum(weights)
     errors = jnp.sum(wrong * weights)
-    return jnp.sum(losses * weights) / total, (1 - errors / total, errors)
+    aux = {"accuracy": 1 - errors / total, "errors": errors}
+    if not per_step:
+        aux.update(squared_error=squared, abs_error=abs_error)
+    return jnp.sum(losses * weights) / total, aux

@@ -6,7 +6,9 @@ __all__ = ["plot_curves"]
 
 
 def plot_curves(runs, path=None, title=None):
-    """Loss and accuracy against sequences seen, one line pair per run.
+    """Loss and accuracy against sequences seen, one line pair per run; every update that
+    was skipped for a non-finite gradient is marked (a red tick on the loss panel's top edge)
+    and counted in the legend.
 
     Args:
       runs: ``{label: history}``, a history being the list of records :func:`attnrnn.training.fit`
@@ -36,6 +38,12 @@ def plot_curves(runs, path=None, title=None):
                     color=line.get_color())
         ax_acc.plot([r["sequences_seen"] for r in held], [r["heldout_accuracy"] for r in held],
                     "o-", ms=2, color=line.get_color(), label=f"{label} (held-out)")
+        skipped = [r["sequences_seen"] for r in train if r.get("skipped")]
+        if skipped:
+            # On the axes' top edge in axes coordinates: a skipped step's loss may be inf.
+            ax_loss.plot(skipped, [1.0] * len(skipped), "|", ms=10, color="red",
+                         transform=ax_loss.get_xaxis_transform(), clip_on=False,
+                         label=f"{label}: {len(skipped)} skipped updates")
     ax_loss.set(xlabel="sequences seen", ylabel="cross-entropy", yscale="log", title="loss")
     ax_acc.set(xlabel="sequences seen", ylabel="accuracy", ylim=(0, 1.02), title="accuracy")
     ax_loss.legend(fontsize=7)

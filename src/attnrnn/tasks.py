@@ -2,8 +2,8 @@
 
 Each generator makes a whole batch inside ``jit`` from a key and returns
 ``(xs (B, T_max, features), labels, mask (B, T_max))``; ``labels`` is ``(B,)`` for
-sequence classification and ``(B, T_max)`` for per-step tasks. The same key always gives
-the same batch.
+sequence classification (int) and regression (float), ``(B, T_max)`` for per-step tasks.
+The same key always gives the same batch. Every range below includes both of its ends.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ __all__ = [
     "temporal_order",
     "echo",
     "delayed_letters",
+    "adding",
     "make_task",
     "TASK_NAMES",
 ]
@@ -31,7 +32,8 @@ __all__ = [
 SYMBOLS = ("X", "Y", "a", "b", "c", "d", "B", "E")
 CLASSES = ("Q", "R", "S", "U")  # XX, XY, YX, YY
 
-# (length, t1, t2) ranges, each lo <= value < hi.
+# (length, t1, t2) ranges, each lo <= value <= hi: the 1997 paper's and the course's
+# (Atcold/NYU-DLSP20 `TemporalOrderExp6aSequence`, which draws randint(lo, hi + 1)).
 LEVELS = {
     "easy": ((7, 8), (1, 2), (4, 5)),
     "normal": ((30, 40), (2, 5), (20, 27)),
@@ -54,7 +56,7 @@ def temporal_order(key, batch_size, *, level="moderate"):
     order) starts with ``B`` and ends with ``E``; positions ``t1`` and ``t2`` (0-based, ``B``
     at 0) hold ``X`` or ``Y`` and every other position a random ``a``–``d``. The class is
     ``Q, R, S, U`` for ``XX, XY, YX, YY`` at ``(t1, t2)``, uniform. ``L``, ``t1`` and ``t2``
-    are uniform over the level's ranges (upper bounds excluded, see :data:`LEVELS`).
+    are uniform over the level's ranges, both ends included (:data:`LEVELS`).
     Sequences are pre-padded with zero vectors to ``T_max``, the level's longest length.
 
     Args:
@@ -68,12 +70,12 @@ def temporal_order(key, batch_size, *, level="moderate"):
     """
     batch_size = as_int("batch_size", batch_size, minimum=1)
     (l_lo, l_hi), (t1_lo, t1_hi), (t2_lo, t2_hi) = _check_level(level)
-    t_max = l_hi - 1
+    t_max = l_hi
     k_len, k_t1, k_t2, k_cls, k_sym = jax.random.split(key, 5)
     shape = (batch_size, 1)
-    length = jax.random.randint(k_len, shape, l_lo, l_hi, dtype=jnp.int32)
-    t1 = jax.random.randint(k_t1, shape, t1_lo, t1_hi, dtype=jnp.int32)
-    t2 = jax.random.randint(k_t2, shape, t2_lo, t2_hi, dtype=jnp.int32)
+    length = jax.random.randint(k_len, shape, l_lo, l_hi + 1, dtype=jnp.int32)
+    t1 = jax.random.randint(k_t1, shape, t1_lo, t1_hi + 1, dtype=jnp.int32)
+    t2 = jax.random.randint(k_t2, shape, t2_lo, t2_hi + 1, dtype=jnp.int32)
     label = jax.random.randint(k_cls, (batch_size,), 0, len(CLASSES), dtype=jnp.int32)
     # Position within the sequence; negative on the pre-padding.
     j = jnp.arange(t_max)[None, :] - (t_max - length)
@@ -133,11 +135,51 @@ def delayed_letters(key, batch_size, *, length=32, delay=3):
     return xs, labels.astype(jnp.int32), jnp.ones((batch_size, length), bool)
 
 
+def adding(key, batch_size, *, length=100):
+    """The adding problem, Hochreiter & Schmidhuber (1997) §5.4, with minimal length ``T``.
+
+    Each step is a pair ``(value, marker)``: ``value`` uniform in ``[-1, 1]``, ``marker`` in
+    ``{1, 0, -1}``. The length ``L`` is uniform in ``[T, T + T//10]``. Exactly two pairs are
+    marked 1: one of the first ten (its value is ``X1``), then one of the first ``T/2 - 1``
+    still unmarked ones (``X2``; positions ``0 .. T//2 - 2``). Every other marker is 0,
+    except the first and the last pair's, which are -1 (a marked first pair keeps 1). "In the
+    rare case where the first pair of the sequence gets marked, we set X1 to zero": here the
+    first pair's value is set to 0 when it is marked (whichever of the two draws marked it),
+    so the target is always ``0.5 + (X1 + X2) / 4`` of the values the model sees. Sequences
+    are pre-padded with zero pairs to ``T + T//10``.
+
+    Returns:
+      ``xs (B, T_max, 2)`` float32, ``labels (B,)`` float32 targets in ``[0, 1]``,
+      ``mask (B, T_max)`` bool.
+    """
+    batch_size = as_int("batch_size", batch_size, minimum=1)
+    T = as_int("length", length, minimum=22)  # so the first ten positions lie in the first T/2 - 1
+    t_max = T + T // 10
+    k_len, k_first, k_second, k_values = jax.random.split(key, 4)
+    shape = (batch_size, 1)
+    L = jax.random.randint(k_len, shape, T, t_max + 1, dtype=jnp.int32)
+    first = jax.random.randint(k_first, shape, 0, 10, dtype=jnp.int32)
+    # The second mark: uniform over the T//2 - 1 first positions other than `first`.
+    second = jax.random.randint(k_second, shape, 0, T // 2 - 2, dtype=jnp.int32)
+    second = second + (second >= first)
+    j = jnp.arange(t_max)[None, :] - (t_max - L)  # position in the sequence, < 0 on padding
+    marked = (j == first) | (j == second)
+    marker = jnp.where(marked, 1.0, jnp.where((j == 0) | (j == L - 1), -1.0, 0.0))
+    value = jax.random.uniform(k_values, (batch_size, t_max), minval=-1.0, maxval=1.0)
+    value = jnp.where(marked & (j == 0), 0.0, value)
+    mask = j >= 0
+    xs = jnp.stack([value, marker], axis=-1) * mask[..., None]
+    target = 0.5 + jnp.sum(jnp.where(marked, value, 0.0), axis=1) / 4
+    return xs.astype(jnp.float32), target.astype(jnp.float32), mask
+
+
 class Task(NamedTuple):
     """A generator with what a model needs to know about it.
 
     ``sample(key, batch_size) -> (xs, labels, mask)``; ``per_step`` says whether labels are
-    ``(B, T)`` (one per step) or ``(B,)`` (one per sequence, read from the last valid state).
+    ``(B, T)`` (one per step) or ``(B,)`` (one per sequence, read from the last valid state);
+    ``classes`` is the number of output units (1 for a regression). ``regression`` tasks
+    have float targets and a squared-error loss; the others integer classes.
     """
 
     name: str
@@ -145,18 +187,24 @@ class Task(NamedTuple):
     classes: int
     per_step: bool
     sample: Callable
+    regression: bool = False
 
 
-TASK_NAMES = ("temporal-order", "echo", "delayed-letters")
+TASK_NAMES = ("temporal-order", "adding", "echo", "delayed-letters")
 
 
 def make_task(name: str, *, level="moderate", length=None, echo_step=3, delay=3) -> Task:
-    """A :class:`Task` by name: ``temporal-order`` (``level``), ``echo`` (``length``,
-    ``echo_step``) or ``delayed-letters`` (``length``, ``delay``)."""
+    """A :class:`Task` by name: ``temporal-order`` (``level``), ``adding`` (``length`` T,
+    default 100), ``echo`` (``length``, ``echo_step``) or ``delayed-letters`` (``length``,
+    ``delay``)."""
     if name == "temporal-order":
         _check_level(level)
         return Task(name, len(SYMBOLS), len(CLASSES), False,
                     lambda key, b: temporal_order(key, b, level=level))
+    if name == "adding":
+        length = as_int("length", 100 if length is None else length, minimum=22)
+        return Task(name, 2, 1, False, lambda key, b: adding(key, b, length=length),
+                    regression=True)
     if name == "echo":
         length = 64 if length is None else length
         return Task(name, 1, 2, True,

@@ -1,0 +1,140 @@
+"""The LSTM of Hochreiter & Schmidhuber (1997) as the paper ran it: no forget gate.
+
+Memory-cell blocks ``j = 1..B`` of ``C`` cells share an input gate and an output gate. Every
+non-input unit — cell inputs, input gates, output gates — reads the current input ``x[t]``
+and every hidden unit's previous activation ``y[t-1] = [y^c; y^in; y^out]`` (a fully connected
+hidden layer), plus a bias::
+
+    y^in_j[t]  = σ(W_in[j] u[t] + b_in[j]),   u[t] = [x[t]; y[t-1]]
+    y^out_j[t] = σ(W_out[j] u[t] + b_out[j])
+    s_c[t]     = s_c[t-1] + y^in_j[t] g(W_c[c] u[t] + b_c[c])        g(z) = 4σ(z) - 2 ∈ [-2, 2]
+    y^c[t]     = y^out_j[t] h(s_c[t])                                h(z) = 2σ(z) - 1 ∈ [-1, 1]
+
+for each cell ``c`` of block ``j``; ``s[0] = 0``, ``y[0] = 0``. The cell state is a constant
+error carousel (``∂s[t]/∂s[t-1] = 1``). The paper's output units read the cells only; they
+are a readout, not part of this recurrence. Experiment 6a: 8 inputs, 2 blocks of 2 cells
+(136 weights here, 156 with the 4 sigmoid outputs); the adding problem: 2 inputs (88, 93 with
+its output).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from attnrnn._checks import as_int, check_floating, check_mask, check_rank, check_shape
+from attnrnn._scan import check_unroll, scan_steps
+
+__all__ = ["LSTM1997Params", "lstm1997_init", "lstm1997"]
+
+
+class LSTM1997Params(NamedTuple):
+    """``W_c (B·C, n + H)``, ``b_c (B·C,)`` cell inputs; ``W_in``, ``W_out (B, n + H)``,
+    ``b_in``, ``b_out (B,)`` gates; ``H = B·C + 2B`` hidden units, ordered
+    ``[cells; input gates; output gates]`` in ``u = [x; y]``."""
+
+    W_c: jax.Array
+    b_c: jax.Array
+    W_in: jax.Array
+    b_in: jax.Array
+    W_out: jax.Array
+    b_out: jax.Array
+
+
+def lstm1997_init(key, input_size, *, blocks=2, cells=2, input_gate_bias=(-2.0, -4.0),
+                  scale=0.1, dtype=jnp.float32) -> LSTM1997Params:
+    """The paper's initialisation: every weight and bias ``U[-scale, scale]`` (0.1), except
+    the input-gate biases, which are ``input_gate_bias`` (one per block: -2, -4 for
+    experiment 6a; -3, -6 for the adding problem), so later blocks open later.
+
+    Args:
+      key: a ``jax.random`` key.
+      input_size: ``n``.
+      blocks: ``B``, memory-cell blocks.
+      cells: ``C``, cells per block.
+      input_gate_bias: ``B`` numbers.
+      scale: the half-width of the uniform initialisation.
+      dtype: a floating dtype.
+
+    Returns:
+      :class:`LSTM1997Params`.
+    """
+    n = as_int("input_size", input_size, minimum=1)
+    B = as_int("blocks", blocks, minimum=1)
+    C = as_int("cells", cells, minimum=1)
+    if len(tuple(input_gate_bias)) != B:
+        raise ValueError(f"input_gate_bias must have one number per block ({B}), got "
+                         f"{input_gate_bias!r}")
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"dtype must be a floating dtype, got {dtype}")
+    fan_in = n + B * C + 2 * B
+    shapes = ((B * C, fan_in), (B * C,), (B, fan_in), (B,), (B, fan_in), (B,))
+    keys = jax.random.split(key, len(shapes))
+    params = LSTM1997Params(*(jax.random.uniform(k, s, dtype, -scale, scale)
+                              for k, s in zip(keys, shapes)))
+    return params._replace(b_in=jnp.asarray(input_gate_bias, dtype))
+
+
+def _check_params(params) -> tuple[int, int, int]:
+    """Returns ``(n, blocks, cells)``."""
+    if not isinstance(params, tuple) or len(params) != 6:
+        raise TypeError("params must be LSTM1997Params(W_c, b_c, W_in, b_in, W_out, b_out), "
+                        f"got {type(params).__name__}")
+    B, fan_in = check_rank("params.W_in", params.W_in, 2, "(B, n + H)")
+    cells_total = check_rank("params.W_c", params.W_c, 2, "(B·C, n + H)")[0]
+    if cells_total % B:
+        raise ValueError(f"params.W_c has {cells_total} cells, not a multiple of the {B} "
+                         "blocks of params.W_in")
+    n = fan_in - cells_total - 2 * B
+    if n < 1:
+        raise ValueError(f"params.W_in's {fan_in} columns leave no input (H = {cells_total} "
+                         f"cells + {2 * B} gates)")
+    for name, shape in (("W_c", (cells_total, fan_in)), ("b_c", (cells_total,)),
+                        ("b_in", (B,)), ("W_out", (B, fan_in)), ("b_out", (B,))):
+        check_shape(f"params.{name}", getattr(params, name), shape)
+    for name, w in zip(LSTM1997Params._fields, params):
+        check_floating(f"params.{name}", w)
+    return n, B, cells_total // B
+
+
+def lstm1997(params: LSTM1997Params, xs, *, mask=None, reverse=False, unroll=1):
+    """Runs the 1997 LSTM from zero state over ``xs (T, n)``.
+
+    Args:
+      params: :class:`LSTM1997Params`.
+      xs: ``(T, n)``.
+      mask, reverse, unroll: as for :func:`attnrnn.gated_rnn` (a skipped step carries every
+        state and repeats the cell outputs).
+
+    Returns:
+      the cell outputs ``y^c (T, B·C)``.
+    """
+    n, B, C = _check_params(params)
+    T = check_rank("xs", xs, 2, "(T, n)")[0]
+    check_shape("xs", xs, (T, n), "(T, n), n the input_size of params")
+    check_floating("xs", xs)
+    mask = check_mask(mask, T)
+    dtype = jnp.result_type(*params, xs)
+    W_c, b_c, W_in, b_in, W_out, b_out = (jnp.asarray(w, dtype) for w in params)
+    W = jnp.concatenate([W_c, W_in, W_out])
+    b = jnp.concatenate([b_c, b_in, b_out])
+    # The input part of every unit's net input, for all steps in one product.
+    z_x = jnp.asarray(xs, dtype) @ W[:, :n].T + b[None, :]
+    W_y = W[:, n:]
+
+    def step(carry, z):
+        s, y = carry
+        net = z + W_y @ y
+        y_in = jax.nn.sigmoid(net[B * C : B * C + B])
+        y_out = jax.nn.sigmoid(net[B * C + B :])
+        g = 4 * jax.nn.sigmoid(net[: B * C]) - 2
+        s = s + jnp.repeat(y_in, C) * g
+        y_c = jnp.repeat(y_out, C) * (2 * jax.nn.sigmoid(s) - 1)
+        return (s, jnp.concatenate([y_c, y_in, y_out])), y_c
+
+    init = (jnp.zeros((B * C,), dtype), jnp.zeros((B * C + 2 * B,), dtype))
+    _, ys = scan_steps(step, init, z_x, mask=mask, reverse=reverse, unroll=check_unroll(unroll),
+                       skip_output=lambda carry: carry[1][: B * C])
+    return ys
