@@ -99,7 +99,8 @@ def _check_params(params) -> tuple[int, int, int]:
     return n, B, cells_total // B
 
 
-def lstm1997(params: LSTM1997Params, xs, *, mask=None, reverse=False, unroll=1):
+def lstm1997(params: LSTM1997Params, xs, *, mask=None, reverse=False, unroll=1,
+             truncated=False):
     """Runs the 1997 LSTM from zero state over ``xs (T, n)``.
 
     Args:
@@ -107,6 +108,9 @@ def lstm1997(params: LSTM1997Params, xs, *, mask=None, reverse=False, unroll=1):
       xs: ``(T, n)``.
       mask, reverse, unroll: as for :func:`attnrnn.gated_rnn` (a skipped step carries every
         state and repeats the cell outputs).
+      truncated: the paper's truncated gradient: no error flows back through the recurrent
+        activations ``y[t-1]`` into the net inputs, only along the cell states (the constant
+        error carousel). The forward pass is the same.
 
     Returns:
       the cell outputs ``y^c (T, B·C)``.
@@ -126,7 +130,7 @@ def lstm1997(params: LSTM1997Params, xs, *, mask=None, reverse=False, unroll=1):
 
     def step(carry, z):
         s, y = carry
-        net = z + W_y @ y
+        net = z + W_y @ (jax.lax.stop_gradient(y) if truncated else y)
         y_in = jax.nn.sigmoid(net[B * C : B * C + B])
         y_out = jax.nn.sigmoid(net[B * C + B :])
         g = 4 * jax.nn.sigmoid(net[: B * C]) - 2

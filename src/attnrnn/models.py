@@ -55,19 +55,23 @@ class ModelSpec(NamedTuple):
     """Static model choice: ``cell`` in ``gated, attention, lstm``; ``k`` the attention lags
     (None for AttentionRNN(∞)); ``options`` the attention bounds and stabilisers
     (:data:`BOUNDED` unless the spec says ``raw``); ``gate_offset`` the gated RNN's initial
-    gate offset (see :func:`attnrnn.gated_rnn_init`). ``str(spec)`` is the CLI form, e.g.
+    gate offset (see :func:`attnrnn.gated_rnn_init`); ``truncated`` the 1997 LSTM's
+    truncated gradient (``lstm1997,truncated``). ``str(spec)`` is the CLI form, e.g.
     ``attention:inf``, ``attention:2,raw``, ``attention:inf,qk=1.5`` or ``gated,offset=0``."""
 
     cell: str
     k: int | None = None
     options: AttentionOptions = BOUNDED
     gate_offset: float = GATE_OFFSET
+    truncated: bool = False
 
     @property
     def default_lr(self) -> float:
         return DEFAULT_LR[self.cell]
 
     def __str__(self):
+        if self.cell == "lstm1997" and self.truncated:
+            return "lstm1997,truncated"
         if self.cell == "gated" and self.gate_offset != GATE_OFFSET:
             return f"gated,offset={self.gate_offset:g}"
         if self.cell != "attention":
@@ -128,7 +132,8 @@ def parse_model(spec) -> ModelSpec:
     commas: ``raw`` (first: the homework's unbounded model), ``nonexp`` (value maps
     nonexpansive), ``qk=B`` (query/key spectral bound), ``v=C`` (input value column bound),
     ``norm`` (normalise the states entering the lag terms), ``scale=S`` (multiply scores),
-    ``cap=C`` (soft cap). The gated RNN takes ``offset=B`` (its initial gate offset)."""
+    ``cap=C`` (soft cap). The gated RNN takes ``offset=B`` (its initial gate offset);
+    ``lstm1997,truncated`` is the paper's network with the paper's truncated gradient."""
     if isinstance(spec, ModelSpec):
         return spec
     if not isinstance(spec, str):
@@ -148,6 +153,8 @@ def parse_model(spec) -> ModelSpec:
                 return ModelSpec("gated", gate_offset=float(value))
         except ValueError:
             pass
+    elif cell == "lstm1997" and extra == ["truncated"]:
+        return ModelSpec(cell, truncated=True)
     elif cell in CELLS and not lags and not extra:
         return ModelSpec(cell)
     raise ValueError(
@@ -222,7 +229,7 @@ def model_apply(params: SequenceModelParams, xs, mask=None, *, spec, per_step=Fa
     elif spec.cell == "lstm":
         hs = lstm(params.cell, xs, mask=mask)
     elif spec.cell == "lstm1997":
-        hs = lstm1997(params.cell, xs, mask=mask)
+        hs = lstm1997(params.cell, xs, mask=mask, truncated=spec.truncated)
     else:
         hs = attention_rnn(params.cell, xs, k=spec.k, mask=mask, options=spec.options)
     logits = (hs if per_step else hs[-1]) @ params.readout.W.T
