@@ -107,7 +107,7 @@ def test_attention_defaults_never_skip_an_update(model):
     """The training default (bounded AttentionRNN, default lr): no non-finite gradient over a
     few hundred steps for several seeds, nor on the longest sequences; the homework's raw
     model with the same settings blows up within 60 steps (seed 0: first skip at step 29)."""
-    for level, steps, seeds in (("hard", 200, (0, 1, 2)), ("nightmare", 20, (0,))):
+    for level, steps, seeds in (("hard", 200, (0, 1)), ("nightmare", 20, (0,))):
         for seed in seeds:
             config = training.TrainConfig(level=level, model=model, steps=steps, seed=seed,
                                           heldout=64)
