@@ -161,3 +161,42 @@ def test_resume_refuses_foreign_and_truncated_folders(tmp_path, capsys):
     assert cli.main(["train", "--resume", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert str(out / "checkpoints") in err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--clip", "0"], "clip must be a positive number, or None for no clipping (--clip none)"),
+    (["--protocol", "1997", "--task", "echo"], "protocol 1997 is defined for the tasks"),
+    (["--task", "adding", "--length", "5"], "length must be an int >= 22"),
+    (["--model", "attention:inf,qk=-1"], "model option 'qk=-1'"),
+])
+def test_bad_new_arguments_exit_2_and_write_nothing(tmp_path, capsys, argv, message):
+    out = tmp_path / "never"
+    assert cli.main(["train", *argv, "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_compare_plots_runs_side_by_side(tmp_path, capsys):
+    """compare reads finished run folders (summary.json, metrics.jsonl) and plots them."""
+    for model in ("gated", "attention:inf"):
+        folder = tmp_path / model
+        folder.mkdir()
+        config = TrainConfig(level="easy", model=model, steps=2)
+        summary = {"config": config.__dict__, "heldout_accuracy": 1.0, "sequences_seen": 64,
+                   "wall_seconds": 1.0, "sequences_to_solve": 64, "skipped_updates": 0,
+                   "stop_reason": "completed"}
+        (folder / "summary.json").write_text(json.dumps(summary))
+        rows = [{"step": 0, "sequences_seen": 0, "heldout_loss": 1.4, "heldout_accuracy": 0.25},
+                {"step": 1, "sequences_seen": 32, "loss": 1.3, "accuracy": 0.5},
+                {"step": 2, "sequences_seen": 64, "loss": 0.1, "accuracy": 1.0,
+                 "heldout_loss": 0.1, "heldout_accuracy": 1.0}]
+        (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    png = tmp_path / "both.png"
+    assert cli.main(["compare", str(tmp_path / "gated"), str(tmp_path / "attention:inf"),
+                     "--out", str(png)]) == 0
+    printed = capsys.readouterr().out
+    assert "gated on temporal-order" in printed and "attention:inf on temporal-order" in printed
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert cli.main(["compare", str(tmp_path / "nothing"), "--out", str(png)]) == 2
+    assert "is not a finished run" in capsys.readouterr().err

@@ -116,7 +116,8 @@ class TrainConfig:
         if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         if self.clip is not None and not (isinstance(self.clip, (int, float)) and self.clip > 0):
-            raise ValueError(f"clip must be a positive number or None, got {self.clip!r}")
+            raise ValueError(f"clip must be a positive number, or None for no clipping (--clip "
+                             f"none), got {self.clip!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got "
                              f"{self.optimizer!r}")
@@ -448,19 +449,15 @@ def fit_trials(config: TrainConfig, seeds, *, progress=False):
         bar.update(int(state.step.max()) - before)
     bar.close()
     wall = time.perf_counter() - start
-    tests = jax.vmap(lambda s: _test_counts(s, spec, task, rule))(state)
+    test = test_set(task)
+    tests = jax.vmap(lambda params: _evaluate(params, test, spec, False, task.regression,
+                                              rule.gamma)["errors"])(state.params)
     num_params = sum(int(w[0].size) for w in jax.tree.leaves(state.params))
     return [{"seed": seed, "sequences_to_stop": int(stop) if stop >= 0 else None,
              "test_errors": int(errors), "test_size": TEST_SIZE, "skipped_updates": int(skips),
              "num_params": num_params, "wall_seconds": wall}
             for seed, stop, errors, skips in zip(seeds, state.stop.stopped_at, tests,
                                                   state.opt_state.total_notfinite)]
-
-
-def _test_counts(state, spec, task, rule):
-    _, aux = batch_loss(state.params, *test_set(task), spec=spec, regression=task.regression,
-                        tolerance=rule.gamma)
-    return jnp.sum(aux["abs_error"] >= rule.gamma)
 
 
 def _test_record(state, spec, task, rule):
