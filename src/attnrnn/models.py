@@ -23,7 +23,6 @@ from attnrnn.lstm1997 import lstm1997, lstm1997_init
 __all__ = [
     "BOUNDED",
     "RAW",
-    "DEFAULT_LR",
     "ModelSpec",
     "Readout",
     "SequenceModelParams",
@@ -37,8 +36,8 @@ __all__ = [
 CELLS = ("gated", "attention", "lstm", "lstm1997")
 
 
-# The gated RNN's gate starts near σ(2) = 0.88 (keep most of the state): measured in
-# docs/results.md, it makes the hard temporal-order level about 10x faster to learn.
+# The gated RNN's gate bias starts at 2 (σ(2) = 0.88): the state is kept from the first
+# update, so a distant symbol survives until training can use it (0 learns far slower).
 GATE_OFFSET = 2.0
 
 
@@ -47,12 +46,9 @@ GATE_OFFSET = 2.0
 BOUNDED = AttentionOptions(nonexpansive=True, score_bound=0.7, value_bound=2.0)
 RAW = AttentionOptions()
 
-# Learning rates the runs of docs/results.md chose per cell (adam), used when none is given.
-DEFAULT_LR = {"gated": 1e-2, "lstm": 1e-2, "attention": 1e-2}
-
 
 class ModelSpec(NamedTuple):
-    """Static model choice: ``cell`` in ``gated, attention, lstm``; ``k`` the attention lags
+    """Static model choice: ``cell`` in ``gated, attention, lstm, lstm1997``; ``k`` the attention lags
     (None for AttentionRNN(∞)); ``options`` the attention bounds and stabilisers
     (:data:`BOUNDED` unless the spec says ``raw``); ``gate_offset`` the gated RNN's initial
     gate offset (see :func:`attnrnn.gated_rnn_init`); ``truncated`` the 1997 LSTM's
@@ -64,10 +60,6 @@ class ModelSpec(NamedTuple):
     options: AttentionOptions = BOUNDED
     gate_offset: float = GATE_OFFSET
     truncated: bool = False
-
-    @property
-    def default_lr(self) -> float:
-        return DEFAULT_LR[self.cell]
 
     def __str__(self):
         if self.cell == "lstm1997" and self.truncated:
