@@ -62,6 +62,10 @@ def test_train_writes_every_file(tmp_path, capsys):
     (["--level", "medium"], "level must be one of"),
     (["--devices", "64"], "devices must be between 1 and"),
     (["--checkpoint-every", "0"], "checkpoint_every must be a positive int"),
+    (["--clip", "0"], "clip must be a positive number, or None for no clipping (--clip none)"),
+    (["--protocol", "1997", "--task", "echo"], "protocol 1997 is defined for the tasks"),
+    (["--task", "adding", "--length", "5"], "length must be an int >= 22"),
+    (["--model", "attention:inf,qk=-1"], "model option 'qk=-1'"),
 ])
 def test_bad_arguments_exit_2_and_write_nothing(tmp_path, capsys, argv, message):
     out = tmp_path / "never"
@@ -161,20 +165,6 @@ def test_resume_refuses_foreign_and_truncated_folders(tmp_path, capsys):
     assert cli.main(["train", "--resume", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert str(out / "checkpoints") in err
-
-
-@pytest.mark.parametrize("argv,message", [
-    (["--clip", "0"], "clip must be a positive number, or None for no clipping (--clip none)"),
-    (["--protocol", "1997", "--task", "echo"], "protocol 1997 is defined for the tasks"),
-    (["--task", "adding", "--length", "5"], "length must be an int >= 22"),
-    (["--model", "attention:inf,qk=-1"], "model option 'qk=-1'"),
-])
-def test_bad_new_arguments_exit_2_and_write_nothing(tmp_path, capsys, argv, message):
-    out = tmp_path / "never"
-    assert cli.main(["train", *argv, "--out", str(out), "--no-progress"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert message in err and len(err.splitlines()) == 1
-    assert not out.exists()
 
 
 def test_compare_plots_runs_side_by_side(tmp_path, capsys):
