@@ -30,30 +30,54 @@ ROWS = {
         ({"task": "adding", "length": 100}, "gated", 10, 300_000),
         ({"task": "adding", "length": 100}, "attention:inf", 10, 300_000),
     ],
+    "adding500": [({"task": "adding", "length": 500}, "gated", 10, 1_000_000)],
+    "adding1000": [({"task": "adding", "length": 1000}, "gated", 10, 1_000_000)],
 }
 # The paper's mean sequences to stop under its own protocol (20 trials for 6a, 10 for adding).
 PAPER = {("temporal-order", "hard"): "31,390", ("adding", 100): "74,000",
-         ("adding", 1000): "853,000"}
+         ("adding", 500): "209,000", ("adding", 1000): "853,000"}
 
 
-def run_row(settings, model, trials, budget):
+def run_row(settings, model, seeds, budget, max_seconds=None):
     config = TrainConfig(model=model, protocol="1997", seed=0, **settings)
     config = TrainConfig(**{**config.__dict__, "steps": -(-budget // config.batch)})
-    runs = fit_trials(config, range(trials))
-    stopped = [r["sequences_to_stop"] for r in runs if r["sequences_to_stop"] is not None]
-    return {
+    runs = fit_trials(config, seeds, max_seconds=max_seconds)
+    return with_stats({
         "task": settings["task"], "level": settings.get("level"),
-        "length": settings.get("length"), "model": model, "trials": trials, "budget": budget,
+        "length": settings.get("length"), "model": model, "budget": budget,
         "batch": config.batch, "optimizer": config.optimizer, "lr": config.lr,
         "clip": config.clip, "num_params": runs[0]["num_params"],
-        "stopped": len(stopped),
-        "mean": statistics.mean(stopped) if stopped else None,
-        "min": min(stopped, default=None), "max": max(stopped, default=None),
-        "mean_test_errors": statistics.mean(r["test_errors"] for r in runs),
-        "skipped_updates": sum(r["skipped_updates"] for r in runs),
         "wall_seconds": runs[0]["wall_seconds"],
-        "per_trial": [(r["sequences_to_stop"], r["test_errors"]) for r in runs],
-    }
+        "per_trial": [(r["sequences_to_stop"], r["test_errors"], r["skipped_updates"],
+                       r["sequences_run"]) for r in runs],
+    })
+
+
+def with_stats(row):
+    """The row's summary figures, from its ``per_trial`` list (stop, test errors, skipped
+    updates, sequences run)."""
+    trials = row["per_trial"]
+    stopped = [t[0] for t in trials if t[0] is not None]
+    return {**row, "trials": len(trials), "stopped": len(stopped),
+            "mean": statistics.mean(stopped) if stopped else None,
+            "min": min(stopped, default=None), "max": max(stopped, default=None),
+            "mean_test_errors": statistics.mean(t[1] for t in trials),
+            "skipped_updates": sum(t[2] for t in trials),
+            "least_run": min(t[0] if t[0] is not None else t[3] for t in trials)}
+
+
+def merge(rows):
+    """Rows of the same experiment run in parts (seed ranges in separate processes) as one
+    row: trials concatenated, wall time the longest part's."""
+    merged = {}
+    for row in rows:
+        key = (row["task"], row["level"], row["length"], row["model"])
+        if key in merged:
+            first = merged[key]
+            row = {**first, "per_trial": first["per_trial"] + row["per_trial"],
+                   "wall_seconds": max(first["wall_seconds"], row["wall_seconds"])}
+        merged[key] = with_stats(row) if len(row["per_trial"][0]) == 4 else row
+    return list(merged.values())
 
 
 def table(results):
@@ -67,8 +91,11 @@ def table(results):
         task = (f"6a {r['level']}" if r["task"] == "temporal-order" else
                 f"adding T = {r['length']}")
         paper = PAPER.get((r["task"], r["level"] or r["length"]), "")
+        budget = f"budget {r['budget']:,}"
+        if r.get("least_run", r["budget"]) < r["budget"] and r["stopped"] < r["trials"]:
+            budget += f" (wall-capped: unstopped trials ran ≥ {r['least_run']:,})"
         training = (f"{r['optimizer']} {r['lr']:g}, batch {r['batch']}, "
-                    f"clip {r['clip'] if r['clip'] else 'none'}, budget {r['budget']:,}")
+                    f"clip {r['clip'] if r['clip'] else 'none'}, {budget}")
         lines.append("| " + " | ".join([
             task, f"{r['model']} ({r['num_params']:,})", training,
             f"{r['stopped']}/{r['trials']}", fmt(r["mean"]), fmt(r["min"]), fmt(r["max"]),
@@ -81,11 +108,28 @@ def main():
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     parser.add_argument("--jsonl", default=None, help="append every row here")
     parser.add_argument("--out", default=None, help="write the markdown table here")
+    parser.add_argument("--seeds", default=None, metavar="A:B",
+                        help="run only trials A..B-1 of each row (split a row over processes)")
+    parser.add_argument("--max-seconds", type=float, default=None,
+                        help="wall-clock cap per row; unfinished trials count as not stopped")
+    parser.add_argument("--merge", nargs="+", default=None, metavar="JSONL",
+                        help="only tabulate: merge the rows of these files (split runs joined)")
     args = parser.parse_args()
+    if args.merge:
+        rows = [json.loads(line) for path in args.merge for line in open(path) if line.strip()]
+        results = merge(rows)
+        print(table(results))
+        if args.out:
+            Path(args.out).write_text(table(results) + "\n")
+        return
     results = []
     for name in args.rows:
         for settings, model, trials, budget in ROWS[name]:
-            result = run_row(settings, model, trials, budget)
+            seeds = range(trials)
+            if args.seeds:
+                low, high = map(int, args.seeds.split(":"))
+                seeds = range(low, min(high, trials))
+            result = run_row(settings, model, seeds, budget, args.max_seconds)
             results.append(result)
             print(json.dumps(result), flush=True)
             if args.jsonl:

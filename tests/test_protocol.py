@@ -76,6 +76,11 @@ def test_protocol_1997_run_stops_and_tests():
     assert abs(trials[0]["sequences_to_stop"] - summary["sequences_to_stop"]) <= 0.1 * \
         summary["sequences_to_stop"]
     assert trials[1]["sequences_to_stop"] is not None and trials[1]["test_errors"] <= 3
+    assert trials[0]["sequences_run"] == trials[0]["sequences_to_stop"]
+    # A wall-clock cap of 0 s ends the loop before the first chunk: nothing ran, nothing
+    # stopped, and the record says so.
+    capped = training.fit_trials(config, [0], max_seconds=0)
+    assert capped[0]["sequences_run"] == 0 and capped[0]["sequences_to_stop"] is None
 
 
 def test_protocol_1997_from_the_command_line(tmp_path, capsys):

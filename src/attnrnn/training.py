@@ -415,17 +415,20 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, progress=
     return state, history, summary
 
 
-def fit_trials(config: TrainConfig, seeds, *, progress=False):
+def fit_trials(config: TrainConfig, seeds, *, progress=False, max_seconds=None):
     """Independent runs of ``config`` (one per seed) side by side on device under the 1997
     protocol: one jitted ``jax.vmap`` of the training chunk moves every trial ``eval_every``
     steps per call, a stopped trial stays put, and the loop ends when every trial has
     stopped or the budget is spent. Each trial is the run ``fit`` makes for its seed (the
     same data, initialisation and rule; batched arithmetic may round differently).
+    ``max_seconds`` also ends the loop (after the chunk in flight) once that much wall time
+    has passed: a wall-clock cap for long rows, visible in ``sequences_run``.
 
     Returns:
       one dict per seed: ``seed``, ``sequences_to_stop`` (None if the budget ran out),
-      ``test_errors``, ``test_size``, ``skipped_updates``, ``num_params``, and the
-      trials' shared ``wall_seconds``.
+      ``test_errors``, ``test_size``, ``skipped_updates``, ``num_params``,
+      ``sequences_run`` (the trial's training sequences, stopped or not), and the trials'
+      shared ``wall_seconds``.
     """
     from tqdm.auto import tqdm
 
@@ -444,6 +447,8 @@ def fit_trials(config: TrainConfig, seeds, *, progress=False):
     bar = tqdm(total=config.steps, disable=not progress, unit="step",
                desc=f"{len(seeds)} x {spec} on {config.task}")
     while int(state.step.max()) < config.steps and not bool((state.stop.stopped_at >= 0).all()):
+        if max_seconds is not None and time.perf_counter() - start > max_seconds:
+            break
         before = int(state.step.max())
         state, _ = chunk(state)
         bar.update(int(state.step.max()) - before)
@@ -455,9 +460,11 @@ def fit_trials(config: TrainConfig, seeds, *, progress=False):
     num_params = sum(int(w[0].size) for w in jax.tree.leaves(state.params))
     return [{"seed": seed, "sequences_to_stop": int(stop) if stop >= 0 else None,
              "test_errors": int(errors), "test_size": TEST_SIZE, "skipped_updates": int(skips),
-             "num_params": num_params, "wall_seconds": wall}
-            for seed, stop, errors, skips in zip(seeds, state.stop.stopped_at, tests,
-                                                  state.opt_state.total_notfinite)]
+             "num_params": num_params, "wall_seconds": wall,
+             "sequences_run": int(steps) * config.batch}
+            for seed, stop, errors, skips, steps in zip(
+                seeds, state.stop.stopped_at, tests, state.opt_state.total_notfinite,
+                state.step, strict=True)]
 
 
 def _test_record(state, spec, task, rule):
