@@ -16,8 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from attnrnn import attention_rnn, models, training
-from attnrnn.tasks import make_task
+from attnrnn import attention_rnn
+from attnrnn import train as training
+from attnrnn.train import make_task, models
 
 MODELS = ("attention:inf,raw,nonexp", "attention:inf")
 

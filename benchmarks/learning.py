@@ -21,10 +21,9 @@ from pathlib import Path
 import jax
 import optax
 
-from attnrnn import models, training
+from attnrnn import train as training
 from attnrnn.attention import bounded_params
-from attnrnn.tasks import make_task
-from attnrnn.training import TrainConfig, fit
+from attnrnn.train import TrainConfig, fit, make_task, models
 
 # docs/results.md: (model, level, lr (None: the model's default), budget in sequences), each
 # over seeds 0-4 (the gated RNN and the LSTMs are measured under the 1997 protocol instead,
@@ -62,15 +61,16 @@ def fit_projected(config, options):
                             project_after_update(project))
     fresh = training.new_train_state(config, task)
     state = training.init_train_state(fresh.key, project(fresh.params), optimizer)
-    chunk = training.make_train_chunk(optimizer, task, model=config.model,
+    model = config.build_model(task)
+    chunk = training.make_train_chunk(optimizer, task, model,
                                       batch_size=config.batch, steps_per_chunk=config.eval_every)
     heldout = training.heldout_set(task, config.heldout)
     solved, accuracy = None, None
     while int(state.step) < config.steps and solved is None:
         state, _ = chunk(state)
-        result = training.evaluate(state.params, heldout, model=config.model)
+        result = training.evaluate(state.params, heldout, model=model)
         accuracy = float(result["accuracy"])
-        if float(result["errors"]) <= config.heldout / 2560:
+        if training.solved(float(result["errors"]), config.heldout):
             solved = int(state.step) * config.batch
     return {"sequences_to_solve": solved, "heldout_accuracy": accuracy,
             "skipped_updates": int(training.skipped_updates(state)), "stop_reason": "",

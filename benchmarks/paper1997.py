@@ -1,6 +1,6 @@
-"""The 1997 paper's tables, side by side, all under ``--protocol 1997`` (``attnrnn.protocol``).
+"""The 1997 paper's tables, side by side, all under ``--protocol 1997`` (``attnrnn.train.protocol``).
 
-Each row runs its trials side by side on device (``training.fit_trials``): trial ``i`` is
+Each row runs its trials side by side on device (``attnrnn.train.fit_trials``): trial ``i`` is
 seed ``i``. Reports, per row, trials stopped (ST3), mean / min / max sequences-to-stop over
 the trials that stopped, mean test errors of 2,560 fresh sequences, and wall time. The
 paper's own mean (Hochreiter & Schmidhuber 1997, §5.4 and §5.6) is printed beside.
@@ -15,7 +15,7 @@ import json
 import statistics
 from pathlib import Path
 
-from attnrnn.training import TrainConfig, fit_trials
+from attnrnn.train import TrainConfig, fit_trials
 
 # (row name, task settings, model, trials, budget in sequences)
 ROWS = {

@@ -22,7 +22,8 @@ from jax import lax
 
 import attnrnn as ar
 import attention_inf
-from attnrnn import models, tasks, training
+from attnrnn import train as training
+from attnrnn.train import models, tasks
 from common import (compiled_temp_bytes, fmt_mib, fmt_ms, interleaved_seconds, machine,
                     markdown_table, median_seconds)
 
@@ -224,8 +225,8 @@ def obvious_train_step(optimizer, task, batch_size):
 def training_table(steps=200, batch=32, hidden=32):
     task = tasks.make_task("temporal-order", level="moderate")
     optimizer = training.make_optimizer("adam", 3e-3, 1.0)
-    params = models.model_init(jax.random.PRNGKey(0), "gated", input_size=8,
-                               hidden_size=hidden, num_classes=4)
+    model = models.model_for("gated", task, hidden)
+    params = model.init(jax.random.PRNGKey(0))
     step, sample = obvious_train_step(optimizer, task, batch)
 
     def run_obvious():
@@ -236,7 +237,7 @@ def training_table(steps=200, batch=32, hidden=32):
             p, s, value = step(p, s, sample(sub))
         return value
 
-    chunk = training.make_train_chunk(optimizer, task, model="gated", batch_size=batch,
+    chunk = training.make_train_chunk(optimizer, task, model, batch_size=batch,
                                       steps_per_chunk=20)
 
     def run_library():

@@ -9,11 +9,9 @@ import jax
 import numpy as np
 import pytest
 
-from attnrnn import cli, run
-from attnrnn.checkpoints import load_params
-from attnrnn.models import model_init
-from attnrnn.tasks import make_task
-from attnrnn.training import TrainConfig, evaluate, heldout_set
+from attnrnn.train import cli, run
+from attnrnn.train import TrainConfig, evaluate, heldout_set
+from attnrnn.train.checkpoints import load_params
 
 EASY = ["--level", "easy", "--hidden", "8", "--lr", "1e-2", "--heldout", "256",
         "--eval-every", "10", "--no-progress"]
@@ -44,11 +42,9 @@ def test_train_writes_every_file(tmp_path, capsys):
 
     # The saved parameters reproduce the held-out accuracy.
     config = TrainConfig(**summary["config"])
-    task = make_task(config.task, level=config.level)
-    like = model_init(jax.random.PRNGKey(0), config.model, input_size=task.features,
-                      hidden_size=config.hidden, num_classes=task.classes)
-    params = load_params(out / "params", like)
-    again = evaluate(params, heldout_set(task, config.heldout), model=config.model)
+    task, model = config.make_task(), config.build_model()
+    params = load_params(out / "params", model.init(jax.random.PRNGKey(0)))
+    again = evaluate(params, heldout_set(task, config.heldout), model=model)
     assert float(again["accuracy"]) == summary["heldout_accuracy"]
 
 
@@ -98,10 +94,7 @@ def test_unusable_output_folders(tmp_path, capsys):
 
 def _final_params(out):
     config = TrainConfig(**json.loads((out / "config.json").read_text())["config"])
-    task = make_task(config.task, level=config.level)
-    like = model_init(jax.random.PRNGKey(0), config.model, input_size=task.features,
-                      hidden_size=config.hidden, num_classes=task.classes)
-    return load_params(out / "params", like)
+    return load_params(out / "params", config.build_model().init(jax.random.PRNGKey(0)))
 
 
 def _cli(*argv):

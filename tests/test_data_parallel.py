@@ -8,7 +8,8 @@ import textwrap
 
 SCRIPT = textwrap.dedent("""
     import jax, numpy as np
-    from attnrnn import tasks, training
+    from attnrnn import train as training
+    from attnrnn.train import tasks
     assert len(jax.devices()) == 4
     config = training.TrainConfig(level="easy", hidden=8, steps=40, batch=32, lr=1e-2,
                                   eval_every=10, heldout=256)
@@ -26,12 +27,13 @@ SCRIPT = textwrap.dedent("""
     assert len({s.device for s in xs.addressable_shards}) == 4
     # ... and so it is inside the compiled training chunk: gradients are all-reduced.
     task = tasks.make_task("temporal-order", level="easy")
-    chunk = training.make_train_chunk(training.make_optimizer(), task, model="gated",
+    model, optimizer = config.build_model(task), training.make_optimizer("adam", 1e-2, 1.0)
+    chunk = training.make_train_chunk(optimizer, task, model,
                                       batch_size=32, steps_per_chunk=2, mesh=mesh)
     state = training.replicate(training.new_train_state(config), mesh)
     assert "all-reduce" in chunk.lower(state).compile().as_text()
     try:
-        training.make_train_chunk(training.make_optimizer(), task, model="gated",
+        training.make_train_chunk(optimizer, task, model,
                                   batch_size=30, steps_per_chunk=2, mesh=mesh)
     except ValueError as error:
         assert "does not split evenly over 4 devices" in str(error)

@@ -2,7 +2,7 @@ import math
 
 import numpy as np
 
-from attnrnn import debug_loss
+from attnrnn.train import debug_loss
 
 
 def test_find_spikes_uses_twice_the_running_median():

@@ -1,6 +1,6 @@
 import math
 
-from attnrnn.plots import plot_curves
+from attnrnn.train.plots import plot_curves
 
 
 def test_skipped_updates_are_marked():

@@ -3,7 +3,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from attnrnn import cli, models, protocol, tasks, training
+from attnrnn import train as training
+from attnrnn.train import cli, models, protocol, tasks
 
 
 def reference_stop(rule, squared, absolute, batch):
@@ -42,21 +43,20 @@ def test_stop_rule_against_a_sequence_by_sequence_reference(batch):
 def test_lstm1997_has_the_papers_weights():
     for task, weights in ((tasks.make_task("temporal-order"), 156),
                           (tasks.make_task("adding", length=100), 93)):
-        params = models.model_init(jax.random.PRNGKey(0), "lstm1997", input_size=task.features,
-                                   hidden_size=32, num_classes=task.classes)
+        params = models.model_for("lstm1997", task, 32).init(jax.random.PRNGKey(0))
         assert sum(w.size for w in jax.tree.leaves(params)) == weights
-    adding = models.model_init(jax.random.PRNGKey(0), "lstm1997", input_size=2, hidden_size=1,
-                               num_classes=1)
+    adding = models.make_model("lstm1997", input_size=2, hidden_size=1, outputs=1,
+                               regression=True).init(jax.random.PRNGKey(0))
     np.testing.assert_array_equal(adding.cell.b_in, [-3.0, -6.0])
 
 
 def test_regression_loss_and_errors():
     task = tasks.make_task("adding", length=30)
     xs, targets, mask = task.sample(jax.random.PRNGKey(0), 16)
-    params = models.model_init(jax.random.PRNGKey(1), "gated", input_size=2, hidden_size=8,
-                               num_classes=1)
-    loss, aux = models.batch_loss(params, xs, targets, mask, spec="gated", regression=True)
-    y = jax.vmap(lambda x, m: models.model_apply(params, x, m, spec="gated"))(xs, mask)[:, 0]
+    model = models.model_for("gated", task, 8)
+    params = model.init(jax.random.PRNGKey(1))
+    loss, aux = model.loss(params, xs, targets, mask)
+    y = jax.vmap(lambda x, m: model.apply(params, x, m))(xs, mask)[:, 0]
     np.testing.assert_allclose(loss, np.mean(0.5 * (y - targets) ** 2), rtol=1e-6)
     assert int(aux["errors"]) == int(np.sum(np.abs(y - targets) >= 0.04))
     np.testing.assert_allclose(aux["abs_error"], np.abs(y - targets), rtol=1e-6)

@@ -14,10 +14,9 @@ def test_readme_python_blocks_run():
         exec(compile(block, str(README), "exec"), namespace)  # noqa: S102
         if "make_train_step" in block:
             # The ten-line example trains a bounded AttentionRNN(inf) that learns the task.
-            training = namespace["training"]
-            result = training.evaluate(namespace["state"].params,
-                                       training.heldout_set(namespace["task"]),
-                                       model="attention:inf")
+            train = namespace["train"]
+            result = train.evaluate(namespace["state"].params, train.heldout_set(namespace["task"]),
+                                    model=namespace["model"])
             assert float(result["accuracy"]) >= 0.99
     assert namespace["J"].shape == (32, 32)
 

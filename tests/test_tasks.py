@@ -2,7 +2,7 @@ import jax
 import numpy as np
 import pytest
 
-from attnrnn import tasks
+from attnrnn.train import tasks
 
 
 # The course's presets (Atcold/NYU-DLSP20 res/sequential_tasks.py), written out here from its

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import attnrnn as ar
-from attnrnn import analysis, debug_loss
+from attnrnn import analysis
+from attnrnn.train import debug_loss
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(5, 7))  # 5 channels, length 7

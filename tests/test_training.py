@@ -4,15 +4,17 @@ import numpy as np
 import optax
 import pytest
 
-from attnrnn import models, tasks, training
+from attnrnn import train as training
+from attnrnn.train import models, tasks
 
 
 def small_state(optimizer=None, spec="gated"):
     task = tasks.make_task("temporal-order", level="easy")
-    params = models.model_init(jax.random.PRNGKey(0), spec, input_size=8, hidden_size=8,
-                               num_classes=4)
+    model = models.model_for(spec, task, 8)
+    params = model.init(jax.random.PRNGKey(0))
     optimizer = optimizer or training.make_optimizer("adam", 1e-2, 1.0)
-    return task, optimizer, training.init_train_state(jax.random.PRNGKey(1), params, optimizer)
+    return task, optimizer, model, training.init_train_state(jax.random.PRNGKey(1), params,
+                                                             optimizer)
 
 
 def test_short_run_solves_easy_level():
@@ -28,8 +30,8 @@ def test_short_run_solves_easy_level():
 
 
 def test_non_finite_batch_is_skipped_and_counted():
-    task, optimizer, state = small_state()
-    step = training.make_train_step(optimizer, model="gated")
+    task, optimizer, model, state = small_state()
+    step = training.make_train_step(optimizer, model)
     batch = task.sample(jax.random.PRNGKey(2), 16)
     state, metrics = step(state, batch)
     assert not bool(metrics["skipped"])
@@ -46,15 +48,15 @@ def test_non_finite_batch_is_skipped_and_counted():
 
 
 def test_any_optax_transformation_works():
-    task, optimizer, state = small_state(optax.chain(optax.clip(0.5), optax.sgd(0.1, 0.9)))
-    state, metrics = training.make_train_step(optimizer, model="gated")(
+    task, optimizer, model, state = small_state(optax.chain(optax.clip(0.5), optax.sgd(0.1, 0.9)))
+    state, metrics = training.make_train_step(optimizer, model)(
         state, task.sample(jax.random.PRNGKey(0), 8))
     assert np.isfinite(float(metrics["loss"]))
 
 
 def test_train_chunk_compiles_once():
-    task, optimizer, state = small_state()
-    chunk = training.make_train_chunk(optimizer, task, model="gated", batch_size=8,
+    task, optimizer, model, state = small_state()
+    chunk = training.make_train_chunk(optimizer, task, model, batch_size=8,
                                       steps_per_chunk=5)
     for _ in range(4):
         state, metrics = chunk(state)

@@ -1,5 +1,5 @@
 """``python -m attnrnn`` is the ``attnrnn`` command line."""
 
-from attnrnn.cli import main
+from attnrnn.train.cli import main
 
 raise SystemExit(main())

@@ -72,8 +72,8 @@ def _clip(text):
 
 
 def _add_train_options(parser):
-    from attnrnn.training import (MODEL_TRAINING_DEFAULTS, PROTOCOLS, TRAINING_DEFAULTS,
-                                  TrainConfig)
+    from attnrnn.train.config import (MODEL_TRAINING_DEFAULTS, PROTOCOLS, TRAINING_DEFAULTS,
+                                      TrainConfig)
 
     defaults = TrainConfig()
 
@@ -118,13 +118,14 @@ def _add_train_options(parser):
 
 
 def _config_from(args):
-    from attnrnn.training import TrainConfig
+    import dataclasses
 
-    fields = ("task", "level", "model", "hidden", "steps", "batch", "optimizer", "lr", "clip",
-              "seed", "eval_every", "heldout", "max_skips", "protocol", "length")
-    # A flag not given (None) leaves the model's default ("default"); --clip none is None.
-    given = {f: getattr(args, f) for f in fields}
-    for name in ("steps", "batch", "optimizer", "lr", "clip", "eval_every"):
+    from attnrnn.train.config import TRAINING_DEFAULTS, TrainConfig
+
+    # One flag per TrainConfig field. A flag not given (None) leaves the model's default
+    # ("default"); --clip none is None.
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    for name in TRAINING_DEFAULTS:
         if given[name] is None:
             given[name] = "default"
     if given["clip"] == _NO_CLIP:
@@ -175,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args) -> int:
-    from attnrnn.run import RunError, resume_run, start_run
+    from attnrnn.train.run import RunError, resume_run, start_run
 
     if any(v is not None for v in (args.coordinator, args.num_processes, args.process_id)):
         jax.distributed.initialize(coordinator_address=args.coordinator,
@@ -221,8 +222,8 @@ def _print_summary(summary):
 def _compare(args) -> int:
     from pathlib import Path
 
-    from attnrnn.plots import plot_curves
-    from attnrnn.run import read_metrics
+    from attnrnn.train.plots import plot_curves
+    from attnrnn.train.run import read_metrics
 
     runs, titles = {}, []
     for folder in args.runs:
@@ -245,7 +246,7 @@ def _compare(args) -> int:
 
 
 def _debug_loss(args) -> int:
-    from attnrnn.debug_loss import run_study
+    from attnrnn.train.debug_loss import run_study
 
     try:
         run_study(args.out, steps=args.steps, seed=args.seed, progress=not args.no_progress)

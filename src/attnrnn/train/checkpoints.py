@@ -27,7 +27,7 @@ def _abstract(tree):
 
 class Checkpoints:
     """The training checkpoints of one run folder (``DIR/checkpoints/<step>/``), keeping the
-    last ``keep``; each holds the :class:`~attnrnn.training.TrainState` and the metrics
+    last ``keep``; each holds the :class:`~attnrnn.train.step.TrainState` and the metrics
     history up to that step."""
 
     def __init__(self, run_dir, keep=3):

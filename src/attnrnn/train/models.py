@@ -1,5 +1,7 @@
 """Sequence models: a recurrence (gated, AttentionRNN(k)/(∞), or an LSTM baseline) plus a
-linear readout, as pure ``model_init`` / ``model_apply`` functions on one example.
+linear readout, as :class:`Model` values (``init``/``apply``/``loss``) built once from real
+arguments (:func:`make_model`); the CLI's strings (``"attention:inf,raw"``) are parsed once,
+into a :class:`ModelSpec`, by :func:`parse_model`.
 
 A classifier reads out the last state: with a mask, a skipped step repeats the carried
 state, so ``hs[-1]`` is the last valid state for pre- and post-padded sequences alike. A
@@ -8,6 +10,7 @@ per-step model reads out every state. Batch with ``jax.vmap`` (:func:`batch_loss
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -23,14 +26,13 @@ from attnrnn.lstm1997 import lstm1997, lstm1997_init
 __all__ = [
     "BOUNDED",
     "RAW",
+    "Model",
     "ModelSpec",
     "Readout",
     "SequenceModelParams",
+    "make_model",
+    "model_for",
     "parse_model",
-    "model_init",
-    "model_apply",
-    "batch_loss",
-    "predictions",
 ]
 
 CELLS = ("gated", "attention", "lstm", "lstm1997")
@@ -168,82 +170,130 @@ class SequenceModelParams(NamedTuple):
     readout: Readout
 
 
+class Model(NamedTuple):
+    """A sequence model built once by :func:`make_model`, its configuration captured:
+
+    - ``init(key) -> params`` (:class:`SequenceModelParams`);
+    - ``apply(params, xs, mask=None) -> outputs`` on one sequence ``xs (T, n)``: logits (or
+      the net input of ``lstm1997``'s sigmoid units, or the regression value), ``(outputs,)``
+      from the last valid state, or ``(T, outputs)`` from every state for a per-step task;
+    - ``predict(outputs)``: what the model claims in the units of the targets;
+    - ``loss(params, xs, labels, mask, tolerance=None) -> (loss, aux)`` on a batch
+      (:func:`_batch_loss`);
+    - ``name``: the CLI form of the configuration (``str(ModelSpec)``), for records.
+    """
+
+    init: Callable
+    apply: Callable
+    predict: Callable
+    loss: Callable
+    name: str
+
+
 def _with_bias_input(xs):
     """``[x, 1]`` at every step: the gated RNN's bias column (the homework's cell has none)."""
     return jnp.concatenate([xs, jnp.ones(xs.shape[:-1] + (1,), xs.dtype)], axis=-1)
 
 
-def model_init(key, spec, *, input_size, hidden_size, num_classes, dtype=jnp.float32):
-    """Initial parameters for ``spec`` (a :class:`ModelSpec` or its string form);
-    ``num_classes`` is the number of output units (1 for a regression).
+def make_model(cell="gated", *, input_size, hidden_size, outputs, k=None, options=BOUNDED,
+               gate_offset=GATE_OFFSET, truncated=False, per_step=False, regression=False,
+               dtype=jnp.float32) -> Model:
+    """A recurrence plus a linear readout, as one :class:`Model` value.
 
     The gated RNN reads ``[x, 1]``: the constant feature gives each of its matrices a bias
     column (without one its gate cannot start closed on real-valued inputs, such as the
-    adding problem's); the gate's bias column starts at ``gate_offset`` (2 unless the spec
-    says otherwise; ``gated,offset=0`` is the plain initialisation) — for one-hot inputs
-    exactly the old offset added to every entry of ``W_c``. The readout starts at
-    ``N(0, 0.01 / m)`` so that a fresh classifier's loss is close to ``ln(classes)`` and
-    its accuracy close to ``1 / classes``. ``lstm1997`` is the paper's whole network:
+    adding problem's); the gate's bias column starts at ``gate_offset`` — for one-hot inputs
+    exactly an offset added to every entry of ``W_c``. The readout starts at
+    ``N(0, 0.01 / m)`` so that a fresh classifier's loss is close to ``ln(classes)`` and its
+    accuracy close to ``1 / classes``. ``lstm1997`` is the paper's whole network:
     ``hidden_size`` is ignored (2 blocks of 2 cells), its input-gate biases are -2, -4 for
-    a classifier and -3, -6 for a regression (the adding problem), and its output layer
-    starts at ``U[-0.1, 0.1]`` like the rest.
+    a classifier and -3, -6 for a regression (the adding problem), its output layer starts
+    at ``U[-0.1, 0.1]`` like the rest and its output units are sigmoids.
+
+    Args:
+      cell: ``"gated"``, ``"attention"``, ``"lstm"`` or ``"lstm1997"``.
+      input_size: ``n``, features per step.
+      hidden_size: ``m``.
+      outputs: output units (classes; 1 for a regression).
+      k: AttentionRNN's lags (None: AttentionRNN(∞)).
+      options: :class:`attnrnn.AttentionOptions` (default :data:`BOUNDED`).
+      gate_offset: the gated RNN's initial gate bias.
+      truncated: ``lstm1997`` with the paper's truncated gradient.
+      per_step: read out every state (a label per step) instead of the last.
+      regression: squared-error loss on one real output; otherwise a classifier.
+      dtype: the parameters' dtype.
+
+    Returns:
+      a :class:`Model`.
     """
-    spec = parse_model(spec)
+    if cell not in CELLS:
+        raise ValueError(f"cell must be one of {list(CELLS)}, got {cell!r}")
     n = as_int("input_size", input_size, minimum=1)
     m = as_int("hidden_size", hidden_size, minimum=1)
-    classes = as_int("num_classes", num_classes, minimum=1)
-    k_cell, k_out, k_bias = jax.random.split(key, 3)
-    if spec.cell == "gated":
-        cell = gated_rnn_init(k_cell, n + 1, m, dtype=dtype)
-        cell = cell._replace(W_c=cell.W_c.at[:, -1].set(spec.gate_offset))
-    elif spec.cell == "lstm":
-        cell = lstm_init(k_cell, n, m, dtype=dtype)
-    elif spec.cell == "lstm1997":
-        cell = lstm1997_init(k_cell, n, input_gate_bias=(-2.0, -4.0) if classes > 1 else
-                             (-3.0, -6.0), dtype=dtype)
-        cells = cell.W_c.shape[0]
-        return SequenceModelParams(cell, Readout(
-            jax.random.uniform(k_out, (classes, cells), dtype, -0.1, 0.1),
-            jax.random.uniform(k_bias, (classes,), dtype, -0.1, 0.1)))
-    else:
-        cell = attention_rnn_init(k_cell, n, m, k=spec.k, dtype=dtype)
-    W = 0.1 * jax.random.normal(k_out, (classes, m), dtype) / jnp.sqrt(m).astype(dtype)
-    return SequenceModelParams(cell, Readout(W, jnp.zeros((classes,), dtype)))
+    classes = as_int("outputs", outputs, minimum=1)
+    spec = ModelSpec(cell, k if cell == "attention" else None,
+                     options if cell == "attention" else BOUNDED,
+                     float(gate_offset), bool(truncated))
+
+    def init(key):
+        k_cell, k_out, k_bias = jax.random.split(key, 3)
+        if cell == "gated":
+            params = gated_rnn_init(k_cell, n + 1, m, dtype=dtype)
+            params = params._replace(W_c=params.W_c.at[:, -1].set(gate_offset))
+        elif cell == "lstm":
+            params = lstm_init(k_cell, n, m, dtype=dtype)
+        elif cell == "lstm1997":
+            params = lstm1997_init(k_cell, n, input_gate_bias=(-3.0, -6.0) if regression else
+                                   (-2.0, -4.0), dtype=dtype)
+            cells = params.W_c.shape[0]
+            return SequenceModelParams(params, Readout(
+                jax.random.uniform(k_out, (classes, cells), dtype, -0.1, 0.1),
+                jax.random.uniform(k_bias, (classes,), dtype, -0.1, 0.1)))
+        else:
+            params = attention_rnn_init(k_cell, n, m, k=k, dtype=dtype)
+        W = 0.1 * jax.random.normal(k_out, (classes, m), dtype) / jnp.sqrt(m).astype(dtype)
+        return SequenceModelParams(params, Readout(W, jnp.zeros((classes,), dtype)))
+
+    def apply(params, xs, mask=None):
+        if cell == "gated":
+            hs = gated_rnn(params.cell, _with_bias_input(xs), mask=mask)
+        elif cell == "lstm":
+            hs = lstm(params.cell, xs, mask=mask)
+        elif cell == "lstm1997":
+            hs = lstm1997(params.cell, xs, mask=mask, truncated=truncated)
+        else:
+            hs = attention_rnn(params.cell, xs, k=k, mask=mask, options=options)
+        logits = (hs if per_step else hs[-1]) @ params.readout.W.T
+        return logits + jnp.broadcast_to(params.readout.b, logits.shape)
+
+    def predict(outputs):
+        if cell == "lstm1997":
+            return jax.nn.sigmoid(outputs)
+        return outputs if regression else jax.nn.softmax(outputs, axis=-1)
+
+    def loss(params, xs, labels, mask, tolerance=None):
+        return _batch_loss(apply, predict, cell == "lstm1997", per_step, regression,
+                           params, xs, labels, mask, tolerance)
+
+    return Model(init, apply, predict, loss, str(spec))
 
 
-def model_apply(params: SequenceModelParams, xs, mask=None, *, spec, per_step=False):
-    """The readout's outputs for one sequence ``xs (T, n)`` — logits, or the net input of
-    ``lstm1997``'s sigmoid output units — ``(outputs,)`` from the last valid state, or
-    ``(T, outputs)`` from every state when ``per_step``."""
+def model_for(spec, task, hidden_size, dtype=jnp.float32) -> Model:
+    """The :class:`Model` of a :class:`ModelSpec` (or its string) sized for ``task``."""
     spec = parse_model(spec)
-    if spec.cell == "gated":
-        hs = gated_rnn(params.cell, _with_bias_input(xs), mask=mask)
-    elif spec.cell == "lstm":
-        hs = lstm(params.cell, xs, mask=mask)
-    elif spec.cell == "lstm1997":
-        hs = lstm1997(params.cell, xs, mask=mask, truncated=spec.truncated)
-    else:
-        hs = attention_rnn(params.cell, xs, k=spec.k, mask=mask, options=spec.options)
-    logits = (hs if per_step else hs[-1]) @ params.readout.W.T
-    return logits + jnp.broadcast_to(params.readout.b, logits.shape)
+    return make_model(spec.cell, input_size=task.features, hidden_size=hidden_size,
+                      outputs=task.classes, k=spec.k, options=spec.options,
+                      gate_offset=spec.gate_offset, truncated=spec.truncated,
+                      per_step=task.per_step, regression=task.regression, dtype=dtype)
 
 
-def predictions(outputs, spec, regression=False):
-    """What the model claims, in the units of the targets: class probabilities (softmax of
-    the logits; ``lstm1997``'s sigmoid units), or the regression value (linear; sigmoid
-    for ``lstm1997``)."""
-    if parse_model(spec).cell == "lstm1997":
-        return jax.nn.sigmoid(outputs)
-    return outputs if regression else jax.nn.softmax(outputs, axis=-1)
-
-
-def batch_loss(params, xs, labels, mask, *, spec, per_step=False, regression=False,
-               tolerance=None):
+def _batch_loss(apply, predict, squared_error, per_step, regression, params, xs, labels, mask,
+                tolerance):
     """Mean loss and accuracy over a batch (over valid steps for per-step tasks), with each
     sequence's error measures for the 1997 stopping rule.
 
     The loss is the cross-entropy of the softmax classifiers, and the paper's squared error
-    ``E = ½ Σ_j (y_j - t_j)²`` of the predictions (:func:`predictions`) for ``lstm1997`` and
+    ``E = ½ Σ_j (y_j - t_j)²`` of the predictions for ``lstm1997`` (``squared_error``) and
     for every regression. A prediction is right when its class is the argmax
     (classification), or when ``|y - t| < tolerance`` (regression; default 0.04, the adding
     problem's ABS(0.04)).
@@ -253,10 +303,8 @@ def batch_loss(params, xs, labels, mask, *, spec, per_step=False, regression=Fal
       sequence tasks, per sequence ``aux["squared_error"]`` (``E``, on probabilities for a
       classifier) and ``aux["abs_error"]`` (``max_j |y_j - t_j|``).
     """
-    spec = parse_model(spec)
-    outputs = jax.vmap(lambda x, m: model_apply(params, x, m, spec=spec, per_step=per_step))(
-        xs, mask)
-    y = predictions(outputs, spec, regression)
+    outputs = jax.vmap(lambda x, m: apply(params, x, m))(xs, mask)
+    y = predict(outputs)
     targets = labels[..., None] if regression else jax.nn.one_hot(labels, outputs.shape[-1],
                                                                    dtype=y.dtype)
     squared = 0.5 * jnp.sum((y - targets) ** 2, axis=-1)
@@ -264,7 +312,7 @@ def batch_loss(params, xs, labels, mask, *, spec, per_step=False, regression=Fal
     if regression:
         losses, wrong = squared, abs_error >= (0.04 if tolerance is None else tolerance)
     else:
-        losses = (squared if spec.cell == "lstm1997" else
+        losses = (squared if squared_error else
                   optax.softmax_cross_entropy_with_integer_labels(outputs, labels))
         wrong = jnp.argmax(outputs, axis=-1) != labels
     weights = mask.astype(losses.dtype) if per_step else jnp.ones_like(losses)

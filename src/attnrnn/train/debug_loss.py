@@ -15,9 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from attnrnn.plots import plot_curves
-from attnrnn.run import write_json_atomic
-from attnrnn.training import TrainConfig, fit
+from attnrnn.train.plots import plot_curves
+from attnrnn.train.run import write_json_atomic
+from attnrnn.train.config import TrainConfig
+from attnrnn.train.evaluation import solved
+from attnrnn.train.loop import fit
 
 __all__ = ["STUDY", "find_spikes", "spike_report", "run_study"]
 
@@ -59,7 +61,9 @@ def spike_report(history):
         "max_loss_over_initial": float(losses[worst] / initial),
         "final_heldout_accuracy": history[-1]["heldout_accuracy"],
         "sequences_to_solve": next((r["sequences_seen"] for r in history
-                                    if r["step"] > 0 and r.get("heldout_errors", 2) <= 1), None),
+                                    if r["step"] > 0 and "heldout_errors" in r
+                                    and solved(r["heldout_errors"], TrainConfig.heldout)),
+                                   None),
     }
 
 

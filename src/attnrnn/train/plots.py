@@ -11,7 +11,7 @@ def plot_curves(runs, path=None, title=None):
     and counted in the legend.
 
     Args:
-      runs: ``{label: history}``, a history being the list of records :func:`attnrnn.training.fit`
+      runs: ``{label: history}``, a history being the list of records :func:`attnrnn.train.loop.fit`
         returns (per-step training figures, held-out figures where measured).
       path: save the figure there (PNG) when given.
       title: a figure title.

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import jax
 
-from attnrnn.checkpoints import CheckpointError, Checkpoints, save_params
-from attnrnn.plots import plot_curves
-from attnrnn.training import TrainConfig, data_parallel_mesh, fit, new_train_state
+from attnrnn.train.checkpoints import CheckpointError, Checkpoints, save_params
+from attnrnn.train.plots import plot_curves
+from attnrnn.train.config import TrainConfig
+from attnrnn.train.loop import fit, new_train_state
+from attnrnn.train.sharding import check_divides, data_parallel_mesh
 
 __all__ = ["RunError", "start_run", "resume_run", "read_metrics"]
 
@@ -74,10 +76,7 @@ def _prepare_folder(out: Path):
 
 def _check_devices(config, devices):
     """The device count and the batch split, checked before anything is written."""
-    mesh = data_parallel_mesh(devices)
-    if config.batch % mesh.size:
-        raise ValueError(f"batch {config.batch} does not split evenly over {mesh.size} "
-                         f"devices; use a multiple of {mesh.size} or --devices")
+    check_divides(config.batch, data_parallel_mesh(devices), what="--batch")
 
 
 def start_run(config: TrainConfig, out, *, checkpoint_every=None, progress=True,

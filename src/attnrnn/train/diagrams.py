@@ -1,5 +1,5 @@
 """Computation-graph diagrams of one step of the gated RNN and of AttentionRNN(2), drawn with
-matplotlib (no system packages needed). ``python -m attnrnn.diagrams DIR`` writes both PNGs.
+matplotlib (no system packages needed). ``python -m attnrnn.train.diagrams DIR`` writes both PNGs.
 """
 
 from __future__ import annotations

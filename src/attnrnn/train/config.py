@@ -1,0 +1,110 @@
+"""What defines a run (:class:`TrainConfig`) and the training settings each model gets by
+default: the one source of defaults, which the CLI's flags and ``--help`` read."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+from attnrnn.train.models import Model, ModelSpec, model_for, parse_model
+from attnrnn.train.protocol import stop_rule
+from attnrnn.train.step import OPTIMIZERS
+from attnrnn.train.tasks import make_task
+
+__all__ = ["TrainConfig", "training_defaults", "TRAINING_DEFAULTS", "PROTOCOLS"]
+
+# What a model trains with unless the config says otherwise: adam at lr 1e-2 with
+# clip_by_global_norm(1.0), batch 32, 20 steps per device call (docs/results.md chose these);
+# the 1997 LSTM the paper's online SGD (batch 1, lr 0.5, no clipping), 500 steps a call.
+TRAINING_DEFAULTS = {"optimizer": "adam", "lr": 1e-2, "clip": 1.0, "batch": 32,
+                     "eval_every": 20, "steps": 600}
+MODEL_TRAINING_DEFAULTS = {
+    "lstm1997": {"optimizer": "sgd", "lr": 0.5, "clip": None, "batch": 1, "eval_every": 500,
+                 "steps": 200_000},
+}
+PROTOCOLS = ("heldout", "1997")
+
+
+def training_defaults(model) -> dict:
+    """The steps, optimizer, lr, clip, batch and eval_every a model (a :class:`ModelSpec` or
+    its string) trains with by default."""
+    return {**TRAINING_DEFAULTS, **MODEL_TRAINING_DEFAULTS.get(parse_model(model).cell, {})}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a run; ``summary.json`` records it whole.
+
+    ``model`` is the CLI form (``"gated"``, ``"attention:inf,raw"``, …), parsed once here
+    (:attr:`spec`); the training code receives the built :class:`~attnrnn.train.models.Model`
+    (:meth:`build_model`). ``steps``, ``optimizer``, ``lr``, ``clip``, ``batch`` and
+    ``eval_every`` left as ``"default"`` take the model's (:func:`training_defaults`); the
+    config then records the values used. ``clip=None`` means no clipping. ``length`` is the
+    adding problem's ``T`` (the other tasks' default lengths when None).
+
+    ``protocol="heldout"``: steps run on device in chunks of ``eval_every``, with a
+    held-out evaluation after each, so a run ends at the first chunk boundary at or after
+    ``steps``; a run is *solved* when the held-out set has at most one error per 2,560
+    sequences. ``protocol="1997"``: the paper's ST3/ABS stopping rule on the training
+    sequences (:mod:`attnrnn.train.protocol`), checked after every step; ``steps`` is the
+    budget, and the stopped weights are tested on a fresh set.
+    """
+
+    task: str = "temporal-order"
+    level: str = "moderate"
+    model: str = "gated"
+    hidden: int = 32
+    steps: int | str = "default"
+    batch: int | str = "default"
+    optimizer: str = "default"
+    lr: float | str = "default"
+    clip: float | None | str = "default"
+    seed: int = 0
+    eval_every: int | str = "default"
+    heldout: int = 2560
+    max_skips: int = 100
+    protocol: str = "heldout"
+    length: int | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "model", str(parse_model(self.model)))
+        for name, value in training_defaults(self.spec).items():
+            if getattr(self, name) == "default":
+                object.__setattr__(self, name, value)
+        for name in ("hidden", "steps", "batch", "eval_every", "heldout", "max_skips"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if self.clip is not None and not (isinstance(self.clip, (int, float)) and self.clip > 0):
+            raise ValueError(f"clip must be a positive number, or None for no clipping (--clip "
+                             f"none), got {self.clip!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got "
+                             f"{self.optimizer!r}")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {list(PROTOCOLS)}, got {self.protocol!r}")
+        task = self.make_task()
+        if self.protocol == "1997":
+            rule = stop_rule(task.name)
+            if self.batch > rule.window:
+                raise ValueError(f"batch must be at most the 1997 rule's window of "
+                                 f"{rule.window} sequences, got {self.batch}")
+
+    @functools.cached_property
+    def spec(self) -> ModelSpec:
+        """``model`` parsed (once per config)."""
+        return parse_model(self.model)
+
+    def make_task(self):
+        return make_task(self.task, level=self.level, length=self.length)
+
+    def build_model(self, task=None) -> Model:
+        """The model this config trains, sized for ``task`` (default :meth:`make_task`)."""
+        return model_for(self.spec, task or self.make_task(), self.hidden)
+
+    def replace(self, **changes) -> TrainConfig:
+        """A copy with ``changes`` (re-validated)."""
+        return dataclasses.replace(self, **changes)

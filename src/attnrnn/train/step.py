@@ -1,0 +1,134 @@
+"""The optimisation step: optax with a non-finite guard, one update, and chunks of updates
+run on device.
+
+Data are generated inside the jitted chunk from the key carried in :class:`TrainState`, and
+``steps_per_chunk`` steps run in one ``lax.scan`` on device, so the host sees the device
+once per chunk, not once per step. Every update goes through ``optax.apply_if_finite``: a
+non-finite gradient leaves the parameters and optimizer moments untouched and is counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+from attnrnn.train.protocol import ST3, StopState, init_stop, update_stop
+from attnrnn.train.sharding import check_divides, constrain_batch
+
+__all__ = ["OPTIMIZERS", "TrainState", "make_optimizer", "guard_non_finite", "init_train_state",
+           "make_train_step", "make_train_chunk", "skipped_updates", "consecutive_skips"]
+
+OPTIMIZERS = {"adam": optax.adam, "rmsprop": optax.rmsprop, "sgd": optax.sgd}
+NEVER_FORCE = 2**30  # apply_if_finite never forces a non-finite update through
+
+
+class TrainState(NamedTuple):
+    """Everything a run needs to continue bitwise: parameters, optimizer state (including
+    apply_if_finite's skip counters), the step count, the data key, and under the 1997
+    protocol the stopping rule's state (None otherwise)."""
+
+    params: NamedTuple
+    opt_state: optax.OptState
+    step: jax.Array
+    key: jax.Array
+    stop: StopState | None = None
+
+
+def make_optimizer(name, learning_rate, clip) -> optax.GradientTransformation:
+    """``clip_by_global_norm(clip)`` (unless ``clip`` is None) followed by adam, rmsprop or
+    sgd at ``learning_rate`` (the defaults live in :mod:`attnrnn.train.config`)."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {name!r}")
+    inner = OPTIMIZERS[name](learning_rate)
+    return inner if clip is None else optax.chain(optax.clip_by_global_norm(clip), inner)
+
+
+def guard_non_finite(optimizer: optax.GradientTransformation) -> optax.GradientTransformation:
+    """Wraps ``optimizer`` so non-finite gradients skip the update (and are counted)."""
+    return optax.apply_if_finite(optimizer, max_consecutive_errors=NEVER_FORCE)
+
+
+def skipped_updates(state: TrainState):
+    """Total updates skipped for non-finite gradients so far."""
+    return state.opt_state.total_notfinite
+
+
+def consecutive_skips(state: TrainState):
+    """Updates skipped in a row up to now."""
+    return state.opt_state.notfinite_count
+
+
+def init_train_state(key, params, optimizer: optax.GradientTransformation,
+                     stop_rule: ST3 | None = None) -> TrainState:
+    """A fresh :class:`TrainState`; ``optimizer`` is the unguarded transformation;
+    ``stop_rule`` the 1997 protocol's (:func:`attnrnn.train.protocol.stop_rule`), if any."""
+    return TrainState(params, guard_non_finite(optimizer).init(params), jnp.zeros((), jnp.int32),
+                      key, None if stop_rule is None else init_stop(stop_rule))
+
+
+def _update(optimizer, loss, state: TrainState, batch, stop_rule=None):
+    """One optimisation step of ``loss`` (a :class:`~attnrnn.train.models.Model`'s) on
+    ``batch = (xs, labels, mask)``; the body every step shares. Under a stop rule, a state
+    that has stopped stays as it is (so the weights tested are those at the stop)."""
+    tolerance = None if stop_rule is None else stop_rule.gamma
+    (value, aux), grads = jax.value_and_grad(loss, has_aux=True)(state.params, *batch,
+                                                                  tolerance=tolerance)
+    updates, opt_state = guard_non_finite(optimizer).update(grads, state.opt_state, state.params)
+    new = state._replace(
+        params=optax.apply_updates(state.params, updates), opt_state=opt_state,
+        step=state.step + 1,
+    )
+    metrics = {"loss": value, "accuracy": aux["accuracy"], "grad_norm": optax.tree.norm(grads),
+               "skipped": opt_state.notfinite_count > 0}
+    if stop_rule is not None:
+        seen = new.step * batch[0].shape[0]
+        new = new._replace(stop=update_stop(stop_rule, state.stop, aux["squared_error"],
+                                            aux["abs_error"], seen))
+        stopped = state.stop.stopped_at >= 0
+        new = jax.tree.map(lambda old, now: jnp.where(stopped, old, now), state, new)
+    return new, metrics
+
+
+def make_train_step(optimizer, model) -> Callable:
+    """A jitted ``(state, batch) -> (state, metrics)`` for batches you make yourself;
+    ``model`` a :class:`~attnrnn.train.models.Model`.
+
+    ``metrics`` holds ``loss``, ``accuracy``, ``grad_norm`` (before clipping) and
+    ``skipped`` (True when the gradient was non-finite and the update was skipped).
+    """
+    return jax.jit(lambda state, batch: _update(optimizer, model.loss, state, batch))
+
+
+def make_train_chunk(optimizer, task, model, *, batch_size, steps_per_chunk, mesh=None,
+                     stop_rule=None, trials=False):
+    """A jitted ``state -> (state, metrics)`` that runs ``steps_per_chunk`` steps of
+    ``model`` on device, each on a fresh batch drawn from ``task`` with the state's key;
+    ``metrics`` are stacked per step. The input state's buffers are donated. With a
+    ``stop_rule`` (the state made with it), the 1997 rule is tracked after every step and a
+    stopped state stays put. With ``trials=True`` the chunk runs a stack of independent
+    states side by side (``jax.vmap``; see :func:`attnrnn.train.loop.fit_trials`).
+
+    With a ``mesh`` (see :func:`attnrnn.train.sharding.data_parallel_mesh`), each batch is
+    split over its data axis and the state should be replicated: XLA's partitioner then
+    runs each device on its share of the batch and all-reduces the gradients.
+    """
+    if mesh is not None:
+        check_divides(batch_size, mesh)
+
+    def step(state, _):
+        key, data_key = jax.random.split(state.key)
+        batch = task.sample(data_key, batch_size)
+        if mesh is not None:
+            batch = constrain_batch(batch, mesh)
+        return _update(optimizer, model.loss, state._replace(key=key), batch, stop_rule)
+
+    def chunk(state):
+        return lax.scan(step, state, None, length=steps_per_chunk)
+
+    chunk = jax.vmap(chunk) if trials else chunk
+    return jax.jit(chunk, donate_argnums=0)
