@@ -40,7 +40,7 @@ PAPER = {("temporal-order", "hard"): "31,390", ("adding", 100): "74,000",
 
 def run_row(settings, model, seeds, budget, max_seconds=None):
     config = TrainConfig(model=model, protocol="1997", seed=0, **settings)
-    config = TrainConfig(**{**config.__dict__, "steps": -(-budget // config.batch)})
+    config = config.replace(steps=-(-budget // config.batch))
     runs = fit_trials(config, seeds, max_seconds=max_seconds)
     return with_stats({
         "task": settings["task"], "level": settings.get("level"),

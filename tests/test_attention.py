@@ -9,6 +9,7 @@ from jax.test_util import check_grads
 
 import attnrnn as ar
 from references import rescale_to_bound
+from helpers import assert_tree_allclose
 
 
 def softmax(w):
@@ -183,8 +184,7 @@ def test_gradients_match_reference_and_finite_differences(k):
         return total
 
     g, g_ref = jax.grad(loss, (0, 1))(params, xs), jax.grad(ref_loss, (0, 1))(params, xs)
-    for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_ref)):
-        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    assert_tree_allclose(g, g_ref, rtol=1e-9, atol=1e-12)
     check_grads(loss, (params, xs), order=1, modes=("rev",))
 
 
@@ -343,7 +343,7 @@ def test_bad_options():
     (3, "pre", ar.AttentionOptions(0.5, 3.0, True), False),
     (None, "none", ar.AttentionOptions(0.5, 3.0, True), True)])
 def test_fused_backward_equals_autodiff(k, mask, opts, vmapped):
-    """The hand-written backward pass (weight_tapped_scan) against JAX's own, through the
+    """The hand-written backward pass (the time loop's weight-tapped pass) against JAX's own, through the
     states and the attention weights, for every input; for two cases also under vmap both
     ways round (per-example gradients, and the gradient of a vmapped loss)."""
     params, xs = make(k, seed=5, scale=0.7)
@@ -357,8 +357,7 @@ def test_fused_backward_equals_autodiff(k, mask, opts, vmapped):
 
     fused, expected = (jax.grad(partial(loss, b), argnums=(0, 1))(params, xs)
                        for b in ("fused", "autodiff"))
-    for a, b in zip(jax.tree.leaves(fused), jax.tree.leaves(expected)):
-        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+    assert_tree_allclose(fused, expected, rtol=1e-10, atol=1e-13)
     if not vmapped:
         return
 
@@ -368,8 +367,7 @@ def test_fused_backward_equals_autodiff(k, mask, opts, vmapped):
     summed = {b: jax.grad(lambda p: jnp.sum(jax.vmap(partial(loss, b, p))(batch)))(params)
               for b in ("fused", "autodiff")}
     for results in (per_example, summed):
-        for a, b in zip(jax.tree.leaves(results["fused"]), jax.tree.leaves(results["autodiff"])):
-            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+        assert_tree_allclose(results["fused"], results["autodiff"], rtol=1e-10, atol=1e-13)
 
 
 def test_fused_backward_keeps_only_carries():
@@ -478,31 +476,6 @@ def test_bounded_params_is_what_the_function_runs():
         ar.bounded_params(tuple(params), options)
     with pytest.raises(ValueError, match="options.score_bound"):
         ar.bounded_params(params, options._replace(score_bound=-1.0))
-
-
-@pytest.mark.parametrize("k", [2, None])
-@pytest.mark.parametrize("backward", ["autodiff", "fused"])
-def test_two_chunks_through_the_state_equal_one_call(k, backward):
-    params, xs = make(k, seed=6)
-    mask = jnp.asarray(MASKS["holes"])
-    hs, a, final = ar.attention_rnn(params, xs, k=k, mask=mask, return_attention=True,
-                                    return_state=True, backward=backward)
-    first, state = ar.attention_rnn(params, xs[:5], k=k, mask=mask[:5], return_state=True,
-                                    backward=backward)
-    second, again = ar.attention_rnn(params, xs[5:], k=k, mask=mask[5:], initial_state=state,
-                                     return_state=True, backward=backward)
-    np.testing.assert_allclose(jnp.concatenate([first, second]), hs, rtol=1e-12, atol=1e-14)
-    for u, v in zip(again, final):
-        np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-14)
-    assert type(final) is (ar.OnlineSoftmaxState if k is None else ar.WindowState)
-    # Gradients flow into the initial state, and match finite differences.
-    def loss(state):
-        return jnp.sum(jnp.sin(ar.attention_rnn(params, xs[5:], k=k, initial_state=state,
-                                                backward=backward)))
-    g = jax.grad(loss)(state)
-    carried = g.numerator if k is None else g.history  # what the next steps read
-    assert type(g) is type(state) and float(jnp.abs(carried).max()) > 0
-    check_grads(loss, (state,), order=1, modes=("rev",))
 
 
 @pytest.mark.parametrize("k", [0, 2, None])

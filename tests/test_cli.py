@@ -12,6 +12,7 @@ import pytest
 from attnrnn.train import cli, run
 from attnrnn.train import TrainConfig, evaluate, heldout_set
 from attnrnn.train.checkpoints import load_params
+from helpers import assert_tree_equal
 
 EASY = ["--level", "easy", "--hidden", "8", "--lr", "1e-2", "--heldout", "256",
         "--eval-every", "10", "--no-progress"]
@@ -124,8 +125,7 @@ def test_killed_run_resumes_bitwise(tmp_path):
     resumed = _cli("train", "--resume", str(out), "--no-progress")
     assert resumed.wait() == 0, resumed.stderr.read()
     assert uninterrupted.wait() == 0, uninterrupted.stderr.read()
-    for a, b in zip(jax.tree.leaves(_final_params(reference)), jax.tree.leaves(_final_params(out))):
-        np.testing.assert_array_equal(a, b)
+    assert_tree_equal(_final_params(out), _final_params(reference))
     steps = [r["step"] for r in run.read_metrics(out)]
     assert steps == list(range(601))
     np.testing.assert_array_equal(

@@ -16,7 +16,8 @@ SCRIPT = textwrap.dedent("""
     one, _, summary_one = training.fit(config, progress=False, devices=1)
     four, _, summary_four = training.fit(config, progress=False, devices=4)
     assert summary_one["devices"] == 1 and summary_four["devices"] == 4
-    for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(four.params)):
+    assert jax.tree.structure(one.params) == jax.tree.structure(four.params)
+    for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(four.params), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-5, atol=2e-6)
         assert len(b.sharding.device_set) == 4 and b.sharding.is_fully_replicated
     # The batch is split: each device holds a quarter of it.

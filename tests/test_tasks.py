@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from attnrnn.train import tasks
+from helpers import assert_tree_equal
 
 
 # The course's presets (Atcold/NYU-DLSP20 res/sequential_tasks.py), written out here from its
@@ -54,8 +55,7 @@ def test_classes_balanced_and_deterministic():
     a = tasks.temporal_order(jax.random.PRNGKey(3), 8, level="normal")
     b = tasks.temporal_order(jax.random.PRNGKey(3), 8, level="normal")
     c = tasks.temporal_order(jax.random.PRNGKey(4), 8, level="normal")
-    for u, v in zip(a, b):
-        np.testing.assert_array_equal(u, v)
+    assert_tree_equal(a, b)
     assert not np.array_equal(a[0], c[0])
 
 

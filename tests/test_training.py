@@ -6,6 +6,7 @@ import pytest
 
 from attnrnn import train as training
 from attnrnn.train import models, tasks
+from helpers import assert_tree_equal
 
 
 def small_state(optimizer=None, spec="gated"):
@@ -39,8 +40,7 @@ def test_non_finite_batch_is_skipped_and_counted():
     poisoned = (batch[0].at[3, -1, 0].set(jnp.nan), *batch[1:])
     state, metrics = step(state, poisoned)
     assert bool(metrics["skipped"]) and not np.isfinite(float(metrics["grad_norm"]))
-    for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(state.params)):
-        np.testing.assert_array_equal(a, b)
+    assert_tree_equal(state.params, before)
     assert int(training.skipped_updates(state)) == 1
     state, metrics = step(state, batch)
     assert not bool(metrics["skipped"]) and int(training.consecutive_skips(state)) == 0
@@ -85,8 +85,7 @@ def test_run_stops_after_consecutive_non_finite_gradients():
     assert summary["stop_reason"].startswith("stopped: 10 consecutive non-finite")
     assert summary["skipped_updates"] == int(state.step) == 10
     fresh = training.new_train_state(config, task)
-    for a, b in zip(jax.tree.leaves(fresh.params), jax.tree.leaves(state.params)):
-        np.testing.assert_array_equal(a, b)  # the last good state: nothing was applied
+    assert_tree_equal(state.params, fresh.params)  # the last good state: nothing was applied
 
 
 def test_config_validation():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -62,8 +63,27 @@ def check_mask(mask, length: int):
     return jnp.asarray(mask)
 
 
+def check_static(name: str, value) -> None:
+    """``value`` must be a Python value, not traced: configuration is static (it decides
+    shapes and the program), so under ``jax.jit`` it must be marked static."""
+    if isinstance(value, jax.core.Tracer):
+        raise TypeError(
+            f"{name} must be a static Python value, got a traced {value.aval.str_short()}; "
+            f"with jax.jit pass static_argnames=({name.split('[')[0]!r},) (or close over it)"
+        )
+
+
+def as_bool(name: str, value) -> bool:
+    """A static Python bool."""
+    check_static(name, value)
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a Python bool, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
 def as_int(name: str, value, *, minimum: int) -> int:
     """A static Python int >= ``minimum`` (bool and traced values are refused)."""
+    check_static(name, value)
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a Python int, got bool {value!r}")
     if not isinstance(value, (int, np.integer)):
@@ -81,6 +101,7 @@ def as_int(name: str, value, *, minimum: int) -> int:
 
 def as_int_tuple(name: str, value, length: int, *, minimum: int) -> tuple[int, ...]:
     """An int broadcast to ``length`` entries, or a sequence of exactly ``length`` ints."""
+    check_static(name, value)
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         value = (value,) * length
     if not isinstance(value, Sequence) or isinstance(value, str):

@@ -4,9 +4,9 @@ Autodiff through ``lax.scan`` accumulates ``∂ℓ/∂W_h`` inside the backward 
 update per step. Fused RNN libraries instead carry only the state gradient backwards and
 leave every weight gradient to one large matrix product after the loop; this does the same.
 The input projections ``z_c[t] = W_c x[t]`` and ``z_x[t] = W_x x[t]`` are computed for every
-step in one matrix product before the loop, by the caller, so their gradients (``∂ℓ/∂W_c``,
-``∂ℓ/∂W_x``, ``∂ℓ/∂x``) are JAX's own products of the ``∂ℓ/∂z`` returned here; under
-``jax.grad`` of a vmapped loss that is one product over batch and time. With
+step in one matrix product before the loop (by :func:`gated_kernel`), so their gradients
+(``∂ℓ/∂W_c``, ``∂ℓ/∂W_x``, ``∂ℓ/∂x``) are JAX's own products of the ``∂ℓ/∂z`` returned
+here; under ``jax.grad`` of a vmapped loss that is one product over batch and time. With
 ``δ[t] = ∂ℓ/∂h[t]`` and ``g[t]`` the cotangent of the output ``h[t]``::
 
     δ[t] = g[t] + ∂ℓ/∂h[t] through h[t+1]          (the carried state gradient)
@@ -19,9 +19,11 @@ A skipped step (mask False) passes ``δ`` straight through and contributes nothi
 
 ``chunk`` trades compute for memory: the forward pass keeps only every ``chunk``-th state,
 and the backward pass recomputes each chunk's projections, states and gates just before it
-needs them (from ``xs``, ``W_c``, ``W_x``, passed as ``recompute``), so what is stored for
-the backward pass grows with ``T / chunk + chunk`` instead of ``T`` (``chunk ≈ √T`` gives
-``√T``), beyond the inputs and outputs themselves.
+needs them (from ``xs``, ``W_c``, ``W_x``), so what is stored for the backward pass grows with ``T / chunk + chunk``
+instead of ``T`` (``chunk ≈ √T`` gives ``√T``), beyond the inputs themselves.
+
+This is the gated RNN's ``Recurrence.kernel`` (:mod:`attnrnn._scan`): the loop calls it for
+``backward="fused"``, after flipping a reversed sequence.
 
 Each half is written for a batch (``attnrnn._batching.batch_aware``), so under ``jax.vmap``
 the recurrence is one ``(B, m) @ (m, m)`` product per step rather than vmap's generic rule
@@ -40,30 +42,36 @@ from jax import lax
 
 from attnrnn._batching import batch_aware
 
-__all__ = ["gated_step", "gated_scan"]
+__all__ = ["gate_update", "gated_step", "gated_kernel"]
+
+
+def gate_update(h_prev, zc, zx, recurrent):
+    """The gated RNN's equation given the input projections ``zc = W_c x[t]``,
+    ``zx = W_x x[t]`` and ``recurrent = W_h h[t-1]``: ``c = σ(zc + W_h h[t-1])``,
+    ``h[t] = c ⊙ h[t-1] + (1 - c) ⊙ zx``; returns ``(h[t], c)``. Arrays may carry leading
+    batch axes."""
+    c = jax.nn.sigmoid(zc + recurrent)
+    return c * h_prev + (1 - c) * zx, c
 
 
 def gated_step(W_h, h_prev, zc, zx):
-    """One step given the input projections ``zc = W_c x[t]``, ``zx = W_x x[t]``:
-    ``c = σ(zc + W_h h[t-1])``, ``h[t] = c ⊙ h[t-1] + (1 - c) ⊙ zx``; returns ``(h[t], c)``.
-    ``h_prev``, ``zc`` and ``zx`` may carry leading batch axes."""
-    c = jax.nn.sigmoid(zc + h_prev @ W_h.T)
-    return c * h_prev + (1 - c) * zx, c
+    """:func:`gate_update` with ``W_h h[t-1]`` computed here."""
+    return gate_update(h_prev, zc, zx, h_prev @ W_h.T)
 
 
 # Below, arrays are time-major inside the loops: xs (T, B, n), h (B, m), keep (T, B).
 
-def _forward(W_h, h0, zc, zx, keep, unroll, residuals=True):
-    """States, and with ``residuals`` the gates and ``h[t-1] - z_x[t]`` (what the gate's
-    derivative needs), of every step from ``h0``; ``keep`` None means no step is skipped
-    (and no select is emitted)."""
+def _forward(W_h, h0, zc, zx, keep, unroll):
+    """States, gates and ``h[t-1] - z_x[t]`` (what the gate's derivative needs) of every
+    step from ``h0`` (a caller that needs only the states leaves the rest to XLA's dead-code
+    elimination); ``keep`` None means no step is skipped (and no select is emitted)."""
 
     def step(h, inputs):
         zc_t, zx_t, keep_t = inputs
         h_new, c = gated_step(W_h, h, zc_t, zx_t)
         if keep_t is not None:
             h_new = jnp.where(keep_t[:, None], h_new, h)
-        return h_new, (h_new, c, h - zx_t) if residuals else (h_new,)
+        return h_new, (h_new, c, h - zx_t)
 
     return lax.scan(step, h0, (zc, zx, keep), unroll=unroll)[1]
 
@@ -93,8 +101,7 @@ def _time_major(a):
 
 def _states(W_h, h0, zc, zx, keep, *, unroll):
     """Batched primal: ``h0 (B, m)``, ``zc, zx (B, T, m)``, ``keep (B, T)`` -> ``hs (B, T, m)``."""
-    (hs,) = _forward(W_h, h0, _time_major(zc), _time_major(zx), _time_major(keep), unroll,
-                     residuals=False)
+    hs, _, _ = _forward(W_h, h0, _time_major(zc), _time_major(zx), _time_major(keep), unroll)
     return _time_major(hs)
 
 
@@ -102,21 +109,21 @@ def _states_and_residuals(W_h, h0, zc, zx, keep, *, unroll, chunk):
     hs, cs, gaps = _forward(W_h, h0, _time_major(zc), _time_major(zx), _time_major(keep),
                             unroll)
     if chunk is None:
-        return _time_major(hs), (_time_major(cs), _time_major(gaps))
+        return _time_major(hs), (_time_major(hs), _time_major(cs), _time_major(gaps))
     # Keep only the state entering each chunk; the backward pass recomputes the rest.
     starts = jnp.concatenate([h0[None], hs[chunk - 1 : -1 : chunk]])
     return _time_major(hs), (_time_major(starts),)
 
 
-def _gradients(shared, h0, keep, xs, hs, residuals, g, *, unroll, chunk):
+def _gradients(shared, h0, keep, xs, residuals, g, *, unroll, chunk):
     """Batched backward pass: per-example ``∂ℓ/∂W_h (B, m, m)``, ``∂ℓ/∂h0``, ``∂ℓ/∂z_c``,
     ``∂ℓ/∂z_x (B, T, m)``."""
     W_h, projection = shared
     keep_t, g_t = _time_major(keep), _time_major(g)
     over_time = partial(jnp.einsum, "tbi,tbj->bij")
     if chunk is None:
-        cs, gaps = map(_time_major, residuals)
-        h_prev = jnp.concatenate([h0[None], _time_major(hs)[:-1]])
+        hs, cs, gaps = map(_time_major, residuals)
+        h_prev = jnp.concatenate([h0[None], hs[:-1]])
         dh0, (dzc, dzx) = _backward(W_h, cs, gaps, keep_t, g_t, jnp.zeros_like(h0), unroll)
         return over_time(dzc, h_prev), dh0, _time_major(dzc), _time_major(dzx)
 
@@ -148,32 +155,39 @@ def _gradients(shared, h0, keep, xs, hs, residuals, g, *, unroll, chunk):
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(6, 7))
-def gated_scan(W_h, h0, zc, zx, keep, recompute, unroll=1, chunk=None):
+def _gated_scan(W_h, h0, zc, zx, keep, recompute, unroll=1, chunk=None):
     """``hs (T, m)`` of the gated RNN from ``h0`` given the input projections
     ``zc = xs W_c^T`` and ``zx = xs W_x^T (T, m)``, skipping the steps where the boolean
-    ``keep (T,)`` is False (None: none skipped).
-
-    ``recompute`` is ``(xs, W_c, W_x)`` when ``chunk`` is set, else None; it gets a zero
-    cotangent, so pass it through ``lax.stop_gradient``: gradients reach ``xs``, ``W_c`` and
-    ``W_x`` through ``zc`` and ``zx``.
-    """
+    ``keep (T,)`` is False (None: none skipped). ``recompute`` is ``(xs, W_c, W_x)`` when
+    ``chunk`` is set (the backward pass recomputes each chunk's projections from them),
+    else None; it gets a zero cotangent: gradients reach ``xs``, ``W_c`` and ``W_x``
+    through ``zc`` and ``zx``, as JAX's own products (under ``jax.grad`` of a vmapped loss,
+    one product over batch and time)."""
     return batch_aware(partial(_states, unroll=unroll))(W_h, h0, zc, zx, keep)
 
 
 def _gated_scan_fwd(W_h, h0, zc, zx, keep, recompute, unroll, chunk):
     hs, residuals = batch_aware(partial(_states_and_residuals, unroll=unroll, chunk=chunk))(
         W_h, h0, zc, zx, keep)
-    # With chunks the states are recomputed, so they are not kept for the backward pass.
-    return hs, (W_h, h0, keep, recompute, hs if chunk is None else None, residuals)
+    return hs, (W_h, h0, keep, recompute, residuals)
 
 
 def _gated_scan_bwd(unroll, chunk, stored, g):
-    W_h, h0, keep, recompute, hs, residuals = stored
+    W_h, h0, keep, recompute, residuals = stored
     # Per example: xs; shared: the projection weights (W_c, W_x).
     xs, projection = (None, None) if recompute is None else (recompute[0], recompute[1:])
     grads = batch_aware(partial(_gradients, unroll=unroll, chunk=chunk))(
-        (W_h, projection), h0, keep, xs, hs, residuals, g)
+        (W_h, projection), h0, keep, xs, residuals, g)
     return (*grads, None, jax.tree.map(jnp.zeros_like, recompute))
 
 
-gated_scan.defvjp(_gated_scan_fwd, _gated_scan_bwd)
+_gated_scan.defvjp(_gated_scan_fwd, _gated_scan_bwd)
+
+
+def gated_kernel(W, inputs, h0, xs, keep, unroll, chunk):
+    """The gated RNN's loop as :mod:`attnrnn._scan` plugs it in: ``W = W_h[None]``,
+    ``inputs = (W_c, W_x)``, ``xs`` the raw inputs; returns ``(final state, hs)``."""
+    W_c, W_x = inputs
+    recompute = None if chunk is None else lax.stop_gradient((xs, W_c, W_x))
+    hs = _gated_scan(W[0], h0, xs @ W_c.T, xs @ W_x.T, keep, recompute, unroll, chunk)
+    return (hs[-1] if hs.shape[0] else h0), hs

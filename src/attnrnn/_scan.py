@@ -1,23 +1,70 @@
-"""The time loop both recurrences share: masking, reverse order, unrolling, rematerialisation.
+"""THE time loop: every recurrence of the library runs through :func:`run`, which owns
+masking, reverse order, unrolling, rematerialisation, the initial and final state, and the
+choice of backward pass. Models describe their equations (a :class:`Recurrence`); they never
+see how the loop is differentiated.
 
-Written once so the gated RNN and AttentionRNN agree on what a mask means: where
-``mask[t]`` is False the step is skipped — the carry passes through unchanged (so nothing
-enters an attention history and a finite-k window does not shift) and the step's output is
-``skip_output(carry)`` (the carried state, and all-zero attention weights).
+A mask means the same for every recurrence: where ``mask[t]`` is False the step is skipped —
+the carry passes through unchanged (so nothing enters an attention history and a finite-k
+window does not shift) and the step's output is ``skip_output(carry)`` (the carried state,
+and all-zero attention weights).
+
+Backward passes (``backward=``):
+
+- ``"autodiff"``: JAX differentiates the scan (forward mode and higher orders work).
+- ``"fused"``: a hand-written reverse pass. A recurrence may bring its own whole-loop kernel
+  (``Recurrence.kernel``: the gated RNN's); otherwise the loop's weight-tapped pass runs. The
+  recurrent weights ``W (L, O, I)`` enter a step only through ``W P`` (``P = read(carry, z)``,
+  ``(W P)[l] = W[l] @ P[l]``), so the backward loop can take each step's vector-Jacobian
+  product with ``W`` held constant, read ``∂ℓ/∂(W P)`` off a zero "tap" added to the product,
+  and form ``∂ℓ/∂W = Σ_t ∂ℓ/∂(W P_t) P_tᵀ`` as one contraction after the loop — where
+  autodiff through ``lax.scan`` adds an outer product to an accumulator at every step.
+
+``remat_chunk`` (an int, or ``"sqrt"`` for ``⌈√T⌉``) keeps only the carry entering every
+chunk of that many steps for the backward pass and recomputes the chunk's steps just before
+they are needed, so what is stored grows with ``T / chunk + chunk`` instead of ``T``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from attnrnn._checks import as_int
+from attnrnn._checks import as_int, check_static
 
-__all__ = ["scan_steps", "check_unroll", "weight_tapped_scan"]
+__all__ = ["Recurrence", "run", "check_unroll", "check_remat_chunk", "check_backward"]
+
+BACKWARDS = ("autodiff", "fused")
+
+
+class Recurrence(NamedTuple):
+    """A recurrence's equations, as the loop needs them.
+
+    Attributes:
+      project_inputs: ``(inputs, xs) -> zs``: the part of every step that does not depend on
+        the state, for all ``T`` steps at once (before the loop, one matrix product each).
+      read: ``(carry, z) -> (P, context)``: ``P (L, I)`` is what the recurrent weights
+        ``W (L, O, I)`` multiply; ``context`` anything else the step computed on the way
+        that ``update`` needs (or None).
+      update: ``(carry, z, context, WP) -> (carry, out)``: the rest of the step, given
+        ``WP[l] = W[l] @ P[l]``.
+      skip_output: ``carry -> out`` at a skipped step; None: the carry itself.
+      kernel: None, or a hand-written whole loop that ``backward="fused"`` uses instead of
+        the weight-tapped pass: ``kernel(W, inputs, init, xs, keep, unroll, chunk) ->
+        (final, outs)`` over the raw inputs ``xs`` (``keep`` None or boolean ``(T,)``),
+        differentiable in ``W``, ``inputs``, ``init`` and ``xs``.
+    """
+
+    project_inputs: Callable
+    read: Callable
+    update: Callable
+    skip_output: Callable | None = None
+    kernel: Callable | None = None
 
 
 def check_unroll(unroll) -> int | bool:
@@ -25,6 +72,59 @@ def check_unroll(unroll) -> int | bool:
     if isinstance(unroll, bool):
         return unroll
     return as_int("unroll", unroll, minimum=1)
+
+
+def check_remat_chunk(remat_chunk, T) -> int | None:
+    """None, a positive int, or ``"sqrt"`` (``⌈√T⌉``) as a chunk length (or None)."""
+    check_static("remat_chunk", remat_chunk)
+    if remat_chunk is None:
+        return None
+    if isinstance(remat_chunk, str) and remat_chunk == "sqrt":
+        return max(1, math.isqrt(T - 1) + 1) if T > 1 else 1
+    return as_int("remat_chunk", remat_chunk, minimum=1)
+
+
+def check_backward(backward) -> str:
+    check_static("backward", backward)
+    if not isinstance(backward, str) or backward not in BACKWARDS:
+        raise ValueError(f"backward must be 'fused' or 'autodiff', got {backward!r}")
+    return backward
+
+
+def _flip(tree):
+    return jax.tree.map(lambda a: a[::-1], tree)
+
+
+def run(rec: Recurrence, weights, inputs, init, xs, *, mask=None, reverse=False, unroll=1,
+        remat_chunk=None, backward="autodiff"):
+    """Runs ``rec`` over the leading (time) axis of ``xs`` from the carry ``init``.
+
+    Args:
+      rec: the :class:`Recurrence`.
+      weights: the recurrent weights ``W (L, O, I)``.
+      inputs: the weights of ``rec.project_inputs`` (any pytree).
+      init: the initial carry (a pytree).
+      xs: a pytree of arrays with a leading time axis ``T``.
+      mask: None, or a validated boolean ``(T,)``; False skips that step.
+      reverse: process ``t = T-1 .. 0``; outputs stay at their original positions.
+      unroll: lax.scan's unroll factor (validated).
+      remat_chunk: None, or a validated chunk length (see :func:`check_remat_chunk`).
+      backward: ``"autodiff"`` or ``"fused"`` (validated).
+
+    Returns:
+      ``(final_carry, outs)`` with ``outs`` stacked along time.
+    """
+    if reverse:  # every strategy runs forward over the flipped sequence; outputs flip back
+        xs, mask = _flip(xs), None if mask is None else mask[::-1]
+    if backward == "fused" and rec.kernel is not None:
+        final, outs = rec.kernel(weights, inputs, init, xs, mask, unroll, remat_chunk)
+    else:
+        zs = rec.project_inputs(inputs, xs)
+        if backward == "fused":
+            final, outs = _tapped(rec, unroll, remat_chunk, weights, init, zs, mask)
+        else:
+            final, outs = _autodiff(rec, weights, init, zs, mask, unroll, remat_chunk)
+    return final, _flip(outs) if reverse else outs
 
 
 def _select(keep, new, old):
@@ -41,120 +141,129 @@ def _skip_unless(keep, carry, step_result, skip_output):
     return _select(keep, new_carry, carry), _select(keep, out, skipped)
 
 
-def scan_steps(
-    step: Callable,
-    init,
-    xs,
-    *,
-    mask=None,
-    reverse: bool = False,
-    unroll: int | bool = 1,
-    remat: bool = False,
-    skip_output: Callable | None = None,
-):
-    """Runs ``carry, out = step(carry, x_t)`` over the leading axis of ``xs``.
-
-    Args:
-      step: ``(carry, x_t) -> (carry, out_t)``, one time step.
-      init: the initial carry (a pytree).
-      xs: a pytree of arrays with a leading time axis ``T``.
-      mask: None, or a validated boolean ``(T,)``; False skips that step.
-      reverse: process ``t = T-1 .. 0``; outputs stay at their original positions.
-      unroll: lax.scan's unroll factor.
-      remat: recompute each step in the backward pass instead of storing its
-        intermediates (``jax.checkpoint``), trading compute for memory.
-      skip_output: ``carry -> out_t`` for skipped steps; default the carry itself.
-
-    Returns:
-      ``(final_carry, outs)`` with ``outs`` stacked along time.
-    """
-    body = jax.checkpoint(step) if remat else step
-    if mask is None:
-        return lax.scan(body, init, xs, reverse=reverse, unroll=unroll)
-
-    def masked(carry, inputs):
-        x, keep = inputs
-        return _skip_unless(keep, carry, body(carry, x), skip_output)
-
-    return lax.scan(masked, init, (xs, mask), reverse=reverse, unroll=unroll)
+def _contract(weights, P):
+    """``weights (L, O, I)`` applied to ``P (L, I)`` lag by lag: ``(L, O)``."""
+    return jnp.einsum("loi,li->lo", weights, P)
 
 
-def _contract(weights, inputs):
-    """``weights (L, O, I)`` applied to ``inputs (L, I)`` lag by lag: ``(L, O)``."""
-    return jnp.einsum("loi,li->lo", weights, inputs)
+def _step(rec, weights, carry, z, keep, tap=None):
+    """One step, skipped where ``keep`` is False; ``tap`` is added to ``W P``."""
+    P, context = rec.read(carry, z)
+    WP = _contract(weights, P)
+    result = rec.update(carry, z, context, WP if tap is None else WP + tap)
+    return _skip_unless(keep, carry, result, rec.skip_output), P
 
 
-def weight_tapped_scan(step: Callable, weights, init, xs, mask, unroll, skip_output):
-    """The final carry and ``outs`` of ``carry, out = step(project, carry, x_t)`` over time, where the step uses
-    ``weights (L, O, I)`` only through one call ``project(P)`` with ``P (L, I)``,
-    ``project(P)[l] = weights[l] @ P[l]``; with a hand-written backward pass.
+def _pieces(tree, T, chunk, fill):
+    """``(T, ...)`` arrays as ``(T/chunk, chunk, ...)``, padded at the end with ``fill``."""
+    n = -(-T // chunk)
 
-    Autodiff through ``lax.scan`` adds each step's ``∂ℓ/∂weights`` (an outer product) to an
-    accumulator inside the backward loop and stores every intermediate of every step. Here
-    the forward pass stores only each step's incoming carry and ``P``; the backward loop
-    recomputes one step at a time and takes its vector-Jacobian product with the weights
-    held constant, reading ``∂ℓ/∂project(P)`` off a zero "tap" added to the product; after
-    the loop ``∂ℓ/∂weights = Σ_t ∂ℓ/∂project(P_t) P_t^T`` is one contraction over time.
-    Differentiable in ``weights``, ``init`` and ``xs``; ``mask`` and the ``skip_output``
-    convention are :func:`scan_steps`'s.
+    def one(a):
+        pad = jnp.full((n * chunk - T, *a.shape[1:]), fill, a.dtype)
+        return jnp.concatenate([a, pad]).reshape(n, chunk, *a.shape[1:])
 
-    Returns:
-      ``(final_carry, outs)``, as :func:`scan_steps`.
-    """
-    return _tapped(step, unroll, skip_output, weights, init, xs, mask)
+    return jax.tree.map(one, tree)
 
 
-def _tapped_step(step, skip_output, project, carry, x, keep):
-    """One step, skipped where ``keep`` is False (as :func:`scan_steps` does)."""
-    return _skip_unless(keep, carry, step(project, carry, x), skip_output)
+def _unpieces(tree, T):
+    return jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:])[:T], tree)
 
 
-def _tapped_forward(step, unroll, skip_output, weights, init, xs, mask):
+def _chunked_keep(keep, T, chunk):
+    """The mask as chunks; the padding steps are skipped steps."""
+    return _pieces(jnp.ones((T,), bool) if keep is None else keep, T, chunk, False)
+
+
+def _autodiff(rec, weights, init, zs, keep, unroll, chunk):
+    """``lax.scan`` of the step, differentiated by JAX; with ``chunk``, each chunk's scan
+    is a ``jax.checkpoint`` (only the carries between chunks are stored)."""
+
     def body(carry, inputs):
-        x, keep = inputs
-        taken = []
+        z, k = inputs
+        return _step(rec, weights, carry, z, k)[0]
 
-        def project(P):
-            taken.append(P)
-            return _contract(weights, P)
+    if chunk is None:
+        return lax.scan(body, init, (zs, keep), unroll=unroll)
+    T = jax.tree.leaves(zs)[0].shape[0]
 
-        new_carry, out = _tapped_step(step, skip_output, project, carry, x, keep)
-        return new_carry, (out, carry, taken[0])
+    @jax.checkpoint
+    def one_chunk(carry, inputs):
+        return lax.scan(body, carry, inputs, unroll=unroll)
 
-    return lax.scan(body, init, (xs, mask), unroll=unroll)
+    final, outs = lax.scan(one_chunk, init, (_pieces(zs, T, chunk, 0),
+                                             _chunked_keep(keep, T, chunk)))
+    return final, _unpieces(outs, T)
+
+
+def _tapped_forward(rec, unroll, weights, init, zs, keep):
+    """Outputs, and each step's incoming carry and ``P``."""
+
+    def body(carry, inputs):
+        z, k = inputs
+        (new_carry, out), P = _step(rec, weights, carry, z, k)
+        return new_carry, (out, carry, P)
+
+    return lax.scan(body, init, (zs, keep), unroll=unroll)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
-def _tapped(step, unroll, skip_output, weights, init, xs, mask):
-    final, (outs, _, _) = _tapped_forward(step, unroll, skip_output, weights, init, xs, mask)
+def _tapped(rec, unroll, chunk, weights, init, zs, keep):
+    final, (outs, _, _) = _tapped_forward(rec, unroll, weights, init, zs, keep)
     return final, outs
 
 
-def _tapped_fwd(step, unroll, skip_output, weights, init, xs, mask):
-    final, (outs, carries, taken) = _tapped_forward(step, unroll, skip_output, weights, init,
-                                                    xs, mask)
-    return (final, outs), (weights, carries, taken, xs, mask)
+def _tapped_fwd(rec, unroll, chunk, weights, init, zs, keep):
+    if chunk is None:
+        final, (outs, carries, Ps) = _tapped_forward(rec, unroll, weights, init, zs, keep)
+        return (final, outs), (weights, zs, keep, carries, Ps)
+    T = jax.tree.leaves(zs)[0].shape[0]
+
+    def one_chunk(carry, inputs):  # keeps only the carry entering the chunk
+        new_carry, (outs, _, _) = _tapped_forward(rec, unroll, weights, carry, *inputs)
+        return new_carry, (outs, carry)
+
+    final, (outs, starts) = lax.scan(one_chunk, init, (_pieces(zs, T, chunk, 0),
+                                                       _chunked_keep(keep, T, chunk)))
+    return (final, _unpieces(outs, T)), (weights, zs, keep, starts, None)
 
 
-def _tapped_bwd(step, unroll, skip_output, residuals, cotangents):
-    weights, carries, taken, xs, mask = residuals
-    d_final, d_outs = cotangents
-    tap_shape = weights.shape[:2]  # project(P)'s
+def _tapped_backward(rec, unroll, weights, carries, zs, keep, d_outs, d_final):
+    """The reverse loop over a stretch of steps whose incoming carries are known; returns
+    ``∂ℓ/∂`` the stretch's first carry, its inputs, and each step's tap."""
+    tap = jnp.zeros(weights.shape[:2], weights.dtype)
 
     def body(d_carry, inputs):
-        carry, x, keep, d_out = inputs
+        carry, z, k, d_out = inputs
+        _, vjp = jax.vjp(lambda c, z, t: _step(rec, weights, c, z, k, t)[0], carry, z, tap)
+        d_carry, d_z, d_tap = vjp((d_carry, d_out))
+        return d_carry, (d_z, d_tap)
 
-        def one(carry, x, tap):
-            return _tapped_step(step, skip_output, lambda P: _contract(weights, P) + tap, carry,
-                                x, keep)
+    return lax.scan(body, d_final, (carries, zs, keep, d_outs), reverse=True, unroll=unroll)
 
-        _, vjp = jax.vjp(one, carry, x, jnp.zeros(tap_shape, weights.dtype))
-        d_carry, d_x, d_tap = vjp((d_carry, d_out))
-        return d_carry, (d_x, d_tap)
 
-    d_init, (d_xs, d_taps) = lax.scan(body, d_final, (carries, xs, mask, d_outs), reverse=True,
-                                      unroll=unroll)
-    return jnp.einsum("tlo,tli->loi", d_taps, taken), d_init, d_xs, None
+def _tapped_bwd(rec, unroll, chunk, residuals, cotangents):
+    weights, zs, keep, carries, Ps = residuals
+    d_final, d_outs = cotangents
+    over_time = partial(jnp.einsum, "tlo,tli->loi")
+    if chunk is None:
+        d_init, (d_zs, d_taps) = _tapped_backward(rec, unroll, weights, carries, zs, keep,
+                                                  d_outs, d_final)
+        return over_time(d_taps, Ps), d_init, d_zs, None
+    T = jax.tree.leaves(zs)[0].shape[0]
+
+    def one_chunk(state, inputs):  # recompute the chunk's carries, then go back through it
+        d_carry, d_weights = state
+        start, z, k, d_out = inputs
+        _, (_, carries, Ps) = _tapped_forward(rec, unroll, weights, start, z, k)
+        d_carry, (d_z, d_taps) = _tapped_backward(rec, unroll, weights, carries, z, k, d_out,
+                                                  d_carry)
+        return (d_carry, d_weights + over_time(d_taps, Ps)), d_z
+
+    (d_init, d_weights), d_zs = lax.scan(
+        one_chunk, (d_final, jnp.zeros_like(weights)),
+        (carries, _pieces(zs, T, chunk, 0), _chunked_keep(keep, T, chunk),
+         _pieces(d_outs, T, chunk, 0)), reverse=True)
+    return d_weights, d_init, _unpieces(d_zs, T), None
 
 
 _tapped.defvjp(_tapped_fwd, _tapped_bwd)

@@ -26,8 +26,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from attnrnn._checks import as_int, check_floating, check_mask, check_rank, check_shape
-from attnrnn._scan import check_unroll, scan_steps, weight_tapped_scan
+from attnrnn import _scan
+from attnrnn._checks import (as_bool, as_int, check_floating, check_mask, check_rank,
+                             check_shape)
 from attnrnn.spectral import rescale_to_bound
 
 __all__ = [
@@ -288,7 +289,8 @@ def _cast(params, *arrays):
 
 def _lag0(p: AttentionRNNParams, x, options=HOMEWORK):
     """Lag-0 score ``w_0 = (Q_0 x)^T (K_0 x)`` and value ``v_0 = V_0 x``; ``x`` may be
-    ``(n,)`` or ``(T, n)`` (then all steps at once, in one matrix product each)."""
+    ``(n,)`` or ``(T, n)`` (then all steps at once, in one matrix product each: the
+    recurrences' ``project_inputs``)."""
     return _score(x @ p.Q_x.T, x @ p.K_x.T, options), x @ p.V_x.T
 
 
@@ -303,17 +305,10 @@ def _split_qkv(qkv, m):
     return qkv[..., :d], qkv[..., d : 2 * d], qkv[..., 2 * d :]
 
 
-def _projector(stacked):
-    """``P (L, m) -> [Q_i; K_i; V_i] P_i (L, 2d + m)``: every lag's query, key and value in
-    one batched contraction; ``stacked`` from :func:`_stack_lags`. The steps below reach the
-    lag weights only through this (so the fused backward pass can tap it)."""
-    return lambda P: jnp.einsum("lom,lm->lo", stacked, P)
-
-
-def _lag_scores_values(project, states, options=HOMEWORK):
-    """Scores ``w_i = (Q_i h_i)^T (K_i h_i)`` and values ``V_i h_i`` of the ``L`` lags
-    ``states (L, m)``."""
-    q, k, v = _split_qkv(project(_past(states, options)), states.shape[-1])
+def _lag_scores_values(qkv, m, options=HOMEWORK):
+    """Scores ``w_i = (Q_i h_i)^T (K_i h_i)`` and values ``V_i h_i`` of ``L`` lags, given
+    ``qkv = [Q_i; K_i; V_i] h_i (L, 2d + m)`` (the stacked lag weights times the states)."""
+    q, k, v = _split_qkv(qkv, m)
     return _score(q, k, options), v
 
 
@@ -323,36 +318,66 @@ def _attend(w0, v0, w, v):
     return a, a @ jnp.concatenate([v0[None], v])
 
 
-def _window_step(project, state: WindowState, w0, v0, options=HOMEWORK):
-    """AttentionRNN(k): ``a = softargmax(w_0..w_k)``, ``h = Σ_i a_i v_i``, then shift."""
-    a, h = _attend(w0, v0, *_lag_scores_values(project, state.history, options))
-    history = jnp.concatenate([h[None], state.history])[: state.history.shape[0]]
-    return WindowState(h, history), a
+def _window_recurrence(options):
+    """AttentionRNN(k): ``a = softargmax(w_0..w_k)``, ``h = Σ_i a_i v_i``, then shift the
+    window; the lag weights multiply the window's states. Outputs ``(h[t], a[t])``."""
+
+    def update(state: WindowState, lag0, context, qkv):
+        a, h = _attend(*lag0, *_lag_scores_values(qkv, state.h.shape[-1], options))
+        history = jnp.concatenate([h[None], state.history])[: state.history.shape[0]]
+        return WindowState(h, history), (h, a)
+
+    def skip_output(state):
+        return state.h, jnp.zeros((state.history.shape[0] + 1,), state.h.dtype)
+
+    return _scan.Recurrence(partial(_lag0, options=options),
+                            read=lambda state, lag0: (_past(state.history, options), None),
+                            update=update, skip_output=skip_output)
 
 
-def _online_step(project, state: OnlineSoftmaxState, w0, v0, options=HOMEWORK):
-    """AttentionRNN(∞) by the online softmax. Returns the new state and the step's
-    ``(a_0, w(h[t]), log Z)`` from which its attention row can be rebuilt.
-
-    The maxima only shift exponents that cancel between numerator and denominator, so
-    they are held constant for differentiation (exact, and no ``-inf`` in any gradient).
-    """
+def _online_mix(state: OnlineSoftmaxState, w0, v0):
+    """``h[t]`` of AttentionRNN(∞) by the online softmax: the input term joins the running
+    sums of the past. Returns ``(h, top, normaliser)``. The maxima only shift exponents that
+    cancel between numerator and denominator, so they are held constant for
+    differentiation (exact, and no ``-inf`` in any gradient)."""
     top = lax.stop_gradient(jnp.maximum(state.max, w0))
     past = jnp.exp(state.max - top)
     now = jnp.exp(w0 - top)
     normaliser = now + past * state.denominator
-    h = (now * v0 + past * state.numerator) / normaliser
-    # h[t] joins the history that steps t+1.. attend over.
-    w_h, v = (a[0] for a in _lag_scores_values(project, h[None], options))
-    new_max = lax.stop_gradient(jnp.maximum(state.max, w_h))
-    decay, weight = jnp.exp(state.max - new_max), jnp.exp(w_h - new_max)
-    new_state = OnlineSoftmaxState(
-        h,
-        new_max,
-        state.denominator * decay + weight,
-        state.numerator * decay + weight * v,
-    )
-    return new_state, (now / normaliser, w_h, top + jnp.log(normaliser))
+    return (now * v0 + past * state.numerator) / normaliser, top, normaliser
+
+
+def _online_recurrence(options):
+    """AttentionRNN(∞): ``h[t]`` from the running sums (:func:`_online_mix`), then ``h[t]``
+    joins the history that steps ``t+1..`` attend over; the one shared set of lag weights
+    multiplies ``h[t]``. Outputs ``(h[t], (a_0, w(h[t]), log Z))``, from which the
+    attention row can be rebuilt."""
+
+    def read(state, lag0):
+        h, top, normaliser = _online_mix(state, *lag0)
+        return _past(h[None], options), (h, top, normaliser)
+
+    def update(state: OnlineSoftmaxState, lag0, context, qkv):
+        w0, _ = lag0
+        h, top, normaliser = context
+        w_h, v = (a[0] for a in _lag_scores_values(qkv, h.shape[-1], options))
+        new_max = lax.stop_gradient(jnp.maximum(state.max, w_h))
+        decay, weight = jnp.exp(state.max - new_max), jnp.exp(w_h - new_max)
+        new_state = OnlineSoftmaxState(h, new_max, state.denominator * decay + weight,
+                                       state.numerator * decay + weight * v)
+        row = (jnp.exp(w0 - top) / normaliser, w_h, top + jnp.log(normaliser))
+        return new_state, (h, row)
+
+    def skip_output(state):
+        zero = jnp.zeros((), state.h.dtype)
+        return state.h, (zero, zero, zero)
+
+    return _scan.Recurrence(partial(_lag0, options=options), read=read, update=update,
+                            skip_output=skip_output)
+
+
+def _recurrence(k, options):
+    return _online_recurrence(options) if k is None else _window_recurrence(options)
 
 
 def _initial_state(k, m, dtype):
@@ -402,9 +427,11 @@ def attention_rnn_step(params: AttentionRNNParams, state, x, *, k, options=None)
     p, dtype = _cast(params, x, *state)
     state = type(state)(*(jnp.asarray(s, dtype) for s in state))
     p = _bounded(p, options)
-    w0, v0 = _lag0(p, jnp.asarray(x, dtype), options)
-    state, _ = (_online_step if k is None else _window_step)(_projector(_stack_lags(p)), state,
-                                                             w0, v0, options)
+    recurrence = _recurrence(k, options)
+    lag0 = recurrence.project_inputs(p, jnp.asarray(x, dtype))
+    P, context = recurrence.read(state, lag0)
+    state, _ = recurrence.update(state, lag0, context,
+                                 jnp.einsum("lom,lm->lo", _stack_lags(p), P))
     return state, state.h
 
 
@@ -421,12 +448,16 @@ def _check_state(name, state, k, m):
         check_floating(f"{name}.{field}", got)
 
 
-def _infinite_attention(a0, w_state, log_normaliser, valid):
+def _infinite_attention(a0, w_state, log_normaliser, valid, reverse=False):
     """The ``(T, T)`` weights of AttentionRNN(∞) from per-step scalars, by lag.
 
     The state made at valid step ``u`` sits at lag ``#valid(u, t]`` from step ``t``, and its
-    weight there is ``exp(w(h[u]) - log Z[t])``.
+    weight there is ``exp(w(h[u]) - log Z[t])``; with ``reverse`` the steps count from the
+    end (the order they were processed in), and rows stay at their original positions.
     """
+    if reverse:
+        flipped = (a0[::-1], w_state[::-1], log_normaliser[::-1], valid[::-1])
+        return _infinite_attention(*flipped)[::-1]
     T = a0.shape[0]
     position = jnp.cumsum(valid)
     steps = jnp.arange(T)
@@ -449,6 +480,7 @@ def attention_rnn(
     return_attention=False,
     return_state=False,
     unroll=1,
+    remat_chunk=None,
     backward="autodiff",
 ):
     """Runs AttentionRNN(k) (``k`` an int) or AttentionRNN(∞) (``k=None``) over a sequence.
@@ -476,12 +508,13 @@ def attention_rnn(
       return_attention: also return the attention weights.
       return_state: also return the final carry.
       unroll: lax.scan unroll factor.
+      remat_chunk: None, an int, or ``"sqrt"`` (``⌈√T⌉``): keep only the carry entering
+        every chunk of that many steps for the backward pass and recompute the rest.
       backward: ``"autodiff"`` (JAX differentiates the scan; forward mode and higher
-        orders work) or ``"fused"`` (the hand-written reverse pass of
-        ``attnrnn._scan.weight_tapped_scan``: it stores each step's carry, recomputes one
-        step at a time and forms the lag weights' gradient as one contraction after the
-        loop; reverse mode only). Which is faster depends on the machine
-        (``docs/performance.md``).
+        orders work) or ``"fused"`` (the time loop's weight-tapped reverse pass,
+        :mod:`attnrnn._scan`: it stores each step's carry, recomputes one step at a time
+        and forms the lag weights' gradient as one contraction after the loop; reverse
+        mode only). Which is faster depends on the machine (``docs/performance.md``).
 
     Returns:
       ``hs (T, m)``, or ``(hs, a)``, ``(hs, state)``, ``(hs, a, state)``. ``a`` is indexed
@@ -497,48 +530,25 @@ def attention_rnn(
     check_shape("xs", xs, (T, n), "(T, n), n the input_size of params")
     check_floating("xs", xs)
     mask = check_mask(mask, T)
-    unroll = check_unroll(unroll)
-    if backward not in ("fused", "autodiff"):
-        raise ValueError(f"backward must be 'fused' or 'autodiff', got {backward!r}")
+    unroll = _scan.check_unroll(unroll)
+    chunk = _scan.check_remat_chunk(remat_chunk, T)
+    backward = _scan.check_backward(backward)
+    reverse = as_bool("reverse", reverse)
+    return_attention = as_bool("return_attention", return_attention)
+    return_state = as_bool("return_state", return_state)
     if initial_state is not None:
         _check_state("initial_state", initial_state, k, m)
     p, dtype = _cast(params, xs, *(initial_state or ()))
     init = _initial_state(k, m, dtype) if initial_state is None else type(initial_state)(
         *(jnp.asarray(s, dtype) for s in initial_state))
     xs = jnp.asarray(xs, dtype)
-    if reverse:  # the loop runs forward over the flipped sequence; outputs flip back below
-        xs = xs[::-1]
-        mask = None if mask is None else mask[::-1]
     p = _bounded(p, options)
-    w0s, v0s = _lag0(p, xs, options)
-    stacked = _stack_lags(p)
-
-    if k is None:
-        def step(project, state, lag0):
-            state, row = _online_step(project, state, *lag0, options)
-            return state, (state.h, row)
-
-        def skip_output(state):
-            zero = jnp.zeros((), dtype)
-            return state.h, (zero, zero, zero)
-    else:
-        def step(project, state, lag0):
-            state, a = _window_step(project, state, *lag0, options)
-            return state, (state.h, a)
-
-        def skip_output(state):
-            return state.h, jnp.zeros((k + 1,), dtype)
-
-    if backward == "fused":
-        final, (hs, rows) = weight_tapped_scan(step, stacked, init, (w0s, v0s), mask, unroll,
-                                               skip_output)
-    else:
-        final, (hs, rows) = scan_steps(partial(step, _projector(stacked)), init, (w0s, v0s),
-                                       mask=mask, unroll=unroll, skip_output=skip_output)
+    final, (hs, rows) = _scan.run(_recurrence(k, options), _stack_lags(p), p, init, xs,
+                                  mask=mask, reverse=reverse, unroll=unroll,
+                                  remat_chunk=chunk, backward=backward)
     if k is None and return_attention:
-        rows = _infinite_attention(*rows, jnp.ones((T,), bool) if mask is None else mask)
-    if reverse:
-        hs, rows = hs[::-1], jax.tree.map(lambda r: r[::-1], rows)
+        rows = _infinite_attention(*rows, jnp.ones((T,), bool) if mask is None else mask,
+                                   reverse)
     outputs = (hs,) + ((rows,) if return_attention else ()) + ((final,) if return_state else ())
     return outputs[0] if len(outputs) == 1 else outputs
 
@@ -587,7 +597,7 @@ def attention_rnn_jacobian(params: AttentionRNNParams, x, history, *, k, lag=1):
     stacked = _stack_lags(p)
     if k is None:  # one shared set for every lag
         stacked = jnp.broadcast_to(stacked, (lags, *stacked.shape[1:]))
-    w, v = _lag_scores_values(_projector(stacked), history)
+    w, v = _lag_scores_values(jnp.einsum("lom,lm->lo", stacked, history), m)
     a, h = _attend(*_lag0(p, jnp.asarray(x, dtype)), w, v)
     i = lag - 1
     j = 0 if k is None else i  # the weights of lag i

@@ -11,16 +11,15 @@ input, so every state is a convex combination of past ``W_x x`` and ``h[0]``.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
-from attnrnn._checks import as_int, check_floating, check_mask, check_rank, check_shape
-from attnrnn._gated_kernel import gated_scan, gated_step
-from attnrnn._scan import check_unroll, scan_steps
+from attnrnn import _scan
+from attnrnn._checks import (as_bool, as_int, check_floating, check_mask, check_rank,
+                             check_shape)
+from attnrnn._gated_kernel import gate_update, gated_kernel, gated_step
 
 __all__ = [
     "GatedRNNParams",
@@ -50,9 +49,8 @@ def gated_rnn_init(key, input_size, hidden_size, *, gate_offset=0.0,
     The model has no bias, but ``gate_offset`` is added to every entry of ``W_c``: for
     one-hot inputs (each ``x`` sums to 1) it is exactly a gate bias, so the gate starts near
     ``σ(gate_offset)`` — with 2.0, each step keeps 88% of the state, a long memory from the
-    first update (the role of the LSTM's forget-gate bias). ``docs/results.md`` measures it:
-    on the hard temporal-order level it cut the sequences to solve from a median of 53,120
-    (one seed of five unsolved) to 5,120 (every seed).
+    first update (the role of the LSTM's forget-gate bias; the training application starts
+    its gate bias at 2, and ``--model gated,offset=0`` trains without it).
 
     Args:
       key: a ``jax.random`` key.
@@ -128,39 +126,54 @@ def gated_rnn_step(params: GatedRNNParams, h_prev, x):
     return gated_step(W_h, h_prev, W_c @ x, W_x @ x)[0]
 
 
+def _project_inputs(inputs, xs):
+    W_c, W_x = inputs
+    return xs @ W_c.T, xs @ W_x.T
+
+
+def _update(h_prev, z, context, WP):
+    h, _ = gate_update(h_prev, *z, WP[0])
+    return h, h
+
+
+# The gated RNN as the time loop sees it: W_h multiplies the previous state.
+_RECURRENCE = _scan.Recurrence(_project_inputs, read=lambda h, z: (h[None], None),
+                               update=_update, kernel=gated_kernel)
+
+
 def gated_rnn(params: GatedRNNParams, xs, h0=None, *, mask=None, reverse=False, unroll=1,
-              remat_chunk=None, backward="fused"):
+              remat_chunk=None, backward="fused", return_state=False):
     """Runs the gated RNN over a sequence.
 
     The input projections ``W_c x[t]`` and ``W_x x[t]`` do not depend on the state, so they
     are computed for every ``t`` in one matrix product before the loop; the loop itself only
-    does ``W_h h[t-1]`` and the elementwise gate. The backward pass is hand-written (see
-    ``attnrnn._gated_kernel``): it carries only ``∂ℓ/∂h`` through time and forms ``∂ℓ/∂W_h``
-    as one product after the loop, while ``∂ℓ/∂W_c`` and ``∂ℓ/∂W_x`` are JAX's products of
-    the projections (under ``jax.grad`` of a vmapped loss, one product over the whole
-    batch). Under ``jax.vmap`` the loop runs once for the batch, ``(B, m) @ (m, m)`` per step.
+    does ``W_h h[t-1]`` and the elementwise gate. The default backward pass is hand-written
+    (``attnrnn._gated_kernel``): it carries only ``∂ℓ/∂h`` through time and forms the weight
+    gradients as products after the loop; under ``jax.vmap`` the loop runs once for the
+    batch, ``(B, m) @ (m, m)`` per step. Two chunks of a sequence fed through the returned
+    state equal one call.
 
     Args:
       params: :class:`GatedRNNParams`.
       xs: ``(T, n)``.
-      h0: the initial state ``(m,)``; zeros of the computation dtype by default.
+      h0: the initial state ``(m,)``; zeros of the computation dtype by default. Gradients
+        flow into it.
       mask: boolean ``(T,)``; where False the step is skipped and its output repeats the
         carried state (pre- and post-padded batches both work).
       reverse: run from ``t = T`` down to 1; ``hs`` stays in original order.
-      unroll: lax.scan unroll factor (a positive int or bool). The default 1 gave the
-        fastest backward pass at training sizes on a 2-core CPU (``docs/benchmarks.md``)
-        and compiles about 4x faster than 8. On a GPU, where each step is a kernel launch,
-        pass 4 or 8: on an H200 unroll 8 made batch 1, T 1000 3.5x the obvious scan's
-        speed forward against 1.2x at unroll 1 (``docs/benchmarks-gpu.md``).
+      unroll: lax.scan unroll factor (a positive int or bool); 1 by default (the measured
+        trade-offs per machine are in ``docs/performance.md``).
       remat_chunk: None, an int, or ``"sqrt"`` (``⌈√T⌉``): keep only every ``remat_chunk``-th
         state for the backward pass and recompute the rest, so the memory it needs grows
         with ``T / remat_chunk + remat_chunk`` instead of ``T``.
       backward: ``"fused"`` (the hand-written reverse pass; reverse mode only, as any
         ``jax.custom_vjp``) or ``"autodiff"`` (JAX differentiates the scan: forward mode,
-        ``jacfwd`` and higher orders work; ``remat_chunk`` then checkpoints every step).
+        ``jacfwd`` and higher orders work).
+      return_state: also return the final state (the state after the last step processed:
+        ``h[T]``, or ``h[1]`` with ``reverse``).
 
     Returns:
-      ``hs (T, m)``, ``hs[t-1] = h[t]``.
+      ``hs (T, m)``, ``hs[t-1] = h[t]``; with ``return_state``, ``(hs, final state (m,))``.
     """
     n, m = _check_params(params)
     (T, _) = _check_x("xs", xs, n, 2, "(T, n)")
@@ -168,36 +181,17 @@ def gated_rnn(params: GatedRNNParams, xs, h0=None, *, mask=None, reverse=False, 
         check_shape("h0", h0, (m,), "(m,), the hidden size of params")
         check_floating("h0", h0)
     mask = check_mask(mask, T)
-    unroll = check_unroll(unroll)
-    chunk = _check_remat_chunk(remat_chunk, T)
-    if backward not in ("fused", "autodiff"):
-        raise ValueError(f"backward must be 'fused' or 'autodiff', got {backward!r}")
+    unroll = _scan.check_unroll(unroll)
+    chunk = _scan.check_remat_chunk(remat_chunk, T)
+    backward = _scan.check_backward(backward)
+    reverse, return_state = as_bool("reverse", reverse), as_bool("return_state", return_state)
     dtype = jnp.result_type(*params, xs, *(() if h0 is None else (h0,)))
     W_c, W_h, W_x = (jnp.asarray(w, dtype) for w in params)
-    xs = jnp.asarray(xs, dtype)
     h0 = jnp.zeros((m,), dtype) if h0 is None else jnp.asarray(h0, dtype)
-    zc, zx = xs @ W_c.T, xs @ W_x.T
-    if backward == "autodiff":
-        def step(h_prev, z):
-            h, _ = gated_step(W_h, h_prev, *z)
-            return h, h
-
-        return scan_steps(step, h0, (zc, zx), mask=mask, reverse=reverse, unroll=unroll,
-                          remat=chunk is not None)[1]
-    if reverse:
-        xs, zc, zx = xs[::-1], zc[::-1], zx[::-1]
-        mask = None if mask is None else mask[::-1]
-    recompute = None if chunk is None else lax.stop_gradient((xs, W_c, W_x))
-    hs = gated_scan(W_h, h0, zc, zx, mask, recompute, unroll, chunk)
-    return hs[::-1] if reverse else hs
-
-
-def _check_remat_chunk(remat_chunk, T):
-    if remat_chunk is None:
-        return None
-    if remat_chunk == "sqrt":
-        return max(1, math.isqrt(T - 1) + 1) if T > 1 else 1
-    return as_int("remat_chunk", remat_chunk, minimum=1)
+    final, hs = _scan.run(_RECURRENCE, W_h[None], (W_c, W_x), h0, jnp.asarray(xs, dtype),
+                          mask=mask, reverse=reverse, unroll=unroll, remat_chunk=chunk,
+                          backward=backward)
+    return (hs, final) if return_state else hs
 
 
 def gated_rnn_jacobian(params: GatedRNNParams, h_prev, x):

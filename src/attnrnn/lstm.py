@@ -13,8 +13,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from attnrnn._checks import as_int, check_floating, check_mask, check_rank, check_shape
-from attnrnn._scan import check_unroll, scan_steps
+from attnrnn._checks import (as_bool, as_int, check_floating, check_mask, check_rank,
+                             check_shape)
+from attnrnn import _scan
 
 __all__ = ["LSTMParams", "lstm_init", "lstm"]
 
@@ -53,19 +54,24 @@ def lstm(params: LSTMParams, xs, *, mask=None, reverse=False, unroll=1):
     check_shape("xs", xs, (T, n), "(T, n), n the input_size of params")
     check_floating("xs", xs)
     mask = check_mask(mask, T)
+    reverse = as_bool("reverse", reverse)
     dtype = jnp.result_type(*params, xs)
     W_x, W_h, b = (jnp.asarray(w, dtype) for w in params)
 
-    def step(carry, z):
-        h, c = carry
-        i, f, g, o = jnp.split(z + W_h @ h, 4)
-        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-        h = jax.nn.sigmoid(o) * jnp.tanh(c)
-        return (h, c), h
-
+    recurrence = _scan.Recurrence(
+        project_inputs=lambda inputs, xs: xs @ inputs[0].T + inputs[1][None, :],
+        read=lambda carry, z: (carry[0][None], None), update=_update,
+        skip_output=lambda carry: carry[0])
     zero = jnp.zeros((m,), dtype)
-    _, hs = scan_steps(
-        step, (zero, zero), jnp.asarray(xs, dtype) @ W_x.T + b[None, :], mask=mask, reverse=reverse,
-        unroll=check_unroll(unroll), skip_output=lambda carry: carry[0],
-    )
+    _, hs = _scan.run(recurrence, W_h[None], (W_x, b), (zero, zero), jnp.asarray(xs, dtype),
+                      mask=mask, reverse=reverse, unroll=_scan.check_unroll(unroll))
     return hs
+
+
+def _update(carry, z, context, WP):
+    """One step given ``W_h h[t-1] = WP[0]``."""
+    _, c = carry
+    i, f, g, o = jnp.split(z + WP[0], 4)
+    c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+    h = jax.nn.sigmoid(o) * jnp.tanh(c)
+    return (h, c), h

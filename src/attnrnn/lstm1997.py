@@ -19,13 +19,15 @@ its output).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from attnrnn._checks import as_int, check_floating, check_mask, check_rank, check_shape
-from attnrnn._scan import check_unroll, scan_steps
+from attnrnn._checks import (as_bool, as_int, check_floating, check_mask, check_rank,
+                             check_shape)
+from attnrnn import _scan
 
 __all__ = ["LSTM1997Params", "lstm1997_init", "lstm1997"]
 
@@ -120,25 +122,30 @@ def lstm1997(params: LSTM1997Params, xs, *, mask=None, reverse=False, unroll=1,
     check_shape("xs", xs, (T, n), "(T, n), n the input_size of params")
     check_floating("xs", xs)
     mask = check_mask(mask, T)
+    reverse, truncated = as_bool("reverse", reverse), as_bool("truncated", truncated)
     dtype = jnp.result_type(*params, xs)
     W_c, b_c, W_in, b_in, W_out, b_out = (jnp.asarray(w, dtype) for w in params)
     W = jnp.concatenate([W_c, W_in, W_out])
     b = jnp.concatenate([b_c, b_in, b_out])
-    # The input part of every unit's net input, for all steps in one product.
-    z_x = jnp.asarray(xs, dtype) @ W[:, :n].T + b[None, :]
-    W_y = W[:, n:]
-
-    def step(carry, z):
-        s, y = carry
-        net = z + W_y @ (jax.lax.stop_gradient(y) if truncated else y)
-        y_in = jax.nn.sigmoid(net[B * C : B * C + B])
-        y_out = jax.nn.sigmoid(net[B * C + B :])
-        g = 4 * jax.nn.sigmoid(net[: B * C]) - 2
-        s = s + jnp.repeat(y_in, C) * g
-        y_c = jnp.repeat(y_out, C) * (2 * jax.nn.sigmoid(s) - 1)
-        return (s, jnp.concatenate([y_c, y_in, y_out])), y_c
-
+    read = ((lambda carry, z: (jax.lax.stop_gradient(carry[1])[None], None)) if truncated else
+            (lambda carry, z: (carry[1][None], None)))
+    recurrence = _scan.Recurrence(
+        # The input part of every unit's net input, for all steps in one product.
+        project_inputs=lambda inputs, xs: xs @ inputs[0].T + inputs[1][None, :],
+        read=read, update=partial(_update, B, C), skip_output=lambda carry: carry[1][: B * C])
     init = (jnp.zeros((B * C,), dtype), jnp.zeros((B * C + 2 * B,), dtype))
-    _, ys = scan_steps(step, init, z_x, mask=mask, reverse=reverse, unroll=check_unroll(unroll),
-                       skip_output=lambda carry: carry[1][: B * C])
+    _, ys = _scan.run(recurrence, W[None, :, n:], (W[:, :n], b), init, jnp.asarray(xs, dtype),
+                      mask=mask, reverse=reverse, unroll=_scan.check_unroll(unroll))
     return ys
+
+
+def _update(B, C, carry, z, context, WP):
+    """One step given the recurrent part of the net inputs ``WP[0] = W_y y[t-1]``."""
+    s, _ = carry
+    net = z + WP[0]
+    y_in = jax.nn.sigmoid(net[B * C : B * C + B])
+    y_out = jax.nn.sigmoid(net[B * C + B :])
+    g = 4 * jax.nn.sigmoid(net[: B * C]) - 2
+    s = s + jnp.repeat(y_in, C) * g
+    y_c = jnp.repeat(y_out, C) * (2 * jax.nn.sigmoid(s) - 1)
+    return (s, jnp.concatenate([y_c, y_in, y_out])), y_c

@@ -4,7 +4,6 @@ default: the one source of defaults, which the CLI's flags and ``--help`` read."
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 
 from attnrnn.train.models import Model, ModelSpec, model_for, parse_model
@@ -93,9 +92,9 @@ class TrainConfig:
                 raise ValueError(f"batch must be at most the 1997 rule's window of "
                                  f"{rule.window} sequences, got {self.batch}")
 
-    @functools.cached_property
+    @property
     def spec(self) -> ModelSpec:
-        """``model`` parsed (once per config)."""
+        """``model`` parsed (:func:`~attnrnn.train.models.parse_model` caches by string)."""
         return parse_model(self.model)
 
     def make_task(self):

@@ -10,6 +10,7 @@ per-step model reads out every state. Batch with ``jax.vmap`` (:func:`batch_loss
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -132,6 +133,12 @@ def parse_model(spec) -> ModelSpec:
         return spec
     if not isinstance(spec, str):
         raise TypeError(f"model must be a string such as 'gated', got {type(spec).__name__}")
+    return _parse_model(spec)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_model(spec: str) -> ModelSpec:
+    """The parsing itself, cached by string (a config asks for its spec often)."""
     head, *extra = spec.split(",")
     cell, _, lags = head.partition(":")
     if cell == "attention":
