@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test bench bench-system learn lab clean
+.PHONY: demo test fuzz reliability bench bench-system learn lab clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,14 @@ demo: $(VENV)/.installed-base
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -n 2 -q
+
+# The figures of docs/reliability.md: >= 5,000 generated bad calls, and kill -9 at 20 moments
+# of a run (each resumed run bitwise equal to the uninterrupted one), counts printed.
+fuzz: $(VENV)/.installed-test
+	ATTNRNN_FUZZ_CASES=5000 $(BIN)/python -m pytest -q -s tests/test_fuzz.py
+
+reliability: $(VENV)/.installed-test
+	ATTNRNN_KILL_POINTS=20 $(BIN)/python -m pytest -q -s tests/test_reliability.py
 
 bench: $(VENV)/.installed-base
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)

@@ -205,6 +205,7 @@ def obvious_train_step(optimizer, task, batch_size):
             W_c, W_h, W_x = params.cell
             def step(h, inputs):
                 x_t, keep = inputs
+                x_t = jnp.append(x_t, 1.0)  # the training model's bias input
                 c = jax.nn.sigmoid(W_c @ x_t + W_h @ h)
                 return jnp.where(keep, c * h + (1 - c) * (W_x @ x_t), h), None
             h = lax.scan(step, jnp.zeros(W_h.shape[0]), (x, m))[0]

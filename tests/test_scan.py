@@ -106,3 +106,20 @@ def test_remat_keeps_fewer_residuals(name):
     for backward in ("fused", "autodiff"):
         saved = residual_floats(backward, None) - residual_floats(backward, "sqrt")
         assert saved >= 400 * 32, backward
+
+
+@pytest.mark.parametrize("transform", ["jvp", "jacfwd", "hessian"])
+def test_forward_mode_through_the_fused_pass_names_the_fix(transform):
+    """The hand-written reverse pass cannot carry tangents: the error says to pass
+    backward='autodiff', with which every forward-mode transform works."""
+    params = ar.gated_rnn_init(jax.random.PRNGKey(0), N, M, dtype=jnp.float64)
+
+    def loss(backward):
+        return lambda p: jnp.sum(ar.gated_rnn(p, XS, backward=backward) ** 2)
+
+    apply = {"jvp": lambda f: jax.jvp(f, (params,), (params,)),
+             "jacfwd": lambda f: jax.jacfwd(f)(params),
+             "hessian": lambda f: jax.hessian(f)(params)}[transform]
+    with pytest.raises(TypeError, match="pass backward='autodiff'"):
+        apply(loss("fused"))
+    apply(loss("autodiff"))

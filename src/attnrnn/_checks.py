@@ -6,6 +6,7 @@ same clear error eagerly and while tracing under ``jit``, before any XLA op is b
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections.abc import Sequence
 
@@ -57,7 +58,7 @@ def check_mask(mask, length: int):
     """Validates a boolean ``(T,)`` step mask; returns it as an array (or None)."""
     if mask is None:
         return None
-    check_shape("mask", mask, (length,), "one boolean per time step")
+    check_shape("mask", mask, (length,), "one boolean per time step of xs")
     if dtype_of(mask) != jnp.bool_:
         raise TypeError(f"mask must be boolean, got dtype {dtype_of(mask)}")
     return jnp.asarray(mask)
@@ -115,3 +116,24 @@ def as_int_tuple(name: str, value, length: int, *, minimum: int) -> tuple[int, .
             f"dimension), got {value!r}"
         )
     return tuple(as_int(f"{name}[{i}]", v, minimum=minimum) for i, v in enumerate(value))
+
+
+def initialiser(init):
+    """Wraps a ``*_init(key, ..., dtype=...)``: validates ``dtype`` and draws in at least
+    float32, then casts, so half-precision parameters (bfloat16, float16) get the same
+    draws as float32 ones rounded (and initialisers such as the orthogonal one, whose QR
+    has no half-precision kernel, work)."""
+
+    @functools.wraps(init)
+    def wrapped(*args, dtype=jnp.float32, **kwargs):
+        check_static("dtype", dtype)
+        try:
+            floating = jnp.issubdtype(dtype, jnp.floating)
+        except TypeError:
+            floating = False
+        if not floating:
+            raise TypeError(f"dtype must be a floating dtype, got {dtype!r}")
+        params = init(*args, dtype=jnp.promote_types(dtype, jnp.float32), **kwargs)
+        return jax.tree.map(lambda a: a.astype(dtype), params)
+
+    return wrapped

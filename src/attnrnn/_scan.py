@@ -27,6 +27,7 @@ they are needed, so what is stored grows with ``T / chunk + chunk`` instead of `
 from __future__ import annotations
 
 import math
+import traceback
 from collections.abc import Callable
 from functools import partial
 from typing import NamedTuple
@@ -116,15 +117,41 @@ def run(rec: Recurrence, weights, inputs, init, xs, *, mask=None, reverse=False,
     """
     if reverse:  # every strategy runs forward over the flipped sequence; outputs flip back
         xs, mask = _flip(xs), None if mask is None else mask[::-1]
-    if backward == "fused" and rec.kernel is not None:
-        final, outs = rec.kernel(weights, inputs, init, xs, mask, unroll, remat_chunk)
+    if backward == "fused":
+        final, outs = _fused(rec, weights, inputs, init, xs, mask, unroll, remat_chunk)
     else:
         zs = rec.project_inputs(inputs, xs)
-        if backward == "fused":
-            final, outs = _tapped(rec, unroll, remat_chunk, weights, init, zs, mask)
-        else:
-            final, outs = _autodiff(rec, weights, init, zs, mask, unroll, remat_chunk)
+        final, outs = _autodiff(rec, weights, init, zs, mask, unroll, remat_chunk)
     return final, _flip(outs) if reverse else outs
+
+
+def _fused(rec, weights, inputs, init, xs, mask, unroll, chunk):
+    """The hand-written reverse pass (the recurrence's kernel, or the weight-tapped loop).
+    It is a ``jax.custom_vjp``, so forward mode (``jax.jvp``, ``jax.jacfwd``,
+    ``jax.hessian``) cannot go through it: say so, and what to use instead."""
+    try:
+        if rec.kernel is not None:
+            return rec.kernel(weights, inputs, init, xs, mask, unroll, chunk)
+        zs = rec.project_inputs(inputs, xs)
+        return _tapped(rec, unroll, chunk, weights, init, zs, mask)
+    except (TypeError, AssertionError) as error:
+        if not _forward_mode_error(error):
+            raise
+        raise TypeError(
+            "backward='fused' is a hand-written reverse pass (jax.custom_vjp): reverse mode "
+            "(jax.grad, jax.vjp, jax.jacrev) only. For forward mode and higher orders "
+            "(jax.jvp, jax.jacfwd, jax.hessian) pass backward='autodiff'.") from error
+
+
+def _forward_mode_error(error) -> bool:
+    """JAX's refusal to push a tangent through a custom_vjp — a TypeError saying so, or, for
+    a kernel written for a batch, an assertion inside ``custom_vmap`` (its last visible
+    frame is the kernel's)."""
+    if isinstance(error, AssertionError):
+        frames = traceback.extract_tb(error.__traceback__)
+        return bool(frames) and frames[-1].filename.endswith(("_gated_kernel.py",
+                                                              "_batching.py"))
+    return "forward-mode" in str(error)
 
 
 def _select(keep, new, old):

@@ -28,7 +28,7 @@ from jax import lax
 
 from attnrnn import _scan
 from attnrnn._checks import (as_bool, as_int, check_floating, check_mask, check_rank,
-                             check_shape)
+                             check_shape, initialiser)
 from attnrnn.spectral import rescale_to_bound
 
 __all__ = [
@@ -207,6 +207,7 @@ def _check_k(k):
     return None if k is None else as_int("k", k, minimum=0)
 
 
+@initialiser
 def attention_rnn_init(
     key, input_size, hidden_size, *, k, key_size=None, dtype=jnp.float32
 ) -> AttentionRNNParams:
@@ -231,8 +232,6 @@ def attention_rnn_init(
     m = as_int("hidden_size", hidden_size, minimum=1)
     d = m if key_size is None else as_int("key_size", key_size, minimum=1)
     k = _check_k(k)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"dtype must be a floating dtype, got {dtype}")
     lags = 1 if k is None else k
     per_input = jax.nn.initializers.lecun_normal(in_axis=1, out_axis=0)
     per_lag = jax.nn.initializers.lecun_normal(in_axis=2, out_axis=1, batch_axis=0)

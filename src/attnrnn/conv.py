@@ -32,6 +32,7 @@ from attnrnn._checks import (
     check_floating,
     check_rank,
     check_shape,
+    initialiser,
 )
 
 __all__ = [
@@ -96,9 +97,10 @@ def _explicit_padding(padding, spatial, kernel, stride, dilation):
     return tuple((p, p) for p in flat)
 
 
-def _geometry(spatial, kernel, *, stride, padding, dilation) -> _Geometry:
+def _geometry(spatial, kernel, *, stride, padding, dilation, kernel_name="kernel_size",
+              input_name="input") -> _Geometry:
     nd = len(spatial)
-    kernel = as_int_tuple("kernel_size", kernel, nd, minimum=1)
+    kernel = as_int_tuple(kernel_name, kernel, nd, minimum=1)
     stride = as_int_tuple("stride", stride, nd, minimum=1)
     dilation = as_int_tuple("dilation", dilation, nd, minimum=1)
     pads = _explicit_padding(padding, spatial, kernel, stride, dilation)
@@ -107,9 +109,9 @@ def _geometry(spatial, kernel, *, stride, padding, dilation) -> _Geometry:
         span = d * (k - 1) + 1
         if span > size + lo + hi:
             raise ValueError(
-                f"kernel_size[{i}]={k} with dilation {d} spans {span} positions, more than "
-                f"the padded input's {size + lo + hi} (size {size} + padding {lo}+{hi}) "
-                f"along spatial dimension {i}"
+                f"{kernel_name}[{i}]={k} with dilation {d} spans {span} positions, more than "
+                f"the padded {input_name}'s {size + lo + hi} (size {size} + padding "
+                f"{lo}+{hi}) along spatial dimension {i}"
             )
         out.append((lo + hi + size - span) // s + 1)
     return _Geometry(tuple(spatial), kernel, stride, dilation, pads, tuple(out))
@@ -173,7 +175,8 @@ def _check_weight(w, in_channels, groups):
     if w.shape[1] * groups != in_channels:
         raise ValueError(
             f"w must have shape (F, C // groups, *kernel) = (F, {in_channels // groups}, ...) "
-            f"for {in_channels} input channels and groups={groups}, got {tuple(w.shape)}"
+            f"for the {in_channels} input channels of x and groups={groups}, got "
+            f"{tuple(w.shape)}"
         )
     return w.shape[0], tuple(w.shape[2:]), groups
 
@@ -210,7 +213,8 @@ def conv(x, w, *, stride=1, padding=0, dilation=1, groups=1):
     check_floating("x", x)
     check_floating("w", w)
     _, kernel, groups = _check_weight(w, x_shape[0], groups)
-    geom = _geometry(x_shape[1:], kernel, stride=stride, padding=padding, dilation=dilation)
+    geom = _geometry(x_shape[1:], kernel, stride=stride, padding=padding, dilation=dilation,
+                     kernel_name="w's kernel", input_name="x")
     dtype = jnp.result_type(x, w)
     y = lax.conv_general_dilated(
         jnp.asarray(x, dtype)[None],
@@ -224,6 +228,7 @@ def conv(x, w, *, stride=1, padding=0, dilation=1, groups=1):
     return y[0]
 
 
+@initialiser
 def conv_init(key, in_channels, out_channels, kernel_size, *, groups=1, dtype=jnp.float32):
     """Fan-in scaled initialisation, ``w, b ~ U(-1/√fan_in, 1/√fan_in)``.
 
@@ -250,8 +255,6 @@ def conv_init(key, in_channels, out_channels, kernel_size, *, groups=1, dtype=jn
     if not 1 <= len(kernel) <= 3:
         raise ValueError(f"kernel_size must have 1 to 3 entries, got {kernel}")
     groups = _check_groups(groups, in_channels, out_channels)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"dtype must be a floating dtype, got {dtype}")
     bound = 1.0 / math.sqrt(in_channels // groups * math.prod(kernel))
     w_key, b_key = jax.random.split(key)
     w = jax.random.uniform(

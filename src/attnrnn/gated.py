@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from attnrnn import _scan
 from attnrnn._checks import (as_bool, as_int, check_floating, check_mask, check_rank,
-                             check_shape)
+                             check_shape, initialiser)
 from attnrnn._gated_kernel import gate_update, gated_kernel, gated_step
 
 __all__ = [
@@ -38,6 +38,7 @@ class GatedRNNParams(NamedTuple):
     W_x: jax.Array
 
 
+@initialiser
 def gated_rnn_init(key, input_size, hidden_size, *, gate_offset=0.0,
                    dtype=jnp.float32) -> GatedRNNParams:
     """Initial gated-RNN weights.
@@ -64,8 +65,6 @@ def gated_rnn_init(key, input_size, hidden_size, *, gate_offset=0.0,
     """
     n = as_int("input_size", input_size, minimum=1)
     m = as_int("hidden_size", hidden_size, minimum=1)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"dtype must be a floating dtype, got {dtype}")
     k_c, k_h, k_x = jax.random.split(key, 3)
     lecun = jax.nn.initializers.lecun_normal(in_axis=1, out_axis=0)
     return GatedRNNParams(

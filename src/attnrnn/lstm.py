@@ -13,9 +13,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from attnrnn._checks import (as_bool, as_int, check_floating, check_mask, check_rank,
-                             check_shape)
 from attnrnn import _scan
+from attnrnn._checks import (as_bool, as_int, check_floating, check_mask, check_rank,
+                             check_shape, initialiser)
 
 __all__ = ["LSTMParams", "lstm_init", "lstm"]
 
@@ -28,6 +28,7 @@ class LSTMParams(NamedTuple):
     b: jax.Array
 
 
+@initialiser
 def lstm_init(key, input_size, hidden_size, *, dtype=jnp.float32) -> LSTMParams:
     """PyTorch's ``nn.LSTM`` initialisation (``U(±1/√m)``), plus a forget-gate bias of 1 so
     the cell starts by remembering (Jozefowicz et al., 2015)."""

@@ -25,9 +25,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from attnrnn._checks import (as_bool, as_int, check_floating, check_mask, check_rank,
-                             check_shape)
 from attnrnn import _scan
+from attnrnn._checks import (as_bool, as_int, check_floating, check_mask, check_rank,
+                             check_shape, initialiser)
 
 __all__ = ["LSTM1997Params", "lstm1997_init", "lstm1997"]
 
@@ -45,6 +45,7 @@ class LSTM1997Params(NamedTuple):
     b_out: jax.Array
 
 
+@initialiser
 def lstm1997_init(key, input_size, *, blocks=2, cells=2, input_gate_bias=(-2.0, -4.0),
                   scale=0.1, dtype=jnp.float32) -> LSTM1997Params:
     """The paper's initialisation: every weight and bias ``U[-scale, scale]`` (0.1), except
@@ -69,8 +70,6 @@ def lstm1997_init(key, input_size, *, blocks=2, cells=2, input_gate_bias=(-2.0, 
     if len(tuple(input_gate_bias)) != B:
         raise ValueError(f"input_gate_bias must have one number per block ({B}), got "
                          f"{input_gate_bias!r}")
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"dtype must be a floating dtype, got {dtype}")
     fan_in = n + B * C + 2 * B
     shapes = ((B * C, fan_in), (B * C,), (B, fan_in), (B,), (B, fan_in), (B,))
     keys = jax.random.split(key, len(shapes))

@@ -13,6 +13,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from attnrnn._checks import check_floating, check_rank
+
 __all__ = ["spectral_norm", "rescale_to_bound", "SQUARINGS"]
 
 SQUARINGS = 8  # ν overestimates ‖W‖₂ by at most rank^(1 / 2^(SQUARINGS + 2)): 1.0068 at 1024
@@ -47,6 +49,8 @@ def spectral_norm(w):
     of a stack ``(L, r, c)``, within a factor ``min(r, c)^{1/1024}`` of it (1.0034 for a
     32×32 matrix). Costs nine products of ``min(r, c)``-square matrices; differentiable,
     also where singular values repeat (an orthogonal matrix)."""
+    check_rank("w", w, (2, 3), "(r, c) or a stack (L, r, c)")
+    check_floating("w", w)
     return jax.vmap(_gram_power_bound)(w) if w.ndim == 3 else _gram_power_bound(w)
 
 

@@ -4,15 +4,26 @@ place on commit), never with pickle, and restored into the exact pytree types sa
 from __future__ import annotations
 
 import os
+import shutil
+import warnings
 from pathlib import Path
 
 import jax
 
-__all__ = ["CheckpointError", "Checkpoints", "save_params", "load_params"]
+__all__ = ["CheckpointError", "NoCheckpointError", "CheckpointWarning", "Checkpoints",
+           "save_params", "load_params"]
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint folder that is missing, truncated or not one of ours."""
+
+
+class NoCheckpointError(CheckpointError):
+    """No checkpoint has finished yet."""
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint was skipped (it does not restore) in favour of an older one."""
 
 
 def _ocp():
@@ -31,11 +42,15 @@ class Checkpoints:
     history up to that step."""
 
     def __init__(self, run_dir, keep=3):
-        ocp = _ocp()
         self.directory = Path(run_dir).absolute() / "checkpoints"
-        self._manager = ocp.CheckpointManager(
-            self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
-        )
+        self._keep = keep
+        self._manager = self._open()
+
+    def _open(self):
+        ocp = _ocp()
+        return ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(max_to_keep=self._keep, create=True))
 
     def save(self, state, history):
         """Saves ``state`` and ``history`` as step ``state.step`` (once: a step already saved,
@@ -51,24 +66,50 @@ class Checkpoints:
         self._manager.wait_until_finished()
 
     def restore(self, like):
-        """The latest ``(state, history)``; ``like`` is a state of the same structure (or its
-        ``jax.eval_shape``)."""
+        """The newest ``(state, history)`` that restores; ``like`` is a state of the same
+        structure (or its ``jax.eval_shape``).
+
+        A checkpoint that does not restore is reported (a :class:`CheckpointWarning` naming
+        it and why), moved aside to ``checkpoints-corrupt/`` beside the checkpoints (kept,
+        not deleted, and out of the way of the steps about to be redone), and the next older
+        one is tried. Raises :class:`NoCheckpointError` when none has finished, and
+        :class:`CheckpointError` (naming each and why) when none restores.
+        """
         ocp = _ocp()
-        step = self._manager.latest_step()
-        if step is None:
-            raise CheckpointError(f"no finished checkpoint in {self.directory}")
-        try:
-            restored = self._manager.restore(
-                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(_abstract(like)),
-                                              history=ocp.args.JsonRestore()),
-            )
-        except Exception as error:  # orbax raises many types; name the folder, keep the cause
-            raise CheckpointError(
-                f"checkpoint {self.directory / str(step)} cannot be restored: it is truncated "
-                f"or was written by a different model or configuration "
-                f"({type(error).__name__}: {str(error).splitlines()[0][:200]})"
-            ) from error
-        return restored.state, list(restored.history)
+        steps = sorted(self._manager.all_steps(), reverse=True)
+        if not steps:
+            raise NoCheckpointError(f"no finished checkpoint in {self.directory}")
+        failed = []
+        for step in steps:
+            try:
+                restored = self._manager.restore(
+                    step, args=ocp.args.Composite(
+                        state=ocp.args.StandardRestore(_abstract(like)),
+                        history=ocp.args.JsonRestore()))
+            except Exception as error:  # orbax raises many types; name the folder and why
+                why = (f"it is truncated or was written by a different model or configuration "
+                       f"({type(error).__name__}: {str(error).splitlines()[0][:200]})")
+                failed.append((step, why))
+                warnings.warn(f"checkpoint {self.directory / str(step)} cannot be restored: "
+                              f"{why}; trying the one before", CheckpointWarning, stacklevel=2)
+                continue
+            if failed:
+                self._set_aside(step for step, _ in failed)
+            return restored.state, list(restored.history)
+        raise CheckpointError("no checkpoint restores: " + "; ".join(
+            f"{self.directory / str(step)}: {why}" for step, why in failed))
+
+    def _set_aside(self, steps):
+        self._manager.close()
+        aside = self.directory.with_name("checkpoints-corrupt")
+        aside.mkdir(exist_ok=True)
+        for step in steps:
+            target = aside / str(step)
+            n = 1
+            while target.exists():
+                target, n = aside / f"{step}-{n}", n + 1
+            shutil.move(str(self.directory / str(step)), target)
+        self._manager = self._open()
 
     def close(self):
         self._manager.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -84,10 +85,12 @@ def _add_train_options(parser):
 
     parser.add_argument("--task", default=defaults.task,
                         help="temporal-order, adding, echo or delayed-letters (default %(default)s)")
-    parser.add_argument("--level", default=defaults.level,
-                        help="temporal-order level: easy, normal, moderate, hard, nightmare")
+    parser.add_argument("--level", default=None,
+                        help="temporal-order level: easy, normal, moderate, hard, nightmare "
+                        f"(default {defaults.level}; temporal-order only)")
     parser.add_argument("--length", type=int, default=None,
-                        help="the adding problem's minimal length T (default 100)")
+                        help="sequence length: the adding problem's minimal length T (default "
+                        "100), echo's (64) or delayed-letters' (32); not for temporal-order")
     parser.add_argument("--model", default=defaults.model,
                         help="gated, lstm, lstm1997, attention:K or attention:inf (default "
                         "%(default)s); attention is bounded unless 'attention:K,raw'")
@@ -114,7 +117,9 @@ def _add_train_options(parser):
     parser.add_argument("--heldout", type=int, default=defaults.heldout,
                         help="held-out sequences (default %(default)s)")
     parser.add_argument("--max-skips", type=int, default=defaults.max_skips,
-                        help="stop after this many consecutive non-finite gradients")
+                        help="stop after this many consecutive non-finite gradients (checked "
+                        "after each chunk of --eval-every steps: the run stops at the first "
+                        "chunk end with at least this many; default %(default)s)")
 
 
 def _config_from(args):
@@ -125,6 +130,15 @@ def _config_from(args):
     # One flag per TrainConfig field. A flag not given (None) leaves the model's default
     # ("default"); --clip none is None.
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    # A flag the chosen task does not read is a mistake, not something to ignore.
+    if given["level"] is not None and given["task"] != "temporal-order":
+        raise ValueError(f"--level is for the temporal-order task; --task {given['task']} "
+                         "does not use it")
+    if given["length"] is not None and given["task"] == "temporal-order":
+        raise ValueError("--length is not for the temporal-order task (its lengths come "
+                         "with --level)")
+    if given["level"] is None:
+        given["level"] = TrainConfig.level
     for name in TRAINING_DEFAULTS:
         if given[name] is None:
             given[name] = "default"
@@ -181,10 +195,15 @@ def _train(args) -> int:
     if any(v is not None for v in (args.coordinator, args.num_processes, args.process_id)):
         jax.distributed.initialize(coordinator_address=args.coordinator,
                                    num_processes=args.num_processes, process_id=args.process_id)
+    def one_line(message, category, *_args, **_kwargs):
+        print(f"attnrnn train: warning: {message}", file=sys.stderr)
+
     try:
         if args.resume is not None:
-            summary = resume_run(args.resume, progress=not args.no_progress,
-                                 devices=args.devices)
+            with warnings.catch_warnings():
+                warnings.showwarning = one_line  # restored on leaving the block
+                summary = resume_run(args.resume, progress=not args.no_progress,
+                                     devices=args.devices)
         else:
             summary = start_run(_config_from(args), args.out,
                                 checkpoint_every=args.checkpoint_every,
@@ -247,10 +266,11 @@ def _compare(args) -> int:
 
 def _debug_loss(args) -> int:
     from attnrnn.train.debug_loss import run_study
+    from attnrnn.train.run import RunError
 
     try:
         run_study(args.out, steps=args.steps, seed=args.seed, progress=not args.no_progress)
-    except ValueError as error:
+    except (ValueError, RunError) as error:
         print(f"attnrnn debug-loss: error: {error}", file=sys.stderr)
         return 2
     return 0

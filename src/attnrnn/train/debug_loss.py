@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from attnrnn.train.plots import plot_curves
-from attnrnn.train.run import write_json_atomic
+from attnrnn.train.run import prepare_folder, write_json_atomic
 from attnrnn.train.config import TrainConfig
 from attnrnn.train.evaluation import solved
 from attnrnn.train.loop import fit
@@ -71,7 +71,7 @@ def run_study(out, *, steps=1000, seed=0, progress=True, level="moderate"):
     """Runs the four trainings of :data:`STUDY`; writes ``report.json`` and ``curves.png``
     to ``out``, prints a table, and returns the report."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_folder(out)  # like a training run: a new or empty folder, never overwritten
     runs, report = {}, {}
     for label, options in STUDY:
         config = TrainConfig(level=level, steps=steps, seed=seed, **options)

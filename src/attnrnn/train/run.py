@@ -4,6 +4,21 @@
 step; step 0 is the untrained model's held-out evaluation), ``DIR/checkpoints/`` (orbax,
 the last three), and at the end ``DIR/params/`` (orbax), ``DIR/curves.png`` and
 ``DIR/summary.json``. JSON files are replaced atomically (written beside, then renamed).
+
+Nothing is lost and nothing is stuck:
+
+- The folder appears whole: it is prepared beside ``DIR`` and renamed into place, so a run
+  killed at any moment leaves either nothing (or the empty folder the user made) or a folder
+  holding ``config.json`` — which ``--resume`` continues: from the newest checkpoint that
+  restores, or from the start when none has finished. ``metrics.jsonl`` is cut back to the
+  restored step, so it never has duplicates or gaps, and the resumed run ends bitwise like
+  an uninterrupted one.
+- A checkpoint that does not restore (truncated, say) is reported, moved aside to
+  ``DIR/checkpoints-corrupt/``, and the next older one is used; only when none restores is
+  it an error.
+- One process trains in a folder at a time: ``DIR/.lock`` holds an exclusive ``flock`` for
+  the run's duration (the kernel drops it when the process dies, so a killed run never
+  leaves the folder locked).
 """
 
 from __future__ import annotations
@@ -12,17 +27,23 @@ import dataclasses
 import json
 import math
 import os
+import shutil
+import warnings
 from pathlib import Path
 
 import jax
 
-from attnrnn.train.checkpoints import CheckpointError, Checkpoints, save_params
-from attnrnn.train.plots import plot_curves
+from attnrnn.train.checkpoints import (CheckpointError, Checkpoints, CheckpointWarning,
+                                       NoCheckpointError, save_params)
 from attnrnn.train.config import TrainConfig
 from attnrnn.train.loop import fit, new_train_state
+from attnrnn.train.plots import plot_curves
 from attnrnn.train.sharding import check_divides, data_parallel_mesh
 
-__all__ = ["RunError", "start_run", "resume_run", "read_metrics"]
+__all__ = ["RunError", "start_run", "resume_run", "read_metrics", "prepare_folder"]
+
+# What a run killed while its folder was being prepared can leave; never the user's files.
+_OWN_LEFTOVERS = (".write-test", ".lock")
 
 
 class RunError(Exception):
@@ -59,11 +80,12 @@ def read_metrics(run_dir):
         return [json.loads(line) for line in f if line.strip()]
 
 
-def _prepare_folder(out: Path):
-    """Refuses a file, a folder holding anything, or one we cannot write — before writing."""
+def prepare_folder(out: Path):
+    """Refuses a file, a folder holding anything (but leftovers of our own), or one we cannot
+    write — before writing."""
     if out.exists() and not out.is_dir():
         raise RunError(f"--out {out} is a file, not a folder")
-    if out.is_dir() and any(out.iterdir()):
+    if out.is_dir() and any(p.name not in _OWN_LEFTOVERS for p in out.iterdir()):
         raise RunError(f"--out {out} already holds files; use an empty folder, or --resume {out}")
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -72,6 +94,38 @@ def _prepare_folder(out: Path):
         probe.unlink()
     except OSError as error:
         raise RunError(f"cannot write to --out {out}: {error.strerror}") from None
+
+
+def _lock(folder: Path):
+    """An exclusive lock on ``folder`` for as long as the returned file stays open; refused
+    when another process holds it."""
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): run unlocked
+        return None
+    handle = open(folder / ".lock", "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise RunError(f"{folder} is in use by another attnrnn process (it holds "
+                       f"{folder / '.lock'}); wait for it to finish") from None
+    return handle
+
+
+def _create_run_folder(out: Path, config_record) -> object:
+    """The run folder with ``config.json`` and an empty ``metrics.jsonl``, made beside ``out``
+    and renamed into place (so it appears whole); returns the held lock."""
+    staging = out.with_name(f".{out.name}.creating-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    lock = _lock(staging)
+    write_json_atomic(staging / "config.json", config_record)
+    (staging / "metrics.jsonl").write_text("")
+    for leftover in _OWN_LEFTOVERS:  # a killed run's (its lock died with it)
+        (out / leftover).unlink(missing_ok=True)
+    os.replace(staging, out)  # onto the empty folder prepare_folder checked
+    return lock
 
 
 def _check_devices(config, devices):
@@ -86,12 +140,15 @@ def start_run(config: TrainConfig, out, *, checkpoint_every=None, progress=True,
     if checkpoint_every is not None and checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be a positive int, got {checkpoint_every}")
     _check_devices(config, devices)
-    _prepare_folder(out)
+    prepare_folder(out)
     run_options = {"checkpoint_every": checkpoint_every, "stop_when_solved": stop_when_solved}
-    write_json_atomic(out / "config.json", {"config": dataclasses.asdict(config), **run_options})
-    (out / "metrics.jsonl").write_text("")
-    return _execute(config, out, None, [], progress=progress, task=task, devices=devices,
-                    **run_options)
+    lock = _create_run_folder(out, {"config": dataclasses.asdict(config), **run_options})
+    try:
+        return _execute(config, out, None, [], progress=progress, task=task, devices=devices,
+                        **run_options)
+    finally:
+        if lock is not None:
+            lock.close()
 
 
 def resume_run(out, *, progress=True, task=None, devices=None):
@@ -103,19 +160,30 @@ def resume_run(out, *, progress=True, task=None, devices=None):
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise RunError(
             f"--resume {out} is not an attnrnn run folder (config.json: {error})") from None
+    lock = _lock(out)
     try:
         checkpoints = Checkpoints(out)
         like = jax.eval_shape(lambda: new_train_state(config, task))
-        state, history = checkpoints.restore(like)
+        with warnings.catch_warnings(record=True) as skipped:
+            warnings.simplefilter("always", CheckpointWarning)
+            try:
+                state, history = checkpoints.restore(like)
+            except NoCheckpointError:  # killed before the first checkpoint: start over
+                state, history = None, []
+        for warning in skipped:  # reported only when a checkpoint did restore
+            warnings.warn(warning.message, warning.category, stacklevel=2)
+        # Drop what was logged after the checkpoint: those steps are about to be redone.
+        _write_metrics(out / "metrics.jsonl.tmp", history, "w")
+        os.replace(out / "metrics.jsonl.tmp", out / "metrics.jsonl")
+        return _execute(config, out, state, history, progress=progress, task=task,
+                        devices=devices, checkpoint_every=saved.get("checkpoint_every"),
+                        stop_when_solved=saved.get("stop_when_solved", False),
+                        checkpoints=checkpoints)
     except CheckpointError as error:
         raise RunError(f"--resume {out}: {error}") from None
-    # Drop what was logged after the checkpoint: those steps are about to be redone.
-    _write_metrics(out / "metrics.jsonl.tmp", history, "w")
-    os.replace(out / "metrics.jsonl.tmp", out / "metrics.jsonl")
-    return _execute(config, out, state, history, progress=progress, task=task, devices=devices,
-                    checkpoint_every=saved.get("checkpoint_every"),
-                    stop_when_solved=saved.get("stop_when_solved", False),
-                    checkpoints=checkpoints)
+    finally:
+        if lock is not None:
+            lock.close()
 
 
 def _execute(config, out, state, history, *, progress, task, devices, checkpoint_every,
@@ -136,6 +204,9 @@ def _execute(config, out, state, history, *, progress, task, devices, checkpoint
                                   task=task, devices=devices)
     checkpoints.save(state, history)  # the final state, or the last good one after skips
     checkpoints.close()
+    # A run killed while writing its results left some of them: they are redone whole.
+    for stale in [out / "params", *out.glob("params.orbax-checkpoint-tmp*")]:
+        shutil.rmtree(stale, ignore_errors=True)
     save_params(out / "params", state.params)
     plot_curves({config.model: history}, out / "curves.png",
                 title=f"{config.model}, {config.task} ({config.level}), hidden {config.hidden}")
