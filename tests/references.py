@@ -21,3 +21,68 @@ def spectral_bound(w):
 def rescale_to_bound(stack, bound):
     """Each matrix of ``stack`` as ``W / max(1, ν(W) / bound)``."""
     return np.stack([w / max(1.0, spectral_bound(w) / bound) for w in np.asarray(stack)])
+
+
+def softmax(w):
+    e = np.exp(w - w.max())
+    return e / e.sum()
+
+
+def sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def gated_rnn(params, xs, h0=None, mask=None, reverse=False):
+    """The gated RNN, a plain loop: ``c = σ(W_c x + W_h h)``, ``h = c ⊙ h + (1 − c) ⊙ W_x x``;
+    a masked step carries ``h``."""
+    W_c, W_h, W_x = (np.asarray(w, np.float64) for w in params)
+    xs = np.asarray(xs, np.float64)
+    T = xs.shape[0]
+    h = np.zeros(W_h.shape[0]) if h0 is None else np.asarray(h0, np.float64)
+    out = np.zeros((T, W_h.shape[0]))
+    for t in (range(T - 1, -1, -1) if reverse else range(T)):
+        if mask is None or mask[t]:
+            c = sigmoid(W_c @ xs[t] + W_h @ h)
+            h = c * h + (1 - c) * (W_x @ xs[t])
+        out[t] = h
+    return out
+
+
+def attention_rnn(params, xs, k, mask=None, scale=1.0, cap=None, norm=False):
+    """AttentionRNN(k) (k zero states before the start) and AttentionRNN(∞) (quadratic: every
+    past state kept), a plain loop, with the stabilisers as their docstring states (score
+    ``scale``, soft ``cap``, ``norm``-alised past states). Returns ``hs`` and the
+    lag-indexed attention ``a``; a masked step carries ``h``, adds nothing to the history and
+    has a zero row."""
+    def score(q, kk):
+        w = scale * (q @ kk)
+        return cap * np.tanh(w / cap) if cap else w
+
+    def past(h):
+        return h / np.sqrt(np.mean(h**2) + 1e-6) if norm else h
+
+    Q_x, K_x, V_x, Q_h, K_h, V_h = (np.asarray(w, np.float64) for w in params)
+    xs = np.asarray(xs, np.float64)
+    T, m = xs.shape[0], V_x.shape[0]
+    history = [np.zeros(m) for _ in range(k)] if k is not None else []  # most recent first
+    h = np.zeros(m)
+    hs = np.zeros((T, m))
+    a_all = np.zeros((T, T if k is None else k + 1))
+    for t in range(T):
+        if mask is not None and not mask[t]:
+            hs[t] = h
+            continue
+        x = xs[t]
+        scores, values = [score(Q_x @ x, K_x @ x)], [V_x @ x]
+        for i, state in enumerate(history):
+            j = 0 if k is None else i
+            scores.append(score(Q_h[j] @ past(state), K_h[j] @ past(state)))
+            values.append(V_h[j] @ past(state))
+        a = softmax(np.array(scores))
+        h = a @ np.array(values)
+        history = [h] + history
+        if k is not None:
+            history = history[:k]
+        hs[t] = h
+        a_all[t, : len(a)] = a
+    return hs, a_all

@@ -8,44 +8,9 @@ import pytest
 from jax.test_util import check_grads
 
 import attnrnn as ar
+import references
 from references import rescale_to_bound
 from helpers import assert_tree_allclose
-
-
-def softmax(w):
-    e = np.exp(w - w.max())
-    return e / e.sum()
-
-
-def reference(params, xs, k, mask=None):
-    """Plain-loop float64 AttentionRNN(k) (finite k: k zero states before the start) and
-    AttentionRNN(∞) (quadratic: every past state kept). Returns hs and lag-indexed a."""
-    Q_x, K_x, V_x, Q_h, K_h, V_h = (np.asarray(w, np.float64) for w in params)
-    xs = np.asarray(xs, np.float64)
-    T, m = xs.shape[0], V_x.shape[0]
-    history = [np.zeros(m) for _ in range(k)] if k is not None else []  # most recent first
-    h = np.zeros(m)
-    hs = np.zeros((T, m))
-    a_all = np.zeros((T, T if k is None else k + 1))
-    for t in range(T):
-        if mask is not None and not mask[t]:
-            hs[t] = h
-            continue
-        x = xs[t]
-        scores = [(Q_x @ x) @ (K_x @ x)]
-        values = [V_x @ x]
-        for i, past in enumerate(history):
-            j = 0 if k is None else i
-            scores.append((Q_h[j] @ past) @ (K_h[j] @ past))
-            values.append(V_h[j] @ past)
-        a = softmax(np.array(scores))
-        h = sum(ai * vi for ai, vi in zip(a, values))
-        history = [h] + history
-        if k is not None:
-            history = history[:k]
-        hs[t] = h
-        a_all[t, : len(a)] = a
-    return hs, a_all
 
 
 def make(k, seed=0, n=3, m=4, d=5, T=11, dtype=jnp.float64, scale=1.0):
@@ -70,7 +35,7 @@ def test_matches_loop_reference(k, mask):
     m = MASKS[mask]
     hs, a = ar.attention_rnn(params, xs, k=k, return_attention=True,
                              mask=None if m is None else jnp.asarray(m))
-    ref_hs, ref_a = reference(params, xs, k, m)
+    ref_hs, ref_a = references.attention_rnn(params, xs, k, m)
     np.testing.assert_allclose(hs, ref_hs, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(a, ref_a, rtol=1e-10, atol=1e-12)
     valid = np.ones(11, bool) if m is None else m
@@ -102,7 +67,7 @@ def test_k1_and_infinity_share_shapes_but_differ():
     h1 = ar.attention_rnn(params, xs, k=1)
     hinf = ar.attention_rnn(params, xs, k=None)
     assert not np.allclose(h1, hinf)
-    np.testing.assert_allclose(hinf, reference(params, xs, None)[0], rtol=1e-10)
+    np.testing.assert_allclose(hinf, references.attention_rnn(params, xs, None)[0], rtol=1e-10)
 
 
 @pytest.mark.parametrize("k", [0, 2, None])
@@ -157,7 +122,7 @@ def test_huge_scores_stay_finite_in_float32(k):
     w0 = jnp.sum((xs @ params.Q_x.T) * (xs @ params.K_x.T), -1)
     assert float(jnp.abs(w0).max()) > 1e4  # scores this large overflow a naive exp
     assert bool(jnp.isfinite(hs).all()) and bool(jnp.isfinite(a).all())
-    ref_hs, _ = reference(params, xs, k)
+    ref_hs, _ = references.attention_rnn(params, xs, k)
     np.testing.assert_allclose(hs, ref_hs, rtol=1e-3, atol=1e-3 * np.abs(ref_hs).max())
     grads = jax.grad(lambda p, x: jnp.sum(ar.attention_rnn(p, x, k=k) ** 2), (0, 1))(params, xs)
     assert all(bool(jnp.isfinite(g).all()) for g in jax.tree.leaves(grads))
@@ -196,7 +161,7 @@ def test_under_jit_vmap_grad(k):
     run = jax.jit(jax.vmap(lambda x, m: ar.attention_rnn(params, x, k=k, mask=m,
                                                           return_attention=True)))
     hs, a = run(batch, masks)
-    ref_hs, ref_a = reference(params, -xs[:8], k, np.asarray(masks[1]))
+    ref_hs, ref_a = references.attention_rnn(params, -xs[:8], k, np.asarray(masks[1]))
     np.testing.assert_allclose(hs[1], ref_hs, rtol=1e-10)
     np.testing.assert_allclose(a[1], ref_a, rtol=1e-10, atol=1e-14)
     g = jax.jit(jax.grad(lambda p: jnp.sum(jax.vmap(lambda x: ar.attention_rnn(p, x, k=k))(batch))))(params)
@@ -273,30 +238,6 @@ def test_bad_input_under_jit():
         jax.jit(lambda p: ar.attention_rnn(p, xs, k=4))(params)
 
 
-def reference_with_options(params, xs, k, scale=1.0, cap=None, norm=False):
-    """The loop reference with the stabilisers applied as their docstring states."""
-    def score(q, kk):
-        w = scale * (q @ kk)
-        return cap * np.tanh(w / cap) if cap else w
-
-    def past(h):
-        return h / np.sqrt(np.mean(h**2) + 1e-6) if norm else h
-
-    Q_x, K_x, V_x, Q_h, K_h, V_h = (np.asarray(w, np.float64) for w in params)
-    history = [np.zeros(V_x.shape[0])] * (k or 0)
-    hs = []
-    for x in np.asarray(xs, np.float64):
-        scores, values = [score(Q_x @ x, K_x @ x)], [V_x @ x]
-        for i, h in enumerate(history):
-            j = 0 if k is None else i
-            scores.append(score(Q_h[j] @ past(h), K_h[j] @ past(h)))
-            values.append(V_h[j] @ past(h))
-        h = softmax(np.array(scores)) @ np.array(values)
-        history = [h] + history if k is None else ([h] + history)[:k]
-        hs.append(h)
-    return np.array(hs)
-
-
 @pytest.mark.parametrize("k", [2, None])
 @pytest.mark.parametrize("opts", [dict(scale=0.3), dict(cap=2.0), dict(norm=True),
                                   dict(scale=0.5, cap=3.0, norm=True)])
@@ -306,7 +247,7 @@ def test_stability_options_match_reference(k, opts):
                                   score_cap=opts.get("cap"),
                                   normalize_states=opts.get("norm", False))
     hs = ar.attention_rnn(params, xs, k=k, options=options)
-    np.testing.assert_allclose(hs, reference_with_options(params, xs, k, **opts), rtol=1e-9,
+    np.testing.assert_allclose(hs, references.attention_rnn(params, xs, k, **opts)[0], rtol=1e-9,
                                atol=1e-12)
     state = ar.attention_rnn_initial_state(params, k=k)
     state, h = ar.attention_rnn_step(params, state, xs[0], k=k, options=options)

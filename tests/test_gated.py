@@ -7,27 +7,8 @@ import pytest
 from jax.test_util import check_grads
 
 import attnrnn as ar
+import references
 from helpers import assert_tree_allclose
-
-
-def sigmoid(z):
-    return 1 / (1 + np.exp(-z))
-
-
-def reference_gated(params, xs, h0=None, mask=None, reverse=False):
-    """Plain-loop float64 gated RNN, straight from the equations."""
-    W_c, W_h, W_x = (np.asarray(w, np.float64) for w in params)
-    xs = np.asarray(xs, np.float64)
-    T = xs.shape[0]
-    h = np.zeros(W_h.shape[0]) if h0 is None else np.asarray(h0, np.float64)
-    out = np.zeros((T, W_h.shape[0]))
-    order = range(T - 1, -1, -1) if reverse else range(T)
-    for t in order:
-        if mask is None or mask[t]:
-            c = sigmoid(W_c @ xs[t] + W_h @ h)
-            h = c * h + (1 - c) * (W_x @ xs[t])
-        out[t] = h
-    return out
 
 
 def make(seed=0, n=3, m=5, T=9, dtype=jnp.float64):
@@ -54,7 +35,7 @@ def test_matches_loop_reference(use_h0, reverse, mask):
     h0 = h0 if use_h0 else None
     hs = ar.gated_rnn(params, xs, h0, mask=None if m is None else jnp.asarray(m),
                       reverse=reverse)
-    np.testing.assert_allclose(hs, reference_gated(params, xs, h0, m, reverse), rtol=1e-12,
+    np.testing.assert_allclose(hs, references.gated_rnn(params, xs, h0, m, reverse), rtol=1e-12,
                                atol=1e-12)
 
 
@@ -109,7 +90,7 @@ def test_under_jit_vmap_grad_and_finite_differences():
     masks = jnp.stack([jnp.ones(9, bool), jnp.arange(9) >= 2, jnp.arange(9) < 7])
     run = jax.jit(jax.vmap(lambda x, m: ar.gated_rnn(params, x, h0, mask=m, reverse=True)))
     out = run(batch, masks)
-    np.testing.assert_allclose(out[1], reference_gated(params, -xs, h0, np.asarray(masks[1]),
+    np.testing.assert_allclose(out[1], references.gated_rnn(params, -xs, h0, np.asarray(masks[1]),
                                                        True), rtol=1e-12)
     check_grads(lambda p, x, h: ar.gated_rnn(p, x, h, mask=masks[1]), (params, xs, h0),
                 order=1, modes=("rev",))
@@ -223,7 +204,7 @@ def test_fast_path_under_vmap(remat_chunk):
         np.testing.assert_allclose(
             jax.vmap(lambda x, h, m: ar.gated_rnn(params, x, h, mask=m), (0, h0_axis, 0))(
                 batch, h0s if h0_axis == 0 else h0, masks),
-            np.stack([reference_gated(params, x, h, m) for x, h, m in zip(
+            np.stack([references.gated_rnn(params, x, h, m) for x, h, m in zip(
                 batch, h0s if h0_axis == 0 else [h0] * 3, np.asarray(masks))]), rtol=1e-12)
         fused = jax.grad(lambda p: batch_loss("fused", p, h0_axis))(params)
         expected = jax.grad(lambda p: batch_loss("autodiff", p, h0_axis))(params)
