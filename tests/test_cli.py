@@ -151,3 +151,17 @@ def test_compare_plots_runs_side_by_side(tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert cli.main(["compare", str(tmp_path / "nothing"), "--out", str(png)]) == 2
     assert "is not a finished run" in capsys.readouterr().err
+
+
+def test_examples_prints_the_worked_examples(capsys):
+    """1.1, 1.2 and 1.3, each closed form checked against autodiff in the printout."""
+    import re
+
+    assert cli.main(["examples"]) == 0
+    out = capsys.readouterr().out
+    for section in ("1.1 Convolution", "1.2 Gated RNN", "1.3 AttentionRNN(2)"):
+        assert section in out
+    differences = [float(d) for d in re.findall(r"max difference ([0-9.e+-]+)", out)]
+    assert len(differences) == 2 and max(differences) < 1e-10
+    rows = re.findall(r"sum ([0-9.]+)", out)
+    assert len(rows) == 5 and all(float(r) == 1.0 for r in rows)  # a[t] in R^3 sums to 1

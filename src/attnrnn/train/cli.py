@@ -55,6 +55,26 @@ def _examples(args) -> int:
             f"{float(jnp.linalg.norm(jacobians[t], 2)):10.4f}   "
             f"{float(jnp.linalg.norm(product, 2)):16.3e}"
         )
+
+    print("\n1.3 AttentionRNN(2) (n = 3, m = 4, T = 5, random weights and inputs)")
+    key_p, key_x = jax.random.split(jax.random.PRNGKey(2))
+    params = ar.attention_rnn_init(key_p, 3, 4, k=2, dtype=jnp.float64)
+    xs = jax.random.normal(key_x, (5, 3), jnp.float64)
+    hs, a = ar.attention_rnn(params, xs, k=2, return_attention=True)
+    print("   t   a[t] = softargmax(w_0, w_1, w_2) in R^3   (input, h[t-1], h[t-2])")
+    for t in range(xs.shape[0]):
+        print(f"  {t + 1:2d}   {np.asarray(a[t])}   sum {float(a[t].sum()):.4f}")
+    history = hs[2::-1][:2]  # h[3], h[2]: the window at t = 4, most recent first
+    closed = ar.attention_rnn_jacobian(params, xs[3], history, k=2)
+
+    def step(h_prev):
+        window = jnp.stack([h_prev, history[1]])
+        state = ar.WindowState(window[0], window)
+        return ar.attention_rnn_step(params, state, xs[3], k=2)[1]
+
+    error = float(jnp.abs(closed - jax.jacfwd(step)(history[0])).max())
+    print(f"  dh[4]/dh[3] (closed form, 4x4):\n{np.asarray(closed)}")
+    print(f"  closed form vs jax.jacfwd of one step: max difference {error:.1e}")
     return 0
 
 

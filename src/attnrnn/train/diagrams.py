@@ -72,8 +72,10 @@ def draw_attention_rnn2():
     nodes = {"a": (6.4, 2.6, "a[t] = softargmax(w₀, w₁, w₂) ∈ R³", "op"),
              "h": (9.6, 1.2, "h[t] = Σᵢ aᵢ[t] vᵢ", "out")}
     edges = [("a", "h", "weights")]
-    sources = [("x", "x[t]", "input", "Q₀, K₀, V₀"), ("h1", "h[t-1]", "state", "Q₁, K₁, V₁"),
-               ("h2", "h[t-2]", "state", "Q₂, K₂, V₂")]
+    # The code's names: Q_x for lag 0, Q_h[i-1] for lag i (AttentionRNNParams).
+    sources = [("x", "x[t]", "input", "Q_x, K_x, V_x"),
+               ("h1", "h[t-1]", "state", "Q_h[0], K_h[0], V_h[0]"),
+               ("h2", "h[t-2]", "state", "Q_h[1], K_h[1], V_h[1]")]
     for i, (name, label, kind, mats) in enumerate(sources):
         y = 3.2 - 1.6 * i
         nodes[name] = (0, y, label, kind)
