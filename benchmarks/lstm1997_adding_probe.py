@@ -1,0 +1,48 @@
+"""Why ``lstm1997`` is slower than the paper on the adding problem (T = 100): the paper's run
+with one setting changed, 5 trials side by side, a 300,000-sequence budget, ``--protocol
+1997`` (docs/results.md reports what each changed).
+
+    .venv/bin/python benchmarks/lstm1997_adding_probe.py outbias lr=0.1 lr=1 lr=2 lr=4
+
+``outbias``: output-gate biases initialised like the input gates' (-3, -6) instead of
+``U[-0.1, 0.1]``; ``lr=X``: the learning rate (the paper's is 0.5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from attnrnn.train import TrainConfig, fit_trials
+from attnrnn.train import models
+
+
+def probe(variant, trials=5, budget=300_000):
+    lr = float(variant.split("=")[1]) if variant.startswith("lr=") else 0.5
+    original = models.lstm1997_init
+    if variant == "outbias":
+        def init(key, n, **kwargs):
+            params = original(key, n, **kwargs)
+            return params._replace(b_out=params.b_in)
+        models.lstm1997_init = init
+    try:
+        config = TrainConfig(model="lstm1997", protocol="1997", task="adding", length=100,
+                             lr=lr, steps=budget)
+        runs = fit_trials(config, range(trials))
+    finally:
+        models.lstm1997_init = original
+    return {"variant": variant, "lr": lr, "budget": budget,
+            "stops": [r["sequences_to_stop"] for r in runs],
+            "test_errors": [r["test_errors"] for r in runs],
+            "wall_seconds": runs[0]["wall_seconds"]}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("variants", nargs="+")
+    for variant in parser.parse_args().variants:
+        print(json.dumps(probe(variant)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
