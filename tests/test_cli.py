@@ -1,6 +1,5 @@
 import json
 import os
-import sys
 
 import jax
 import numpy as np
@@ -9,7 +8,6 @@ import pytest
 from attnrnn.train import cli, run
 from attnrnn.train import TrainConfig, evaluate, heldout_set
 from attnrnn.train.checkpoints import load_params
-from helpers import assert_tree_equal
 
 EASY = ["--level", "easy", "--hidden", "8", "--lr", "1e-2", "--heldout", "256",
         "--eval-every", "10", "--no-progress"]

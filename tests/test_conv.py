@@ -215,7 +215,7 @@ def test_conv_init():
 
 
 BAD_CONV = [
-    (dict(x=np.ones((1, 3, 3)), w=np.ones((1, 1, 4, 4))), ValueError, "w's kernel\[0\]=4 .* the padded x's 3"),
+    (dict(x=np.ones((1, 3, 3)), w=np.ones((1, 1, 4, 4))), ValueError, r"w's kernel\[0\]=4 .* the padded x's 3"),
     (dict(x=np.ones((1, 8)), w=np.ones((1, 1, 3)), stride=0), ValueError, "stride"),
     (dict(x=np.ones((1, 8)), w=np.ones((1, 1, 3)), padding=-1), ValueError, "padding"),
     (dict(x=np.ones((1, 8)), w=np.ones((1, 1, 3)), padding="FULL"), ValueError, "padding"),

@@ -56,15 +56,14 @@ def test_bfloat16_forward_and_backward_near_float32(name):
     def loss(params, xs):
         return jnp.sum(jnp.tanh(run(params, xs)))
 
+    results = {}
     for dtype, params in ((jnp.bfloat16, half), (jnp.float32, full)):
         hs = run(params, XS.astype(dtype))
         grads = jax.grad(loss)(params, XS.astype(dtype))
         assert hs.dtype == dtype and {g.dtype for g in jax.tree.leaves(grads)} == {jnp.dtype(dtype)}
-        if dtype == jnp.float32:
-            pairs = zip((hs_half, *jax.tree.leaves(grads_half)), (hs, *jax.tree.leaves(grads)),
-                        strict=True)
-            for i, (got, want) in enumerate(pairs):
-                scale = float(jnp.abs(want).max())
-                np.testing.assert_allclose(np.asarray(got, np.float32), want,
-                                           atol=(0.02 if i == 0 else 0.25) * scale)
-        hs_half, grads_half = hs, grads
+        results[dtype] = (hs, *jax.tree.leaves(grads))
+    pairs = zip(results[jnp.bfloat16], results[jnp.float32], strict=True)
+    for i, (got, want) in enumerate(pairs):  # the outputs first, then each gradient
+        scale = float(jnp.abs(want).max())
+        np.testing.assert_allclose(np.asarray(got, np.float32), want,
+                                   atol=(0.02 if i == 0 else 0.25) * scale)

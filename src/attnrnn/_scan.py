@@ -38,7 +38,8 @@ from jax import lax
 
 from attnrnn._checks import as_int, check_static
 
-__all__ = ["Recurrence", "run", "check_unroll", "check_remat_chunk", "check_backward"]
+__all__ = ["Recurrence", "run", "contract", "check_unroll", "check_remat_chunk",
+           "check_backward"]
 
 BACKWARDS = ("autodiff", "fused")
 
@@ -168,15 +169,16 @@ def _skip_unless(keep, carry, step_result, skip_output):
     return _select(keep, new_carry, carry), _select(keep, out, skipped)
 
 
-def _contract(weights, P):
-    """``weights (L, O, I)`` applied to ``P (L, I)`` lag by lag: ``(L, O)``."""
+def contract(weights, P):
+    """``W P``: ``weights (L, O, I)`` applied to ``P (L, I)`` lag by lag, ``(L, O)`` — how
+    every recurrence's weights meet its state (the one product the weight-tapped pass taps)."""
     return jnp.einsum("loi,li->lo", weights, P)
 
 
 def _step(rec, weights, carry, z, keep, tap=None):
     """One step, skipped where ``keep`` is False; ``tap`` is added to ``W P``."""
     P, context = rec.read(carry, z)
-    WP = _contract(weights, P)
+    WP = contract(weights, P)
     result = rec.update(carry, z, context, WP if tap is None else WP + tap)
     return _skip_unless(keep, carry, result, rec.skip_output), P
 

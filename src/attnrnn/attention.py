@@ -430,7 +430,7 @@ def attention_rnn_step(params: AttentionRNNParams, state, x, *, k, options=None)
     lag0 = recurrence.project_inputs(p, jnp.asarray(x, dtype))
     P, context = recurrence.read(state, lag0)
     state, _ = recurrence.update(state, lag0, context,
-                                 jnp.einsum("lom,lm->lo", _stack_lags(p), P))
+                                 _scan.contract(_stack_lags(p), P))
     return state, state.h
 
 
@@ -596,7 +596,7 @@ def attention_rnn_jacobian(params: AttentionRNNParams, x, history, *, k, lag=1):
     stacked = _stack_lags(p)
     if k is None:  # one shared set for every lag
         stacked = jnp.broadcast_to(stacked, (lags, *stacked.shape[1:]))
-    w, v = _lag_scores_values(jnp.einsum("lom,lm->lo", stacked, history), m)
+    w, v = _lag_scores_values(_scan.contract(stacked, history), m)
     a, h = _attend(*_lag0(p, jnp.asarray(x, dtype)), w, v)
     i = lag - 1
     j = 0 if k is None else i  # the weights of lag i
