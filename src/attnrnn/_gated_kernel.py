@@ -41,6 +41,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from attnrnn._batching import batch_aware
+from attnrnn._scan import chunks, unchunk
 
 __all__ = ["gate_update", "gated_step", "gated_kernel"]
 
@@ -130,17 +131,12 @@ def _gradients(shared, h0, keep, xs, residuals, g, *, unroll, chunk):
     W_c, W_x = projection
     starts = _time_major(residuals[0])
     T, batch = g_t.shape[:2]
-    n_chunks = starts.shape[0]
     if keep_t is None:
         keep_t = jnp.ones((T, batch), bool)  # the padding below must be skipped steps
 
-    def pieces(a):  # (T, ...) -> (n_chunks, chunk, ...); padding steps are skipped steps
-        pad = jnp.zeros((n_chunks * chunk - T, *a.shape[1:]), a.dtype)
-        return jnp.concatenate([a, pad]).reshape(n_chunks, chunk, *a.shape[1:])
-
     def one_chunk(carry, inputs):
         dh, dW_h = carry
-        h_start, xs_c, keep_c, g_c = inputs
+        h_start, (xs_c, keep_c, g_c) = inputs
         hs_c, cs_c, gaps_c = _forward(W_h, h_start, xs_c @ W_c.T, xs_c @ W_x.T, keep_c, unroll)
         h_prev = jnp.concatenate([h_start[None], hs_c[:-1]])
         dh, (dzc, dzx) = _backward(W_h, cs_c, gaps_c, keep_c, g_c, dh, unroll)
@@ -148,9 +144,9 @@ def _gradients(shared, h0, keep, xs, residuals, g, *, unroll, chunk):
 
     init = (jnp.zeros_like(starts[0]), jnp.zeros((batch, *W_h.shape), W_h.dtype))
     (dh0, dW_h), dzs = lax.scan(
-        one_chunk, init, (starts, pieces(_time_major(xs)), pieces(keep_t), pieces(g_t)),
+        one_chunk, init, (starts, chunks((_time_major(xs), keep_t, g_t), T, chunk, 0)),
         reverse=True)
-    dzc, dzx = (_time_major(d.reshape(n_chunks * chunk, batch, -1)[:T]) for d in dzs)
+    dzc, dzx = (_time_major(d) for d in unchunk(dzs, T))
     return dW_h, dh0, dzc, dzx
 
 

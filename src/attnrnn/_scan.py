@@ -38,8 +38,8 @@ from jax import lax
 
 from attnrnn._checks import as_int, check_static
 
-__all__ = ["Recurrence", "run", "contract", "check_unroll", "check_remat_chunk",
-           "check_backward"]
+__all__ = ["Recurrence", "run", "contract", "chunks", "unchunk", "check_unroll",
+           "check_remat_chunk", "check_backward"]
 
 BACKWARDS = ("autodiff", "fused")
 
@@ -183,8 +183,9 @@ def _step(rec, weights, carry, z, keep, tap=None):
     return _skip_unless(keep, carry, result, rec.skip_output), P
 
 
-def _pieces(tree, T, chunk, fill):
-    """``(T, ...)`` arrays as ``(T/chunk, chunk, ...)``, padded at the end with ``fill``."""
+def chunks(tree, T, chunk, fill):
+    """``(T, ...)`` arrays as ``(⌈T/chunk⌉, chunk, ...)``, padded at the end with ``fill``
+    (``False`` for a mask: the padding steps are skipped steps)."""
     n = -(-T // chunk)
 
     def one(a):
@@ -194,13 +195,14 @@ def _pieces(tree, T, chunk, fill):
     return jax.tree.map(one, tree)
 
 
-def _unpieces(tree, T):
+def unchunk(tree, T):
+    """The inverse of :func:`chunks`: ``(T, ...)`` again, the padding dropped."""
     return jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:])[:T], tree)
 
 
 def _chunked_keep(keep, T, chunk):
     """The mask as chunks; the padding steps are skipped steps."""
-    return _pieces(jnp.ones((T,), bool) if keep is None else keep, T, chunk, False)
+    return chunks(jnp.ones((T,), bool) if keep is None else keep, T, chunk, False)
 
 
 def _autodiff(rec, weights, init, zs, keep, unroll, chunk):
@@ -219,9 +221,9 @@ def _autodiff(rec, weights, init, zs, keep, unroll, chunk):
     def one_chunk(carry, inputs):
         return lax.scan(body, carry, inputs, unroll=unroll)
 
-    final, outs = lax.scan(one_chunk, init, (_pieces(zs, T, chunk, 0),
+    final, outs = lax.scan(one_chunk, init, (chunks(zs, T, chunk, 0),
                                              _chunked_keep(keep, T, chunk)))
-    return final, _unpieces(outs, T)
+    return final, unchunk(outs, T)
 
 
 def _tapped_forward(rec, unroll, weights, init, zs, keep):
@@ -251,9 +253,9 @@ def _tapped_fwd(rec, unroll, chunk, weights, init, zs, keep):
         new_carry, (outs, _, _) = _tapped_forward(rec, unroll, weights, carry, *inputs)
         return new_carry, (outs, carry)
 
-    final, (outs, starts) = lax.scan(one_chunk, init, (_pieces(zs, T, chunk, 0),
+    final, (outs, starts) = lax.scan(one_chunk, init, (chunks(zs, T, chunk, 0),
                                                        _chunked_keep(keep, T, chunk)))
-    return (final, _unpieces(outs, T)), (weights, zs, keep, starts, None)
+    return (final, unchunk(outs, T)), (weights, zs, keep, starts, None)
 
 
 def _tapped_backward(rec, unroll, weights, carries, zs, keep, d_outs, d_final):
@@ -290,9 +292,9 @@ def _tapped_bwd(rec, unroll, chunk, residuals, cotangents):
 
     (d_init, d_weights), d_zs = lax.scan(
         one_chunk, (d_final, jnp.zeros_like(weights)),
-        (carries, _pieces(zs, T, chunk, 0), _chunked_keep(keep, T, chunk),
-         _pieces(d_outs, T, chunk, 0)), reverse=True)
-    return d_weights, d_init, _unpieces(d_zs, T), None
+        (carries, chunks(zs, T, chunk, 0), _chunked_keep(keep, T, chunk),
+         chunks(d_outs, T, chunk, 0)), reverse=True)
+    return d_weights, d_init, unchunk(d_zs, T), None
 
 
 _tapped.defvjp(_tapped_fwd, _tapped_bwd)
