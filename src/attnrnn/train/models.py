@@ -202,6 +202,7 @@ def _with_bias_input(xs):
     return jnp.concatenate([xs, jnp.ones(xs.shape[:-1] + (1,), xs.dtype)], axis=-1)
 
 
+@functools.lru_cache(maxsize=64)
 def make_model(cell="gated", *, input_size, hidden_size, outputs, k=None, options=BOUNDED,
                gate_offset=GATE_OFFSET, truncated=False, per_step=False, regression=False,
                dtype=jnp.float32) -> Model:
@@ -231,7 +232,9 @@ def make_model(cell="gated", *, input_size, hidden_size, outputs, k=None, option
       dtype: the parameters' dtype.
 
     Returns:
-      a :class:`Model`.
+      a :class:`Model` — the same value for the same arguments (cached), so functions jitted
+      with the model as a static argument (``evaluate``) compile once per configuration, not
+      once per run.
     """
     if cell not in CELLS:
         raise ValueError(f"cell must be one of {list(CELLS)}, got {cell!r}")
