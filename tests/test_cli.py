@@ -94,11 +94,6 @@ def test_unusable_output_folders(tmp_path, capsys):
     assert sorted(p.name for p in used.iterdir()) == ["notes.txt"]
 
 
-def _final_params(out):
-    config = TrainConfig(**json.loads((out / "config.json").read_text())["config"])
-    return load_params(out / "params", config.build_model().init(jax.random.PRNGKey(0)))
-
-
 def test_resume_refuses_foreign_and_truncated_folders(tmp_path, capsys):
     assert cli.main(["train", "--resume", str(tmp_path), "--no-progress"]) == 2
     assert f"--resume {tmp_path} is not an attnrnn run folder" in capsys.readouterr().err
