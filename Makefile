@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test fuzz reliability bench bench-system learn lab clean
+.PHONY: demo test docs fuzz reliability bench bench-system learn lab clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ demo: $(VENV)/.installed-base
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -n 2 -q
+
+# The site (README as home, theory/results/performance/reliability pages, one API page per public
+# name, the notebooks with their outputs) in site/; strict, so a broken reference fails it.
+docs: $(VENV)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(BIN)/mkdocs build --strict
+	@echo "open site/index.html"
 
 # The figures of docs/reliability.md: >= 5,000 generated bad calls, and kill -9 at 20 moments
 # of a run (each resumed run bitwise equal to the uninterrupted one), counts printed.
@@ -66,4 +72,4 @@ lab: $(VENV)/.installed-notebooks
 	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis .cache site

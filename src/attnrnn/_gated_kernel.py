@@ -4,7 +4,7 @@ Autodiff through ``lax.scan`` accumulates ``∂ℓ/∂W_h`` inside the backward 
 update per step. Fused RNN libraries instead carry only the state gradient backwards and
 leave every weight gradient to one large matrix product after the loop; this does the same.
 The input projections ``z_c[t] = W_c x[t]`` and ``z_x[t] = W_x x[t]`` are computed for every
-step in one matrix product before the loop (by :func:`gated_kernel`), so their gradients
+step in one matrix product before the loop (by ``gated_kernel``), so their gradients
 (``∂ℓ/∂W_c``, ``∂ℓ/∂W_x``, ``∂ℓ/∂x``) are JAX's own products of the ``∂ℓ/∂z`` returned
 here; under ``jax.grad`` of a vmapped loss that is one product over batch and time. With
 ``δ[t] = ∂ℓ/∂h[t]`` and ``g[t]`` the cotangent of the output ``h[t]``::
@@ -22,7 +22,7 @@ and the backward pass recomputes each chunk's projections, states and gates just
 needs them (from ``xs``, ``W_c``, ``W_x``), so what is stored for the backward pass grows with ``T / chunk + chunk``
 instead of ``T`` (``chunk ≈ √T`` gives ``√T``), beyond the inputs themselves.
 
-This is the gated RNN's ``Recurrence.kernel`` (:mod:`attnrnn._scan`): the loop calls it for
+This is the gated RNN's ``Recurrence.kernel`` (``attnrnn._scan``): the loop calls it for
 ``backward="fused"``, after flipping a reversed sequence.
 
 Each half is written for a batch (``attnrnn._batching.batch_aware``), so under ``jax.vmap``
@@ -56,7 +56,7 @@ def gate_update(h_prev, zc, zx, recurrent):
 
 
 def gated_step(W_h, h_prev, zc, zx):
-    """:func:`gate_update` with ``W_h h[t-1]`` computed here."""
+    """``gate_update`` with ``W_h h[t-1]`` computed here."""
     return gate_update(h_prev, zc, zx, h_prev @ W_h.T)
 
 
@@ -181,7 +181,7 @@ _gated_scan.defvjp(_gated_scan_fwd, _gated_scan_bwd)
 
 
 def gated_kernel(W, inputs, h0, xs, keep, unroll, chunk):
-    """The gated RNN's loop as :mod:`attnrnn._scan` plugs it in: ``W = W_h[None]``,
+    """The gated RNN's loop as ``attnrnn._scan`` plugs it in: ``W = W_h[None]``,
     ``inputs = (W_c, W_x)``, ``xs`` the raw inputs; returns ``(final state, hs)``."""
     W_c, W_x = inputs
     recompute = None if chunk is None else lax.stop_gradient((xs, W_c, W_x))

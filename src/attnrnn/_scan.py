@@ -1,6 +1,6 @@
-"""THE time loop: every recurrence of the library runs through :func:`run`, which owns
+"""THE time loop: every recurrence of the library runs through ``run``, which owns
 masking, reverse order, unrolling, rematerialisation, the initial and final state, and the
-choice of backward pass. Models describe their equations (a :class:`Recurrence`); they never
+choice of backward pass. Models describe their equations (a ``Recurrence``); they never
 see how the loop is differentiated.
 
 A mask means the same for every recurrence: where ``mask[t]`` is False the step is skipped —
@@ -102,7 +102,7 @@ def run(rec: Recurrence, weights, inputs, init, xs, *, mask=None, reverse=False,
     """Runs ``rec`` over the leading (time) axis of ``xs`` from the carry ``init``.
 
     Args:
-      rec: the :class:`Recurrence`.
+      rec: the ``Recurrence``.
       weights: the recurrent weights ``W (L, O, I)``.
       inputs: the weights of ``rec.project_inputs`` (any pytree).
       init: the initial carry (a pytree).
@@ -110,7 +110,7 @@ def run(rec: Recurrence, weights, inputs, init, xs, *, mask=None, reverse=False,
       mask: None, or a validated boolean ``(T,)``; False skips that step.
       reverse: process ``t = T-1 .. 0``; outputs stay at their original positions.
       unroll: lax.scan's unroll factor (validated).
-      remat_chunk: None, or a validated chunk length (see :func:`check_remat_chunk`).
+      remat_chunk: None, or a validated chunk length (see ``check_remat_chunk``).
       backward: ``"autodiff"`` or ``"fused"`` (validated).
 
     Returns:
@@ -196,7 +196,7 @@ def chunks(tree, T, chunk, fill):
 
 
 def unchunk(tree, T):
-    """The inverse of :func:`chunks`: ``(T, ...)`` again, the padding dropped."""
+    """The inverse of ``chunks``: ``(T, ...)`` again, the padding dropped."""
     return jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:])[:T], tree)
 
 

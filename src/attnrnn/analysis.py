@@ -4,7 +4,7 @@ backpropagation-through-time closed form of the gated RNN's ``∂ℓ/∂W_x``.
 The total derivative ``∂ℓ/∂h[t]`` sums every path from ``h[t]`` to the loss: directly (if
 the loss reads ``h[t]``) and through every later state. It is the gradient of the loss
 with respect to an additive perturbation ``δ_t`` of ``h[t]`` at ``δ = 0``, so one backward
-pass gives it for all ``t`` at once (:func:`state_gradients`).
+pass gives it for all ``t`` at once ([`state_gradients`][attnrnn.analysis.state_gradients]).
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def gated_bptt_W_x(params: GatedRNNParams, xs, direct, h0=None):
     since ``W_x`` enters ``h[t]`` only through ``(1 - c[t]) ⊙ W_x x[t]``.
 
     Args:
-      params: :class:`~attnrnn.GatedRNNParams`.
+      params: [`GatedRNNParams`][attnrnn.gated.GatedRNNParams].
       xs: ``(T, n)``.
       direct: ``(T, m)``, ``∂ℓ/∂h[t]`` counting only the loss's direct use of each state.
       h0: the initial state, zeros by default.

@@ -1,11 +1,17 @@
-"""AttentionRNN(k) and AttentionRNN(∞) (homework 1.3).
+r"""AttentionRNN(k) and AttentionRNN(∞) (homework 1.3).
 
 Lag 0 reads the input, lags ``1..k`` read past states; ``h[t] = 0`` for ``t < 1``, and those
-zero states take part in the softmax exactly as the equations read::
+zero states take part in the softmax exactly as the equations read:
 
-    q_0, k_0, v_0 = Q_0 x[t], K_0 x[t], V_0 x[t]
-    q_i, k_i, v_i = Q_i h[t-i], K_i h[t-i], V_i h[t-i]           i = 1..k
-    w_i = q_i^T k_i ;  a[t] = softargmax(w_0..w_k) ∈ R^{k+1} ;  h[t] = Σ_i a_i[t] v_i
+$$
+\begin{aligned}
+q_0,\ k_0,\ v_0 &= Q_0\, x[t],\ K_0\, x[t],\ V_0\, x[t], \\
+q_i,\ k_i,\ v_i &= Q_i\, h[t-i],\ K_i\, h[t-i],\ V_i\, h[t-i], \qquad i = 1, \dots, k, \\
+w_i &= q_i^\top k_i, \qquad
+a[t] = \operatorname{softargmax}(w_0, \dots, w_k) \in \mathbb{R}^{k+1}, \qquad
+h[t] = \sum_{i=0}^{k} a_i[t]\, v_i.
+\end{aligned}
+$$
 
 AttentionRNN(∞) ties the weights of every lag (``Q_i = Q, K_i = K, V_i = V`` for ``i ≥ 1``)
 and attends over the input term and every past state ``h[1..t-1]``, so ``a[t] ∈ R^t``.
@@ -68,9 +74,10 @@ class AttentionOptions(NamedTuple):
     ``score_cap`` soft-caps scores to ``cap · tanh(w / cap)``; ``normalize_states`` feeds
     past states to their lag terms as ``h / rms(h)`` (queries, keys and values).
 
-    The bounds reparametrise the weights inside the function, so they hold for *any*
-    parameters an optimiser reaches. ``ν(W)`` is :func:`attnrnn.spectral.spectral_norm`, an
-    upper bound of the spectral norm ``‖W‖₂`` within a factor ``rank^{1/1024}`` of it:
+    The bounds reparametrise the weights inside the function, so they hold for *any* parameters
+    an optimiser reaches. ``ν(W)`` is
+    [`attnrnn.spectral.spectral_norm`][attnrnn.spectral.spectral_norm], an upper bound of the
+    spectral norm ``‖W‖₂`` within a factor ``rank^{1/1024}`` of it:
 
     - ``nonexpansive``: every past-state value map is applied as
       ``V_i' = V_i / max(1, ν(V_i))``, so ``‖V_i'‖₂ ≤ 1``.
@@ -86,11 +93,11 @@ class AttentionOptions(NamedTuple):
         ‖h[t]‖ ≤ R[t] = max(max_{s ≤ t} ‖V_x' x[s]‖, R_0)
 
     where ``R_0`` is the largest past term the initial state holds: 0 for the default zero
-    initial state, ``max_i ‖history[i]‖`` for a :class:`WindowState` (bounded through
-    ``V_i'``, norm ≤ ‖history[i]‖), ``‖numerator‖ / denominator`` for an
-    :class:`OnlineSoftmaxState` (its carried past is one convex combination of values).
-    With ``value_bound = c`` too, ``R[t] ≤ max(c · max_s ‖x[s]‖₁, R_0)``: ``c`` for one-hot
-    inputs, whatever the weights.
+    initial state, ``max_i ‖history[i]‖`` for a [`WindowState`][attnrnn.attention.WindowState]
+    (bounded through ``V_i'``, norm ≤ ‖history[i]‖), ``‖numerator‖ / denominator`` for an
+    [`OnlineSoftmaxState`][attnrnn.attention.OnlineSoftmaxState] (its carried past is one convex
+    combination of values). With ``value_bound = c`` too, ``R[t] ≤ max(c · max_s ‖x[s]‖₁,
+    R_0)``: ``c`` for one-hot inputs, whatever the weights.
 
     **Score bound** (``score_bound = b``). A past state's score is
     ``|w_i| = |(Q_i' h)ᵀ(K_i' h)| ≤ ‖Q_i'‖₂ ‖K_i'‖₂ ‖h‖² ≤ b² ‖h‖²``, so with the two bounds
@@ -135,12 +142,13 @@ def bounded_params(params: AttentionRNNParams, options: AttentionOptions) -> Att
     bounded set after an update instead of reparametrising.
 
     Args:
-      params: :class:`AttentionRNNParams`.
-      options: :class:`AttentionOptions`; only its ``nonexpansive``, ``score_bound`` and
-        ``value_bound`` act here.
+      params: [`AttentionRNNParams`][attnrnn.attention.AttentionRNNParams].
+      options: [`AttentionOptions`][attnrnn.attention.AttentionOptions]; only its
+        ``nonexpansive``, ``score_bound`` and ``value_bound`` act here.
 
     Returns:
-      :class:`AttentionRNNParams` with ``V_h``, ``Q_h``, ``K_h`` and ``V_x`` rescaled.
+      [`AttentionRNNParams`][attnrnn.attention.AttentionRNNParams] with ``V_h``, ``Q_h``,
+      ``K_h`` and ``V_x`` rescaled.
     """
     if not isinstance(options, AttentionOptions):
         raise TypeError(f"options must be AttentionOptions, got {type(options).__name__}")
@@ -226,7 +234,7 @@ def attention_rnn_init(
       dtype: a floating dtype.
 
     Returns:
-      :class:`AttentionRNNParams`.
+      [`AttentionRNNParams`][attnrnn.attention.AttentionRNNParams].
     """
     n = as_int("input_size", input_size, minimum=1)
     m = as_int("hidden_size", hidden_size, minimum=1)
@@ -347,7 +355,7 @@ def _online_mix(state: OnlineSoftmaxState, w0, v0):
 
 
 def _online_recurrence(options):
-    """AttentionRNN(∞): ``h[t]`` from the running sums (:func:`_online_mix`), then ``h[t]``
+    """AttentionRNN(∞): ``h[t]`` from the running sums (``_online_mix``), then ``h[t]``
     joins the history that steps ``t+1..`` attend over; the one shared set of lag weights
     multiplies ``h[t]``. Outputs ``(h[t], (a_0, w(h[t]), log Z))``, from which the
     attention row can be rebuilt."""
@@ -392,11 +400,12 @@ def attention_rnn_initial_state(params: AttentionRNNParams, *, k):
     """The carry before step 1: every past state zero (finite k) or no past at all (∞).
 
     Args:
-      params: :class:`AttentionRNNParams`.
+      params: [`AttentionRNNParams`][attnrnn.attention.AttentionRNNParams].
       k: an int >= 0, or None for AttentionRNN(∞).
 
     Returns:
-      :class:`WindowState` for finite ``k``, :class:`OnlineSoftmaxState` for ``k=None``.
+      [`WindowState`][attnrnn.attention.WindowState] for finite ``k``,
+      [`OnlineSoftmaxState`][attnrnn.attention.OnlineSoftmaxState] for ``k=None``.
     """
     k = _check_k(k)
     _, m, _ = _check_params(params, k)
@@ -407,11 +416,14 @@ def attention_rnn_step(params: AttentionRNNParams, state, x, *, k, options=None)
     """One step, for users who write their own loops.
 
     Args:
-      params: :class:`AttentionRNNParams`.
-      state: the carry from :func:`attention_rnn_initial_state` or the previous step.
+      params: [`AttentionRNNParams`][attnrnn.attention.AttentionRNNParams].
+      state: the carry from
+        [`attention_rnn_initial_state`][attnrnn.attention.attention_rnn_initial_state] or the
+        previous step.
       x: ``x[t] (n,)``.
       k: an int >= 0, or None for AttentionRNN(∞).
-      options: :class:`AttentionOptions`; None is the homework's model.
+      options: [`AttentionOptions`][attnrnn.attention.AttentionOptions]; None is the homework's
+        model.
 
     Returns:
       ``(state, h[t])``.
@@ -489,21 +501,24 @@ def attention_rnn(
     batched contraction per step; ``k=None`` carries the online softmax (O(m) whatever T).
 
     Args:
-      params: :class:`AttentionRNNParams` (params made for ``k=1`` and for ``k=None`` have
-        the same shapes; this call's ``k`` says which model runs).
+      params: [`AttentionRNNParams`][attnrnn.attention.AttentionRNNParams] (params made for
+        ``k=1`` and for ``k=None`` have the same shapes; this call's ``k`` says which model
+        runs).
       xs: ``(T, n)``.
       k: an int >= 0, or None for AttentionRNN(∞).
-      initial_state: the carry before the first step (:class:`WindowState` for finite k,
-        :class:`OnlineSoftmaxState` for ∞), e.g. the state a previous call returned: two
-        chunks fed through it equal one call. Default :func:`attention_rnn_initial_state`.
+      initial_state: the carry before the first step
+        ([`WindowState`][attnrnn.attention.WindowState] for finite k,
+        [`OnlineSoftmaxState`][attnrnn.attention.OnlineSoftmaxState] for ∞), e.g. the state a
+        previous call returned: two chunks fed through it equal one call. Default
+        [`attention_rnn_initial_state`][attnrnn.attention.attention_rnn_initial_state].
         Gradients flow into it.
       mask: boolean ``(T,)``; where False the step is skipped: the state is carried,
         nothing enters the history (a finite-k window does not shift), the output repeats
         the carried state and the attention row is all zeros.
       reverse: process the sequence from its end; outputs (and attention rows) stay at
         their original positions.
-      options: :class:`AttentionOptions` (stabilisers and the nonexpansive/score bounds);
-        None is the homework's model.
+      options: [`AttentionOptions`][attnrnn.attention.AttentionOptions] (stabilisers and the
+        nonexpansive/score bounds); None is the homework's model.
       return_attention: also return the attention weights.
       return_state: also return the final carry.
       unroll: lax.scan unroll factor.
@@ -511,7 +526,7 @@ def attention_rnn(
         every chunk of that many steps for the backward pass and recompute the rest.
       backward: ``"autodiff"`` (JAX differentiates the scan; forward mode and higher
         orders work) or ``"fused"`` (the time loop's weight-tapped reverse pass,
-        :mod:`attnrnn._scan`: it stores each step's carry, recomputes one step at a time
+        ``attnrnn._scan``: it stores each step's carry, recomputes one step at a time
         and forms the lag weights' gradient as one contraction after the loop; reverse
         mode only). Which is faster depends on the machine (``docs/performance.md``).
 
@@ -563,10 +578,10 @@ def attention_rnn_jacobian(params: AttentionRNNParams, x, history, *, k, lag=1):
 
     (``Q_i = Q`` etc. for every lag of AttentionRNN(∞)). For ``i = 1`` this is the total
     derivative, as ``h[t-1]`` reaches ``h[t]`` by no other path. This is the homework's
-    model (no :class:`AttentionOptions`).
+    model (no [`AttentionOptions`][attnrnn.attention.AttentionOptions]).
 
     Args:
-      params: :class:`AttentionRNNParams`.
+      params: [`AttentionRNNParams`][attnrnn.attention.AttentionRNNParams].
       x: ``x[t] (n,)``.
       history: ``(L, m)``, most recent first (``history[i-1] = h[t-i]``): ``L = k`` for
         finite k (zeros for states before the start), ``L = t-1`` (every past state) for

@@ -1,18 +1,27 @@
-"""Strided, dilated, padded, grouped convolution (homework 1.1) and its closed-form gradients.
+r"""Strided, dilated, padded, grouped convolution (homework 1.1) and its closed-form gradients.
 
 Convolution here is cross-correlation, as in deep-learning libraries. For an input
 ``C × H × W``, ``F`` filters of ``K_H × K_W``, padding ``P_top, P_bottom, P_left, P_right``,
-stride ``S_H, S_W`` and dilation ``D_H, D_W``::
+stride ``S_H, S_W`` and dilation ``D_H, D_W`` (the same for ``W``):
 
-    H_out = floor((P_top + P_bottom + H - (D_H (K_H - 1) + 1)) / S_H) + 1      (same for W)
+$$
+H_\text{out} = \left\lfloor \frac{P_\text{top} + P_\text{bottom} + H - (D_H (K_H - 1) + 1)}{S_H}
+\right\rfloor + 1,
+$$
 
-and in 1-D ``y[f, r] = Σ_c Σ_k x_pad[c, r S + k D] W[f, c, k]`` (0-based ``r`` and ``k``).
+and in 1-D, with 0-based ``r`` and ``k``,
+
+$$
+y[f, r] = \sum_c \sum_k x_\text{pad}[c,\ r S + k D]\; W[f, c, k].
+$$
 
 The backward pass is again a convolution:
 
-* ``∂ℓ/∂W[f, c, k] = Σ_r g[f, r] x_pad[c, r S + k D]`` correlates the padded input with the
-  output gradient ``g`` *dilated by the stride* (and steps by the forward dilation);
-* ``∂ℓ/∂x`` is a *full* convolution of the stride-dilated ``g`` with the flipped kernel.
+* $\partial\ell / \partial W[f, c, k] = \sum_r g[f, r]\, x_\text{pad}[c,\ r S + k D]$
+  correlates the padded input with the output gradient ``g`` *dilated by the stride* (and
+  steps by the forward dilation);
+* $\partial\ell / \partial x$ is a *full* convolution of the stride-dilated ``g`` with the
+  flipped kernel.
 
 Every function works on one example, channel-first; batch with ``jax.vmap``.
 """
@@ -120,7 +129,7 @@ def _geometry(spatial, kernel, *, stride, padding, dilation, kernel_name="kernel
 def conv_output_shape(
     input_shape, kernel_size, *, filters=1, stride=1, padding=0, dilation=1
 ) -> tuple[int, ...]:
-    """Output shape of :func:`conv`, by the formula
+    """Output shape of [`conv`][attnrnn.conv.conv], by the formula
 
     ``out = floor((P_lo + P_hi + size - (D (K - 1) + 1)) / S) + 1`` per spatial dimension.
 
@@ -130,7 +139,7 @@ def conv_output_shape(
         channel axis.
       kernel_size: int (every spatial dim) or one int per spatial dim.
       filters: number of filters ``F``, the output's channel count.
-      stride, padding, dilation: as for :func:`conv`.
+      stride, padding, dilation: as for [`conv`][attnrnn.conv.conv].
 
     Returns:
       ``(filters, *out)`` for an input with a channel axis, ``out`` without one. For
@@ -205,8 +214,8 @@ def conv(x, w, *, stride=1, padding=0, dilation=1, groups=1):
       groups: splits channels and filters into this many independent convolutions.
 
     Returns:
-      ``y (F, *out)`` with ``out`` as in :func:`conv_output_shape`, in the inputs'
-      result dtype.
+      ``y (F, *out)`` with ``out`` as in [`conv_output_shape`][attnrnn.conv.conv_output_shape],
+      in the inputs' result dtype.
     """
     x_shape = check_rank("x", x, (2, 3, 4), "(C, *spatial) with 1 to 3 spatial dims")
     check_rank("w", w, len(x_shape) + 1, f"(F, C // groups, *kernel) to match x of shape {x_shape}")
@@ -244,7 +253,7 @@ def conv_init(key, in_channels, out_channels, kernel_size, *, groups=1, dtype=jn
       dtype: a floating dtype.
 
     Returns:
-      :class:`ConvParams` ``(w (F, C // groups, *kernel), b (F,))``; use as
+      [`ConvParams`][attnrnn.conv.ConvParams] ``(w (F, C // groups, *kernel), b (F,))``; use as
       ``conv(x, w) + b[:, None, ...]``.
     """
     in_channels = as_int("in_channels", in_channels, minimum=1)

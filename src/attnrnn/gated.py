@@ -1,9 +1,15 @@
-"""The gated RNN (homework 1.2).
+r"""The gated RNN (homework 1.2).
 
-With ``x[t] ∈ R^n``, ``h[t] ∈ R^m`` and ``h[0] = 0`` unless given::
+With ``x[t] ∈ R^n``, ``h[t] ∈ R^m`` and ``h[0] = 0`` unless given:
 
-    c[t] = σ(W_c x[t] + W_h h[t-1])                      W_c ∈ R^{m×n}, W_h ∈ R^{m×m}
-    h[t] = c[t] ⊙ h[t-1] + (1 - c[t]) ⊙ W_x x[t]         W_x ∈ R^{m×n}
+$$
+\begin{aligned}
+c[t] &= \sigma(W_c\, x[t] + W_h\, h[t-1]), &
+  W_c &\in \mathbb{R}^{m \times n},\ W_h \in \mathbb{R}^{m \times m}, \\
+h[t] &= c[t] \odot h[t-1] + (1 - c[t]) \odot W_x\, x[t], &
+  W_x &\in \mathbb{R}^{m \times n}.
+\end{aligned}
+$$
 
 The gate ``c[t]`` interpolates between keeping the old state and writing the projected
 input, so every state is a convex combination of past ``W_x x`` and ``h[0]``.
@@ -61,7 +67,7 @@ def gated_rnn_init(key, input_size, hidden_size, *, gate_offset=0.0,
       dtype: a floating dtype for every weight.
 
     Returns:
-      :class:`GatedRNNParams`.
+      [`GatedRNNParams`][attnrnn.gated.GatedRNNParams].
     """
     n = as_int("input_size", input_size, minimum=1)
     m = as_int("hidden_size", hidden_size, minimum=1)
@@ -114,7 +120,7 @@ def gated_rnn_step(params: GatedRNNParams, h_prev, x):
     """One step ``h[t] = c ⊙ h[t-1] + (1 - c) ⊙ W_x x[t]`` with ``c = σ(W_c x[t] + W_h h[t-1])``.
 
     Args:
-      params: :class:`GatedRNNParams`.
+      params: [`GatedRNNParams`][attnrnn.gated.GatedRNNParams].
       h_prev: ``h[t-1] (m,)``.
       x: ``x[t] (n,)``.
 
@@ -153,7 +159,7 @@ def gated_rnn(params: GatedRNNParams, xs, h0=None, *, mask=None, reverse=False, 
     state equal one call.
 
     Args:
-      params: :class:`GatedRNNParams`.
+      params: [`GatedRNNParams`][attnrnn.gated.GatedRNNParams].
       xs: ``(T, n)``.
       h0: the initial state ``(m,)``; zeros of the computation dtype by default. Gradients
         flow into it.
@@ -202,7 +208,7 @@ def gated_rnn_jacobian(params: GatedRNNParams, h_prev, x):
     through the gate, which is where ``W_h`` (and so exploding products) enters.
 
     Args:
-      params: :class:`GatedRNNParams`.
+      params: [`GatedRNNParams`][attnrnn.gated.GatedRNNParams].
       h_prev: ``h[t-1] (m,)``.
       x: ``x[t] (n,)``.
 

@@ -1,9 +1,13 @@
-"""A standard LSTM, the baseline users expect next to the gated RNN (not part of the homework).
+r"""A standard LSTM, the baseline users expect next to the gated RNN (not part of the homework).
 
-With gates stacked as ``[i, f, g, o]``::
+With gates stacked as ``[i, f, g, o]``:
 
-    i, f, o = σ(·), g = tanh(·)  of  W_x x[t] + W_h h[t-1] + b
-    c[t] = f ⊙ c[t-1] + i ⊙ g ;   h[t] = o ⊙ tanh(c[t])
+$$
+\begin{aligned}
+[i; f; g; o] &= [\sigma; \sigma; \tanh; \sigma]\big(W_x\, x[t] + W_h\, h[t-1] + b\big), \\
+c[t] &= f \odot c[t-1] + i \odot g, \qquad h[t] = o \odot \tanh(c[t]).
+\end{aligned}
+$$
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ def lstm_init(key, input_size, hidden_size, *, dtype=jnp.float32) -> LSTMParams:
 
 def lstm(params: LSTMParams, xs, *, mask=None, reverse=False, unroll=1):
     """Runs the LSTM from zero state over ``xs (T, n)``; returns ``hs (T, m)``. ``mask``,
-    ``reverse`` and ``unroll`` behave as for :func:`attnrnn.gated_rnn`."""
+    ``reverse`` and ``unroll`` behave as for [`attnrnn.gated_rnn`][attnrnn.gated.gated_rnn]."""
     four_m, n = check_rank("params.W_x", params.W_x, 2, "(4m, n)")
     m = four_m // 4
     check_shape("params.W_h", params.W_h, (4 * m, m), "(4m, m)")

@@ -1,14 +1,19 @@
-"""The LSTM of Hochreiter & Schmidhuber (1997) as the paper ran it: no forget gate.
+r"""The LSTM of Hochreiter & Schmidhuber (1997) as the paper ran it: no forget gate.
 
 Memory-cell blocks ``j = 1..B`` of ``C`` cells share an input gate and an output gate. Every
 non-input unit — cell inputs, input gates, output gates — reads the current input ``x[t]``
 and every hidden unit's previous activation ``y[t-1] = [y^c; y^in; y^out]`` (a fully connected
-hidden layer), plus a bias::
+hidden layer), plus a bias:
 
-    y^in_j[t]  = σ(W_in[j] u[t] + b_in[j]),   u[t] = [x[t]; y[t-1]]
-    y^out_j[t] = σ(W_out[j] u[t] + b_out[j])
-    s_c[t]     = s_c[t-1] + y^in_j[t] g(W_c[c] u[t] + b_c[c])        g(z) = 4σ(z) - 2 ∈ [-2, 2]
-    y^c[t]     = y^out_j[t] h(s_c[t])                                h(z) = 2σ(z) - 1 ∈ [-1, 1]
+$$
+\begin{aligned}
+y^{in}_j[t] &= \sigma(W_{in}[j]\, u[t] + b_{in}[j]), & u[t] &= [x[t];\ y[t-1]], \\
+y^{out}_j[t] &= \sigma(W_{out}[j]\, u[t] + b_{out}[j]), \\
+s_c[t] &= s_c[t-1] + y^{in}_j[t]\, g(W_c[c]\, u[t] + b_c[c]), &
+  g(z) &= 4\sigma(z) - 2 \in [-2, 2], \\
+y^c[t] &= y^{out}_j[t]\, h(s_c[t]), & h(z) &= 2\sigma(z) - 1 \in [-1, 1],
+\end{aligned}
+$$
 
 for each cell ``c`` of block ``j``; ``s[0] = 0``, ``y[0] = 0``. The cell state is a constant
 error carousel (``∂s[t]/∂s[t-1] = 1``). The paper's output units read the cells only; they
@@ -62,7 +67,7 @@ def lstm1997_init(key, input_size, *, blocks=2, cells=2, input_gate_bias=(-2.0, 
       dtype: a floating dtype.
 
     Returns:
-      :class:`LSTM1997Params`.
+      [`LSTM1997Params`][attnrnn.lstm1997.LSTM1997Params].
     """
     n = as_int("input_size", input_size, minimum=1)
     B = as_int("blocks", blocks, minimum=1)
@@ -105,10 +110,10 @@ def lstm1997(params: LSTM1997Params, xs, *, mask=None, reverse=False, unroll=1,
     """Runs the 1997 LSTM from zero state over ``xs (T, n)``.
 
     Args:
-      params: :class:`LSTM1997Params`.
+      params: [`LSTM1997Params`][attnrnn.lstm1997.LSTM1997Params].
       xs: ``(T, n)``.
-      mask, reverse, unroll: as for :func:`attnrnn.gated_rnn` (a skipped step carries every
-        state and repeats the cell outputs).
+      mask, reverse, unroll: as for [`attnrnn.gated_rnn`][attnrnn.gated.gated_rnn] (a skipped
+        step carries every state and repeats the cell outputs).
       truncated: the paper's truncated gradient: no error flows back through the recurrent
         activations ``y[t-1]`` into the net inputs, only along the cell states (the constant
         error carousel). The forward pass is the same.

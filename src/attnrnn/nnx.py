@@ -53,14 +53,15 @@ def _batched(name, xs, rank):
 
 
 class GatedRNN(_Wrapper):
-    """:func:`attnrnn.gated_rnn` as a module: ``GatedRNN(n, m, rngs=nnx.Rngs(0))(xs)``.
+    """[`attnrnn.gated_rnn`][attnrnn.gated.gated_rnn] as a module: ``GatedRNN(n, m,
+    rngs=nnx.Rngs(0))(xs)``.
 
     Args:
       input_size, hidden_size: ``n``, ``m``.
       rngs: ``nnx.Rngs`` (its ``params`` stream draws the weights, as
-        :func:`attnrnn.gated_rnn_init`).
-      gate_offset, dtype: as :func:`attnrnn.gated_rnn_init`.
-      backward, unroll, remat_chunk: as :func:`attnrnn.gated_rnn`.
+        [`attnrnn.gated_rnn_init`][attnrnn.gated.gated_rnn_init]).
+      gate_offset, dtype: as [`attnrnn.gated_rnn_init`][attnrnn.gated.gated_rnn_init].
+      backward, unroll, remat_chunk: as [`attnrnn.gated_rnn`][attnrnn.gated.gated_rnn].
     """
 
     _PARAMS = ar.GatedRNNParams
@@ -86,16 +87,17 @@ class GatedRNN(_Wrapper):
 
 
 class AttentionRNN(_Wrapper):
-    """:func:`attnrnn.attention_rnn` as a module: AttentionRNN(k) (``k`` an int) or (∞)
-    (``k=None``), with its :class:`attnrnn.AttentionOptions`.
+    """[`attnrnn.attention_rnn`][attnrnn.attention.attention_rnn] as a module: AttentionRNN(k)
+    (``k`` an int) or (∞) (``k=None``), with its
+    [`attnrnn.AttentionOptions`][attnrnn.attention.AttentionOptions].
 
     Args:
       input_size, hidden_size: ``n``, ``m``.
       k: the lags, or None.
       rngs: ``nnx.Rngs``.
-      key_size, dtype: as :func:`attnrnn.attention_rnn_init`.
-      options, backward, unroll, remat_chunk: as :func:`attnrnn.attention_rnn` (None: the
-        homework's model).
+      key_size, dtype: as [`attnrnn.attention_rnn_init`][attnrnn.attention.attention_rnn_init].
+      options, backward, unroll, remat_chunk: as
+        [`attnrnn.attention_rnn`][attnrnn.attention.attention_rnn] (None: the homework's model).
     """
 
     _PARAMS = ar.AttentionRNNParams
@@ -126,12 +128,13 @@ class AttentionRNN(_Wrapper):
 
 
 class Conv(_Wrapper):
-    """:func:`attnrnn.conv` plus bias as a module: ``x (B, C, *spatial)`` -> ``(B, F, *out)``.
+    """[`attnrnn.conv`][attnrnn.conv] plus bias as a module: ``x (B, C, *spatial)`` -> ``(B, F,
+    *out)``.
 
     Args:
-      in_channels, out_channels, kernel_size: as :func:`attnrnn.conv_init`.
+      in_channels, out_channels, kernel_size: as [`attnrnn.conv_init`][attnrnn.conv.conv_init].
       rngs: ``nnx.Rngs``.
-      stride, padding, dilation, groups: as :func:`attnrnn.conv`.
+      stride, padding, dilation, groups: as [`attnrnn.conv`][attnrnn.conv].
       dtype: the weights' dtype.
     """
 

@@ -3,13 +3,15 @@ step and host loop, the 1997 protocol, run folders with checkpoints, plots, and 
 (``attnrnn train``). It uses optax, orbax-checkpoint, tqdm and matplotlib; the library
 (``attnrnn``) imports none of it.
 
-One concept per module: :mod:`~attnrnn.train.tasks`, :mod:`~attnrnn.train.models`,
-:mod:`~attnrnn.train.config` (what defines a run; the defaults), :mod:`~attnrnn.train.step`
-(optimizer, one update, chunks on device), :mod:`~attnrnn.train.sharding`,
-:mod:`~attnrnn.train.evaluation`, :mod:`~attnrnn.train.loop` (``fit``, ``fit_trials``, the
-summary), :mod:`~attnrnn.train.protocol` (the 1997 stopping rule and test),
-:mod:`~attnrnn.train.checkpoints` and :mod:`~attnrnn.train.run` (run folders, resume),
-:mod:`~attnrnn.train.plots`, :mod:`~attnrnn.train.debug_loss`, :mod:`~attnrnn.train.cli`.
+One concept per module: [`tasks`][attnrnn.train.tasks], [`models`][attnrnn.train.models],
+[`config`][attnrnn.train.config] (what defines a run; the defaults),
+[`step`][attnrnn.train.step] (optimizer, one update, chunks on device),
+[`sharding`][attnrnn.train.sharding], [`evaluation`][attnrnn.train.evaluation],
+[`loop`][attnrnn.train.loop] (``fit``, ``fit_trials``, the summary),
+[`protocol`][attnrnn.train.protocol] (the 1997 stopping rule and test),
+[`checkpoints`][attnrnn.train.checkpoints] and [`run`][attnrnn.train.run] (run folders, resume),
+[`plots`][attnrnn.train.plots], [`debug_loss`][attnrnn.train.debug_loss],
+[`cli`][attnrnn.train.cli].
 """
 
 from attnrnn.train.config import TrainConfig, training_defaults

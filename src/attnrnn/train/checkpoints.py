@@ -38,7 +38,7 @@ def _abstract(tree):
 
 class Checkpoints:
     """The training checkpoints of one run folder (``DIR/checkpoints/<step>/``), keeping the
-    last ``keep``; each holds the :class:`~attnrnn.train.step.TrainState` and the metrics
+    last ``keep``; each holds the [`TrainState`][attnrnn.train.step.TrainState] and the metrics
     history up to that step."""
 
     def __init__(self, run_dir, keep=3):
@@ -69,11 +69,13 @@ class Checkpoints:
         """The newest ``(state, history)`` that restores; ``like`` is a state of the same
         structure (or its ``jax.eval_shape``).
 
-        A checkpoint that does not restore is reported (a :class:`CheckpointWarning` naming
-        it and why), moved aside to ``checkpoints-corrupt/`` beside the checkpoints (kept,
-        not deleted, and out of the way of the steps about to be redone), and the next older
-        one is tried. Raises :class:`NoCheckpointError` when none has finished, and
-        :class:`CheckpointError` (naming each and why) when none restores.
+        A checkpoint that does not restore is reported (a
+        [`CheckpointWarning`][attnrnn.train.checkpoints.CheckpointWarning] naming it and why),
+        moved aside to ``checkpoints-corrupt/`` beside the checkpoints (kept, not deleted, and
+        out of the way of the steps about to be redone), and the next older one is tried. Raises
+        [`NoCheckpointError`][attnrnn.train.checkpoints.NoCheckpointError] when none has
+        finished, and [`CheckpointError`][attnrnn.train.checkpoints.CheckpointError] (naming
+        each and why) when none restores.
         """
         ocp = _ocp()
         steps = sorted(self._manager.all_steps(), reverse=True)
@@ -123,8 +125,8 @@ def save_params(path, params):
 
 
 def load_params(path, like):
-    """Loads what :func:`save_params` wrote; ``like`` gives the pytree structure (e.g. the
-    output of ``model_init`` or its ``jax.eval_shape``)."""
+    """Loads what [`save_params`][attnrnn.train.checkpoints.save_params] wrote; ``like`` gives
+    the pytree structure (e.g. the output of ``model_init`` or its ``jax.eval_shape``)."""
     path = Path(path).absolute()
     if not os.path.isdir(path):
         raise CheckpointError(f"no saved parameters at {path}")

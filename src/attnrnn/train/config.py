@@ -1,4 +1,5 @@
-"""What defines a run (:class:`TrainConfig`) and the training settings each model gets by
+"""What defines a run ([`TrainConfig`][attnrnn.train.config.TrainConfig]) and the training
+settings each model gets by
 default: the one source of defaults, which the CLI's flags and ``--help`` read."""
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ PROTOCOLS = ("heldout", "1997")
 
 
 def training_defaults(model) -> dict:
-    """The steps, optimizer, lr, clip, batch and eval_every a model (a :class:`ModelSpec` or
+    """The steps, optimizer, lr, clip, batch and eval_every a model (a ``ModelSpec`` or
     its string) trains with by default."""
     return {**TRAINING_DEFAULTS, **MODEL_TRAINING_DEFAULTS.get(parse_model(model).cell, {})}
 
@@ -36,18 +37,19 @@ class TrainConfig:
     """Everything that defines a run; ``summary.json`` records it whole.
 
     ``model`` is the CLI form (``"gated"``, ``"attention:inf,raw"``, …), parsed once here
-    (:attr:`spec`); the training code receives the built :class:`~attnrnn.train.models.Model`
-    (:meth:`build_model`). ``steps``, ``optimizer``, ``lr``, ``clip``, ``batch`` and
-    ``eval_every`` left as ``"default"`` take the model's (:func:`training_defaults`); the
-    config then records the values used. ``clip=None`` means no clipping. ``length`` is the
-    adding problem's ``T`` (the other tasks' default lengths when None).
+    (``spec``); the training code receives the built [`Model`][attnrnn.train.models.Model]
+    (``build_model``). ``steps``, ``optimizer``, ``lr``, ``clip``, ``batch`` and ``eval_every``
+    left as ``"default"`` take the model's
+    ([`training_defaults`][attnrnn.train.config.training_defaults]); the config then records the
+    values used. ``clip=None`` means no clipping. ``length`` is the adding problem's ``T`` (the
+    other tasks' default lengths when None).
 
-    ``protocol="heldout"``: steps run on device in chunks of ``eval_every``, with a
-    held-out evaluation after each, so a run ends at the first chunk boundary at or after
-    ``steps``; a run is *solved* when the held-out set has at most one error per 2,560
-    sequences. ``protocol="1997"``: the paper's ST3/ABS stopping rule on the training
-    sequences (:mod:`attnrnn.train.protocol`), checked after every step; ``steps`` is the
-    budget, and the stopped weights are tested on a fresh set.
+    ``protocol="heldout"``: steps run on device in chunks of ``eval_every``, with a held-out
+    evaluation after each, so a run ends at the first chunk boundary at or after ``steps``; a
+    run is *solved* when the held-out set has at most one error per 2,560 sequences.
+    ``protocol="1997"``: the paper's ST3/ABS stopping rule on the training sequences
+    ([`attnrnn.train.protocol`][attnrnn.train.protocol]), checked after every step; ``steps`` is
+    the budget, and the stopped weights are tested on a fresh set.
     """
 
     task: str = "temporal-order"
@@ -94,14 +96,15 @@ class TrainConfig:
 
     @property
     def spec(self) -> ModelSpec:
-        """``model`` parsed (:func:`~attnrnn.train.models.parse_model` caches by string)."""
+        """``model`` parsed ([`parse_model`][attnrnn.train.models.parse_model] caches by
+        string)."""
         return parse_model(self.model)
 
     def make_task(self):
         return make_task(self.task, level=self.level, length=self.length)
 
     def build_model(self, task=None) -> Model:
-        """The model this config trains, sized for ``task`` (default :meth:`make_task`)."""
+        """The model this config trains, sized for ``task`` (default ``make_task``)."""
         return model_for(self.spec, task or self.make_task(), self.hidden)
 
     def replace(self, **changes) -> TrainConfig:

@@ -68,8 +68,8 @@ def spike_report(history):
 
 
 def run_study(out, *, steps=1000, seed=0, progress=True, level="moderate"):
-    """Runs the four trainings of :data:`STUDY`; writes ``report.json`` and ``curves.png``
-    to ``out``, prints a table, and returns the report."""
+    """Runs the four trainings of [`STUDY`][attnrnn.train.debug_loss.STUDY]; writes
+    ``report.json`` and ``curves.png`` to ``out``, prints a table, and returns the report."""
     out = Path(out)
     prepare_folder(out)  # like a training run: a new or empty folder, never overwritten
     runs, report = {}, {}

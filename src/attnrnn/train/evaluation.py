@@ -24,7 +24,7 @@ def solved(errors, size) -> bool:
 
 @functools.partial(jax.jit, static_argnames=("model", "tolerance"))
 def evaluate(params, data, *, model, tolerance=None):
-    """``{"loss", "accuracy", "errors"}`` of ``model`` (a :class:`~attnrnn.train.models.Model`)
+    """``{"loss", "accuracy", "errors"}`` of ``model`` (a [`Model`][attnrnn.train.models.Model])
     on ``data = (xs, labels, mask)``.
 
     Errors are wrong predictions, counted over sequences, or over valid steps for per-step

@@ -1,5 +1,6 @@
-"""The host loop: :func:`fit` trains one run chunk by chunk (records, held-out evaluation,
-stopping, the summary), :func:`fit_trials` many 1997-protocol trials side by side."""
+"""The host loop: [`fit`][attnrnn.train.loop.fit] trains one run chunk by chunk (records,
+held-out evaluation, stopping, the summary), [`fit_trials`][attnrnn.train.loop.fit_trials] many
+1997-protocol trials side by side."""
 
 from __future__ import annotations
 
@@ -54,8 +55,8 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, progress=
     """Trains per ``config``; returns ``(state, history, summary)``.
 
     Args:
-      config: a :class:`TrainConfig`.
-      state: a :class:`TrainState` to continue from (a resumed run); fresh when None. Its
+      config: a ``TrainConfig``.
+      state: a ``TrainState`` to continue from (a resumed run); fresh when None. Its
         buffers are donated to the first chunk: use the returned state afterwards.
       history: the records of the steps before ``state`` (kept in the returned history).
       on_chunk: called as ``on_chunk(state, history, new_records)`` after the step-0
@@ -64,7 +65,7 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, progress=
       progress: show a tqdm bar (``tqdm.auto``: a widget in Jupyter).
       stop_when_solved: stop at the first evaluation with held-out error <= 1/2560 (the
         held-out protocol; the 1997 protocol always stops by its rule).
-      task: a :class:`~attnrnn.train.tasks.Task` to use instead of ``config.task``.
+      task: a [`Task`][attnrnn.train.tasks.Task] to use instead of ``config.task``.
       devices: data-parallel over these devices (an int N for the first N, or None for
         all): the batch is split, parameters and optimizer state are replicated.
 
@@ -74,8 +75,6 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, progress=
       ``heldout_loss``/``heldout_accuracy``/``heldout_errors`` on the last step of each
       chunk) and the summary dict of ``summary.json``.
     """
-    from tqdm.auto import tqdm
-
     task = task or config.make_task()
     model = config.build_model(task)
     rule = _stop_rule(config, task)
@@ -97,8 +96,8 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, progress=
         if on_chunk is not None:
             on_chunk(state, history, history[-1:])
     stop_reason = "completed"
-    bar = tqdm(total=config.steps, initial=int(state.step), disable=not progress,
-               unit="step", desc=f"{model.name} on {config.task}")
+    bar = _progress_bar(progress, total=config.steps, initial=int(state.step),
+                        desc=f"{model.name} on {config.task}")
     while int(state.step) < config.steps:
         before = int(state.step)
         state, metrics = chunk(state)
@@ -134,6 +133,16 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, progress=
     return state, history, summary
 
 
+def _progress_bar(progress, **kwargs):
+    """A tqdm bar in steps; ``tqdm.auto`` (a widget in Jupyter) only when it is shown, since
+    importing it in a notebook without ipywidgets prints a warning even for a hidden bar."""
+    if progress:
+        from tqdm.auto import tqdm
+    else:
+        from tqdm import tqdm
+    return tqdm(disable=not progress, unit="step", **kwargs)
+
+
 def fit_trials(config: TrainConfig, seeds, *, progress=False, max_seconds=None):
     """Independent runs of ``config`` (one per seed) side by side on device under the 1997
     protocol: one jitted ``jax.vmap`` of the training chunk moves every trial ``eval_every``
@@ -149,8 +158,6 @@ def fit_trials(config: TrainConfig, seeds, *, progress=False, max_seconds=None):
       ``sequences_run`` (the trial's training sequences, stopped or not), and the trials'
       shared ``wall_seconds``.
     """
-    from tqdm.auto import tqdm
-
     if config.protocol != "1997":
         raise ValueError(f"fit_trials runs the 1997 protocol, got protocol={config.protocol!r}")
     task = config.make_task()
@@ -163,8 +170,8 @@ def fit_trials(config: TrainConfig, seeds, *, progress=False, max_seconds=None):
     state = jax.jit(jax.vmap(lambda seed: new_train_state(config, task, seed)))(
         jnp.asarray(seeds))
     start = time.perf_counter()
-    bar = tqdm(total=config.steps, disable=not progress, unit="step",
-               desc=f"{len(seeds)} x {model.name} on {config.task}")
+    bar = _progress_bar(progress, total=config.steps,
+                        desc=f"{len(seeds)} x {model.name} on {config.task}")
     while int(state.step.max()) < config.steps and not bool((state.stop.stopped_at >= 0).all()):
         if max_seconds is not None and time.perf_counter() - start > max_seconds:
             break

@@ -1,11 +1,12 @@
-"""Sequence models: a recurrence (gated, AttentionRNN(k)/(∞), or an LSTM baseline) plus a
-linear readout, as :class:`Model` values (``init``/``apply``/``loss``) built once from real
-arguments (:func:`make_model`); the CLI's strings (``"attention:inf,raw"``) are parsed once,
-into a :class:`ModelSpec`, by :func:`parse_model`.
+"""Sequence models: a recurrence (gated, AttentionRNN(k)/(∞), or an LSTM baseline) plus a linear
+readout, as [`Model`][attnrnn.train.models.Model] values (``init``/``apply``/``loss``) built
+once from real arguments ([`make_model`][attnrnn.train.models.make_model]); the CLI's strings
+(``"attention:inf,raw"``) are parsed once, into a [`ModelSpec`][attnrnn.train.models.ModelSpec],
+by [`parse_model`][attnrnn.train.models.parse_model].
 
 A classifier reads out the last state: with a mask, a skipped step repeats the carried
 state, so ``hs[-1]`` is the last valid state for pre- and post-padded sequences alike. A
-per-step model reads out every state. Batch with ``jax.vmap`` (:func:`batch_loss` does).
+per-step model reads out every state. Batch with ``jax.vmap`` (``batch_loss`` does).
 """
 
 from __future__ import annotations
@@ -51,10 +52,11 @@ RAW = AttentionOptions()
 
 
 class ModelSpec(NamedTuple):
-    """Static model choice: ``cell`` in ``gated, attention, lstm, lstm1997``; ``k`` the attention lags
-    (None for AttentionRNN(∞)); ``options`` the attention bounds and stabilisers
-    (:data:`BOUNDED` unless the spec says ``raw``); ``gate_offset`` the gated RNN's initial
-    gate offset (see :func:`attnrnn.gated_rnn_init`); ``truncated`` the 1997 LSTM's
+    """Static model choice: ``cell`` in ``gated, attention, lstm, lstm1997``; ``k`` the
+    attention lags (None for AttentionRNN(∞)); ``options`` the attention bounds and stabilisers
+    ([`BOUNDED`][attnrnn.train.models.BOUNDED] unless the spec says ``raw``); ``gate_offset``
+    the gated RNN's initial gate offset (see
+    [`attnrnn.gated_rnn_init`][attnrnn.gated.gated_rnn_init]); ``truncated`` the 1997 LSTM's
     truncated gradient (``lstm1997,truncated``). ``str(spec)`` is the CLI form, e.g.
     ``attention:inf``, ``attention:2,raw``, ``attention:inf,qk=1.5`` or ``gated,offset=0``."""
 
@@ -92,8 +94,9 @@ _OPTION_HELP = "'raw', 'nonexp', 'qk=B', 'v=C', 'norm', 'scale=S', 'cap=C'"
 
 
 def _parse_options(parts, spec):
-    """Attention options after the commas, applied in order to :data:`BOUNDED` (``raw``
-    first starts from the homework's model instead)."""
+    """Attention options after the commas, applied in order to
+    [`BOUNDED`][attnrnn.train.models.BOUNDED] (``raw`` first starts from the homework's model
+    instead)."""
     options = BOUNDED
     fields = {"qk": "score_bound", "v": "value_bound", "scale": "score_scale",
               "cap": "score_cap"}
@@ -123,7 +126,8 @@ def _parse_options(parts, spec):
 
 def parse_model(spec) -> ModelSpec:
     """``"gated"``, ``"lstm"``, ``"attention:K"`` or ``"attention:inf"`` as a
-    :class:`ModelSpec`. Attention is bounded by default (:data:`BOUNDED`); options after
+    [`ModelSpec`][attnrnn.train.models.ModelSpec]. Attention is bounded by default
+    ([`BOUNDED`][attnrnn.train.models.BOUNDED]); options after
     commas: ``raw`` (first: the homework's unbounded model), ``nonexp`` (value maps
     nonexpansive), ``qk=B`` (query/key spectral bound), ``v=C`` (input value column bound),
     ``norm`` (normalise the states entering the lag terms), ``scale=S`` (multiply scores),
@@ -178,15 +182,17 @@ class SequenceModelParams(NamedTuple):
 
 
 class Model(NamedTuple):
-    """A sequence model built once by :func:`make_model`, its configuration captured:
+    """A sequence model built once by [`make_model`][attnrnn.train.models.make_model], its
+    configuration captured:
 
-    - ``init(key) -> params`` (:class:`SequenceModelParams`);
+    - ``init(key) -> params``
+      ([`SequenceModelParams`][attnrnn.train.models.SequenceModelParams]);
     - ``apply(params, xs, mask=None) -> outputs`` on one sequence ``xs (T, n)``: logits (or
       the net input of ``lstm1997``'s sigmoid units, or the regression value), ``(outputs,)``
       from the last valid state, or ``(T, outputs)`` from every state for a per-step task;
     - ``predict(outputs)``: what the model claims in the units of the targets;
     - ``loss(params, xs, labels, mask, tolerance=None) -> (loss, aux)`` on a batch
-      (:func:`_batch_loss`);
+      (``_batch_loss``);
     - ``name``: the CLI form of the configuration (``str(ModelSpec)``), for records.
     """
 
@@ -206,7 +212,7 @@ def _with_bias_input(xs):
 def make_model(cell="gated", *, input_size, hidden_size, outputs, k=None, options=BOUNDED,
                gate_offset=GATE_OFFSET, truncated=False, per_step=False, regression=False,
                dtype=jnp.float32) -> Model:
-    """A recurrence plus a linear readout, as one :class:`Model` value.
+    """A recurrence plus a linear readout, as one [`Model`][attnrnn.train.models.Model] value.
 
     The gated RNN reads ``[x, 1]``: the constant feature gives each of its matrices a bias
     column (without one its gate cannot start closed on real-valued inputs, such as the
@@ -224,7 +230,8 @@ def make_model(cell="gated", *, input_size, hidden_size, outputs, k=None, option
       hidden_size: ``m``.
       outputs: output units (classes; 1 for a regression).
       k: AttentionRNN's lags (None: AttentionRNN(∞)).
-      options: :class:`attnrnn.AttentionOptions` (default :data:`BOUNDED`).
+      options: [`attnrnn.AttentionOptions`][attnrnn.attention.AttentionOptions] (default
+        [`BOUNDED`][attnrnn.train.models.BOUNDED]).
       gate_offset: the gated RNN's initial gate bias.
       truncated: ``lstm1997`` with the paper's truncated gradient.
       per_step: read out every state (a label per step) instead of the last.
@@ -232,9 +239,9 @@ def make_model(cell="gated", *, input_size, hidden_size, outputs, k=None, option
       dtype: the parameters' dtype.
 
     Returns:
-      a :class:`Model` — the same value for the same arguments (cached), so functions jitted
-      with the model as a static argument (``evaluate``) compile once per configuration, not
-      once per run.
+      a [`Model`][attnrnn.train.models.Model] — the same value for the same arguments (cached),
+      so functions jitted with the model as a static argument (``evaluate``) compile once per
+      configuration, not once per run.
     """
     if cell not in CELLS:
         raise ValueError(f"cell must be one of {list(CELLS)}, got {cell!r}")
@@ -289,7 +296,8 @@ def make_model(cell="gated", *, input_size, hidden_size, outputs, k=None, option
 
 
 def model_for(spec, task, hidden_size, dtype=jnp.float32) -> Model:
-    """The :class:`Model` of a :class:`ModelSpec` (or its string) sized for ``task``."""
+    """The [`Model`][attnrnn.train.models.Model] of a
+    [`ModelSpec`][attnrnn.train.models.ModelSpec] (or its string) sized for ``task``."""
     spec = parse_model(spec)
     return make_model(spec.cell, input_size=task.features, hidden_size=hidden_size,
                       outputs=task.classes, k=spec.k, options=spec.options,

@@ -11,8 +11,9 @@ def plot_curves(runs, path=None, title=None):
     and counted in the legend.
 
     Args:
-      runs: ``{label: history}``, a history being the list of records :func:`attnrnn.train.loop.fit`
-        returns (per-step training figures, held-out figures where measured).
+      runs: ``{label: history}``, a history being the list of records
+        [`attnrnn.train.loop.fit`][attnrnn.train.loop.fit] returns (per-step training figures,
+        held-out figures where measured).
       path: save the figure there (PNG) when given.
       title: a figure title.
 

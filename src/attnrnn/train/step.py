@@ -1,10 +1,11 @@
 """The optimisation step: optax with a non-finite guard, one update, and chunks of updates
 run on device.
 
-Data are generated inside the jitted chunk from the key carried in :class:`TrainState`, and
-``steps_per_chunk`` steps run in one ``lax.scan`` on device, so the host sees the device
-once per chunk, not once per step. Every update goes through ``optax.apply_if_finite``: a
-non-finite gradient leaves the parameters and optimizer moments untouched and is counted.
+Data are generated inside the jitted chunk from the key carried in
+[`TrainState`][attnrnn.train.step.TrainState], and ``steps_per_chunk`` steps run in one
+``lax.scan`` on device, so the host sees the device once per chunk, not once per step. Every
+update goes through ``optax.apply_if_finite``: a non-finite gradient leaves the parameters and
+optimizer moments untouched and is counted.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ class TrainState(NamedTuple):
 
 
 def make_optimizer(name, learning_rate, clip) -> optax.GradientTransformation:
-    """``clip_by_global_norm(clip)`` (unless ``clip`` is None) followed by adam, rmsprop or
-    sgd at ``learning_rate`` (the defaults live in :mod:`attnrnn.train.config`)."""
+    """``clip_by_global_norm(clip)`` (unless ``clip`` is None) followed by adam, rmsprop or sgd
+    at ``learning_rate`` (the defaults live in
+    [`attnrnn.train.config`][attnrnn.train.config])."""
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {name!r}")
     inner = OPTIMIZERS[name](learning_rate)
@@ -65,14 +67,15 @@ def consecutive_skips(state: TrainState):
 
 def init_train_state(key, params, optimizer: optax.GradientTransformation,
                      stop_rule: ST3 | None = None) -> TrainState:
-    """A fresh :class:`TrainState`; ``optimizer`` is the unguarded transformation;
-    ``stop_rule`` the 1997 protocol's (:func:`attnrnn.train.protocol.stop_rule`), if any."""
+    """A fresh [`TrainState`][attnrnn.train.step.TrainState]; ``optimizer`` is the unguarded
+    transformation; ``stop_rule`` the 1997 protocol's
+    ([`attnrnn.train.protocol.stop_rule`][attnrnn.train.protocol.stop_rule]), if any."""
     return TrainState(params, guard_non_finite(optimizer).init(params), jnp.zeros((), jnp.int32),
                       key, None if stop_rule is None else init_stop(stop_rule))
 
 
 def _update(optimizer, loss, state: TrainState, batch, stop_rule=None):
-    """One optimisation step of ``loss`` (a :class:`~attnrnn.train.models.Model`'s) on
+    """One optimisation step of ``loss`` (a [`Model`][attnrnn.train.models.Model]'s) on
     ``batch = (xs, labels, mask)``; the body every step shares. Under a stop rule, a state
     that has stopped stays as it is (so the weights tested are those at the stop)."""
     tolerance = None if stop_rule is None else stop_rule.gamma
@@ -96,7 +99,7 @@ def _update(optimizer, loss, state: TrainState, batch, stop_rule=None):
 
 def make_train_step(optimizer, model) -> Callable:
     """A jitted ``(state, batch) -> (state, metrics)`` for batches you make yourself;
-    ``model`` a :class:`~attnrnn.train.models.Model`.
+    ``model`` a [`Model`][attnrnn.train.models.Model].
 
     ``metrics`` holds ``loss``, ``accuracy``, ``grad_norm`` (before clipping) and
     ``skipped`` (True when the gradient was non-finite and the update was skipped).
@@ -106,14 +109,16 @@ def make_train_step(optimizer, model) -> Callable:
 
 def make_train_chunk(optimizer, task, model, *, batch_size, steps_per_chunk, mesh=None,
                      stop_rule=None, trials=False):
-    """A jitted ``state -> (state, metrics)`` that runs ``steps_per_chunk`` steps of
-    ``model`` on device, each on a fresh batch drawn from ``task`` with the state's key;
-    ``metrics`` are stacked per step. The input state's buffers are donated. With a
-    ``stop_rule`` (the state made with it), the 1997 rule is tracked after every step and a
-    stopped state stays put. With ``trials=True`` the chunk runs a stack of independent
-    states side by side (``jax.vmap``; see :func:`attnrnn.train.loop.fit_trials`).
+    """A jitted ``state -> (state, metrics)`` that runs ``steps_per_chunk`` steps of ``model``
+    on device, each on a fresh batch drawn from ``task`` with the state's key; ``metrics`` are
+    stacked per step. The input state's buffers are donated. With a ``stop_rule`` (the state
+    made with it), the 1997 rule is tracked after every step and a stopped state stays put. With
+    ``trials=True`` the chunk runs a stack of independent states side by side (``jax.vmap``; see
+    [`attnrnn.train.loop.fit_trials`][attnrnn.train.loop.fit_trials]).
 
-    With a ``mesh`` (see :func:`attnrnn.train.sharding.data_parallel_mesh`), each batch is
+    With a ``mesh`` (see
+    [`attnrnn.train.sharding.data_parallel_mesh`][attnrnn.train.sharding.data_parallel_mesh]),
+    each batch is
     split over its data axis and the state should be replicated: XLA's partitioner then
     runs each device on its share of the batch and all-reduces the gradients.
     """

@@ -53,10 +53,10 @@ def temporal_order(key, batch_size, *, level="moderate"):
     """Hochreiter & Schmidhuber (1997) experiment 6a, as the NYU deep-learning course makes it.
 
     A sequence of length ``L`` over the symbols ``X, Y, a, b, c, d, B, E`` (one-hot, in that
-    order) starts with ``B`` and ends with ``E``; positions ``t1`` and ``t2`` (0-based, ``B``
-    at 0) hold ``X`` or ``Y`` and every other position a random ``a``–``d``. The class is
-    ``Q, R, S, U`` for ``XX, XY, YX, YY`` at ``(t1, t2)``, uniform. ``L``, ``t1`` and ``t2``
-    are uniform over the level's ranges, both ends included (:data:`LEVELS`).
+    order) starts with ``B`` and ends with ``E``; positions ``t1`` and ``t2`` (0-based, ``B`` at
+    0) hold ``X`` or ``Y`` and every other position a random ``a``–``d``. The class is ``Q, R,
+    S, U`` for ``XX, XY, YX, YY`` at ``(t1, t2)``, uniform. ``L``, ``t1`` and ``t2`` are uniform
+    over the level's ranges, both ends included ([`LEVELS`][attnrnn.train.tasks.LEVELS]).
     Sequences are pre-padded with zero vectors to ``T_max``, the level's longest length.
 
     Args:
@@ -194,9 +194,9 @@ TASK_NAMES = ("temporal-order", "adding", "echo", "delayed-letters")
 
 
 def make_task(name: str, *, level="moderate", length=None, echo_step=3, delay=3) -> Task:
-    """A :class:`Task` by name: ``temporal-order`` (``level``), ``adding`` (``length`` T,
-    default 100), ``echo`` (``length``, ``echo_step``) or ``delayed-letters`` (``length``,
-    ``delay``)."""
+    """A [`Task`][attnrnn.train.tasks.Task] by name: ``temporal-order`` (``level``), ``adding``
+    (``length`` T, default 100), ``echo`` (``length``, ``echo_step``) or ``delayed-letters``
+    (``length``, ``delay``)."""
     if name == "temporal-order":
         _check_level(level)
         return Task(name, len(SYMBOLS), len(CLASSES), False,
