@@ -29,7 +29,7 @@ demo: $(VENV)/.installed-base
 	$(BIN)/attnrnn compare $$out/gated $$out/attention-inf --out $$out/curves.png
 
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 --dist worksteal -q
 
 # The site (README as home, theory/results/performance/reliability pages, one API page per public
 # name, the notebooks with their outputs) in site/; strict, so a broken reference fails it.
