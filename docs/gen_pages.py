@@ -47,11 +47,14 @@ def training_modules() -> list[str]:
                                 if not p.stem.startswith("_")]
 
 
+TRAINING = training_modules()
+
+
 def api_page(module: str) -> str:
     return f"api/{module}.md"
 
 
-def site_link(target: str) -> str:
+def site_link(target: str) -> str | None:
     """A README link target as seen from the site's home page: docs/ pages are pages,
     a module's source file is its API page, anything else has no page (None)."""
     if target.startswith("docs/"):
@@ -61,7 +64,7 @@ def site_link(target: str) -> str:
     match = re.fullmatch(r"src/(attnrnn/[a-z0-9_/]+)\.py", target)
     if match:
         module = match.group(1).replace("/", ".")
-        if module in LIBRARY or module in training_modules():
+        if module in LIBRARY or module in TRAINING:
             return api_page(module)
     return None
 
@@ -104,7 +107,7 @@ for module in LIBRARY:
             f.write(f"::: {module}.{name}\n")
         nav["API: the library", module, name] = page
 
-for module in training_modules():
+for module in TRAINING:
     with mkdocs_gen_files.open(api_page(module), "w") as f:
         members = "false" if module == "attnrnn.train" else "true"
         f.write(f"::: {module}\n    options:\n      members: {members}\n")
