@@ -1,6 +1,6 @@
 """What defines a run ([`TrainConfig`][attnrnn.train.config.TrainConfig]) and the training
-settings each model gets by
-default: the one source of defaults, which the CLI's flags and ``--help`` read."""
+settings each model gets by default: the one source of defaults, which the CLI's flags and
+``--help`` read."""
 
 from __future__ import annotations
 

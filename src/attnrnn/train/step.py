@@ -118,9 +118,8 @@ def make_train_chunk(optimizer, task, model, *, batch_size, steps_per_chunk, mes
 
     With a ``mesh`` (see
     [`attnrnn.train.sharding.data_parallel_mesh`][attnrnn.train.sharding.data_parallel_mesh]),
-    each batch is
-    split over its data axis and the state should be replicated: XLA's partitioner then
-    runs each device on its share of the batch and all-reduces the gradients.
+    each batch is split over its data axis and the state should be replicated: XLA's
+    partitioner then runs each device on its share of the batch and all-reduces the gradients.
     """
     if mesh is not None:
         check_divides(batch_size, mesh)
