@@ -128,7 +128,7 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, progress=
     bar.close()
     summary = summarize(config, history, state, time.perf_counter() - start, stop_reason)
     if rule is not None:
-        summary.update(_test_record(state, model, task, rule))
+        summary.update(_test_record(state, model, test_set(task), rule))
     summary["devices"] = mesh.size
     return state, history, summary
 
@@ -154,7 +154,7 @@ def fit_trials(config: TrainConfig, seeds, *, progress=False, max_seconds=None):
 
     Returns:
       one dict per seed: ``seed``, ``sequences_to_stop`` (None if the budget ran out),
-      ``test_errors``, ``test_size``, ``skipped_updates``, ``num_params``,
+      ``test_errors``, ``test_loss``, ``test_size``, ``skipped_updates``, ``num_params``,
       ``sequences_run`` (the trial's training sequences, stopped or not), and the trials'
       shared ``wall_seconds``.
     """
@@ -181,27 +181,29 @@ def fit_trials(config: TrainConfig, seeds, *, progress=False, max_seconds=None):
     bar.close()
     wall = time.perf_counter() - start
     test = test_set(task)
+    trials = []
     # One trial at a time: ten trials' 2,560 test sequences side by side would hold ten times
     # the activations (13 GiB for the LSTM at T = 1000), and the test runs once.
-    tests = jax.lax.map(lambda params: evaluate(params, test, model=model,
-                                                tolerance=rule.gamma)["errors"], state.params)
-    num_params = sum(int(w[0].size) for w in jax.tree.leaves(state.params))
-    return [{"seed": seed, "sequences_to_stop": int(stop) if stop >= 0 else None,
-             "test_errors": int(errors), "test_size": TEST_SIZE, "skipped_updates": int(skips),
-             "num_params": num_params, "wall_seconds": wall,
-             "sequences_run": int(steps) * config.batch}
-            for seed, stop, errors, skips, steps in zip(
-                seeds, state.stop.stopped_at, tests, state.opt_state.total_notfinite,
-                state.step, strict=True)]
+    for i, seed in enumerate(seeds):
+        trial = jax.tree.map(lambda leaf: leaf[i], state)
+        trials.append({"seed": seed, **_test_record(trial, model, test, rule),
+                       "skipped_updates": int(skipped_updates(trial)),
+                       "num_params": _num_params(trial.params), "wall_seconds": wall,
+                       "sequences_run": int(trial.step) * config.batch})
+    return trials
 
 
-def _test_record(state, model, task, rule):
-    """The 1997 protocol's test of the stopped (or final) weights on a fresh set."""
-    result = evaluate(state.params, test_set(task), model=model, tolerance=rule.gamma)
+def _test_record(state, model, test, rule):
+    """The 1997 protocol's test of the stopped (or final) weights on the fresh set ``test``."""
+    result = evaluate(state.params, test, model=model, tolerance=rule.gamma)
     stopped_at = int(state.stop.stopped_at)
     return {"sequences_to_stop": stopped_at if stopped_at >= 0 else None,
             "test_errors": int(result["errors"]), "test_size": TEST_SIZE,
             "test_loss": float(result["loss"])}
+
+
+def _num_params(params):
+    return sum(int(w.size) for w in jax.tree.leaves(params))
 
 
 def summarize(config, history, state, wall_seconds, stop_reason):
@@ -218,7 +220,7 @@ def summarize(config, history, state, wall_seconds, stop_reason):
         "sequences_to_solve": solved_at,
         "sequences_seen": int(state.step) * config.batch,
         "steps": int(state.step),
-        "num_params": sum(int(w.size) for w in jax.tree.leaves(state.params)),
+        "num_params": _num_params(state.params),
         "initial_loss": initial.get("heldout_loss"),
         "initial_accuracy": initial.get("heldout_accuracy"),
         "final_loss": trained[-1]["loss"] if trained else None,
