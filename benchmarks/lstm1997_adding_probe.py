@@ -16,26 +16,15 @@ import argparse
 import json
 
 import jax
-import jax.numpy as jnp
 
 import attnrnn.lstm1997 as paper_lstm
 from attnrnn.train import TrainConfig, fit_trials
 from attnrnn.train import models
 
 
-def _update_with(g_half_range, squash_output):
-    """``attnrnn.lstm1997``'s step with other squashing functions (the same step otherwise)."""
-    def update(B, C, carry, z, context, WP):
-        s, _ = carry
-        net = z + WP[0]
-        y_in = jax.nn.sigmoid(net[B * C : B * C + B])
-        y_out = jax.nn.sigmoid(net[B * C + B :])
-        g = g_half_range * (2 * jax.nn.sigmoid(net[: B * C]) - 1)
-        s = s + jnp.repeat(y_in, C) * g
-        h = 2 * jax.nn.sigmoid(s) - 1 if squash_output else s
-        y_c = jnp.repeat(y_out, C) * h
-        return (s, jnp.concatenate([y_c, y_in, y_out])), y_c
-    return update
+# The squashing variants, in place of attnrnn.lstm1997's ``_g`` (cell input) and ``_h``
+# (cell output) for the duration of one probe.
+SQUASHING = {"g=1": ("_g", lambda z: 2 * jax.nn.sigmoid(z) - 1), "h=id": ("_h", lambda s: s)}
 
 
 def probe(variant, trials=5, budget=300_000):
@@ -44,9 +33,12 @@ def probe(variant, trials=5, budget=300_000):
     # is cached by its arguments and ``evaluate`` is jitted with the model static.
     models.make_model.cache_clear()
     jax.clear_caches()
-    original, original_update = models.lstm1997_init, paper_lstm._update
-    if variant in ("g=1", "h=id"):
-        paper_lstm._update = _update_with(1.0 if variant == "g=1" else 2.0, variant != "h=id")
+    original = models.lstm1997_init
+    squashing = SQUASHING.get(variant)
+    if squashing:
+        name, function = squashing
+        original_squashing = getattr(paper_lstm, name)
+        setattr(paper_lstm, name, function)
     if variant == "outbias":
         def init(key, n, **kwargs):
             params = original(key, n, **kwargs)
@@ -57,7 +49,9 @@ def probe(variant, trials=5, budget=300_000):
                              lr=lr, steps=budget)
         runs = fit_trials(config, range(trials))
     finally:
-        models.lstm1997_init, paper_lstm._update = original, original_update
+        models.lstm1997_init = original
+        if squashing:
+            setattr(paper_lstm, name, original_squashing)
     return {"variant": variant, "lr": lr, "budget": budget,
             "stops": [r["sequences_to_stop"] for r in runs],
             "test_errors": [r["test_errors"] for r in runs],

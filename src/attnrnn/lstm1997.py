@@ -143,13 +143,22 @@ def lstm1997(params: LSTM1997Params, xs, *, mask=None, reverse=False, unroll=1,
     return ys
 
 
+def _g(z):
+    """The cell input squashing, ``4σ(z) - 2 ∈ [-2, 2]``."""
+    return 4 * jax.nn.sigmoid(z) - 2
+
+
+def _h(s):
+    """The cell output squashing, ``2σ(s) - 1 ∈ [-1, 1]``."""
+    return 2 * jax.nn.sigmoid(s) - 1
+
+
 def _update(B, C, carry, z, context, WP):
     """One step given the recurrent part of the net inputs ``WP[0] = W_y y[t-1]``."""
     s, _ = carry
     net = z + WP[0]
     y_in = jax.nn.sigmoid(net[B * C : B * C + B])
     y_out = jax.nn.sigmoid(net[B * C + B :])
-    g = 4 * jax.nn.sigmoid(net[: B * C]) - 2
-    s = s + jnp.repeat(y_in, C) * g
-    y_c = jnp.repeat(y_out, C) * (2 * jax.nn.sigmoid(s) - 1)
+    s = s + jnp.repeat(y_in, C) * _g(net[: B * C])
+    y_c = jnp.repeat(y_out, C) * _h(s)
     return (s, jnp.concatenate([y_c, y_in, y_out])), y_c
