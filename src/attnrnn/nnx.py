@@ -128,13 +128,13 @@ class AttentionRNN(_Wrapper):
 
 
 class Conv(_Wrapper):
-    """[`attnrnn.conv`][attnrnn.conv] plus bias as a module: ``x (B, C, *spatial)`` -> ``(B, F,
-    *out)``.
+    """[`attnrnn.conv`][attnrnn.conv.conv] plus bias as a module: ``x (B, C, *spatial)`` ->
+    ``(B, F, *out)``.
 
     Args:
       in_channels, out_channels, kernel_size: as [`attnrnn.conv_init`][attnrnn.conv.conv_init].
       rngs: ``nnx.Rngs``.
-      stride, padding, dilation, groups: as [`attnrnn.conv`][attnrnn.conv].
+      stride, padding, dilation, groups: as [`attnrnn.conv`][attnrnn.conv.conv].
       dtype: the weights' dtype.
     """
 
