@@ -17,6 +17,9 @@ from pathlib import Path
 
 from attnrnn.train import TrainConfig, fit_trials
 
+# The 1997 network on the adding problem: as the library builds it (a linear output unit),
+# with the paper's truncated gradient, and with the logistic output unit of the paper's text.
+LSTM1997 = ("lstm1997", "lstm1997,truncated", "lstm1997,logistic")
 # (row name, task settings, model, trials, budget in sequences)
 ROWS = {
     "6a": [
@@ -26,13 +29,13 @@ ROWS = {
         ({"task": "temporal-order", "level": "hard"}, "lstm", 20, 200_000),
     ],
     "adding100": [
-        ({"task": "adding", "length": 100}, "lstm1997", 10, 1_000_000),
+        *(({"task": "adding", "length": 100}, model, 10, 1_000_000) for model in LSTM1997),
         ({"task": "adding", "length": 100}, "gated", 10, 300_000),
         ({"task": "adding", "length": 100}, "attention:inf", 10, 300_000),
         ({"task": "adding", "length": 100}, "lstm", 10, 300_000),
     ],
     **{f"adding{length}": [({"task": "adding", "length": length}, model, 10, 1_000_000)
-                           for model in ("lstm1997", "gated", "attention:inf", "lstm")]
+                           for model in (*LSTM1997, "gated", "attention:inf", "lstm")]
        for length in (500, 1000)},
 }
 # The paper's mean sequences to stop under its own protocol (20 trials for 6a, 10 for adding).
@@ -65,7 +68,8 @@ def with_stats(row):
             "min": min(stopped, default=None), "max": max(stopped, default=None),
             "mean_test_errors": statistics.mean(t[1] for t in trials),
             "skipped_updates": sum(t[2] for t in trials),
-            "least_run": min(t[0] if t[0] is not None else t[3] for t in trials)}
+            # How far the unstopped trials ran (the budget unless a wall-clock cap ended them).
+            "least_run": min((t[3] for t in trials if t[0] is None), default=row["budget"])}
 
 
 def merge(rows):
@@ -89,14 +93,14 @@ def table(results):
     header = ("task", "model (weights)", "training", "trials stopped", "mean seqs to stop",
               "min", "max", "mean test errors / 2,560", "wall s", "paper: LSTM 1997, mean")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    order = {model: i for i, model in enumerate(("lstm1997", "gated", "attention:inf", "lstm"))}
+    order = {model: i for i, model in enumerate((*LSTM1997, "gated", "attention:inf", "lstm"))}
     for r in sorted(results, key=lambda r: (r["task"] == "adding", r["length"] or 0,
                                             order.get(r["model"], len(order)), r["model"])):
         task = (f"6a {r['level']}" if r["task"] == "temporal-order" else
                 f"adding T = {r['length']}")
         paper = PAPER.get((r["task"], r["level"] or r["length"]), "")
         budget = f"budget {r['budget']:,}"
-        if r.get("least_run", r["budget"]) < r["budget"] and r["stopped"] < r["trials"]:
+        if r.get("least_run", r["budget"]) < r["budget"]:
             budget += f" (wall-capped: unstopped trials ran ≥ {r['least_run']:,})"
         training = (f"{r['optimizer']} {r['lr']:g}, batch {r['batch']}, "
                     f"clip {r['clip'] if r['clip'] else 'none'}, {budget}")

@@ -50,8 +50,16 @@ def test_parse_model():
     assert models.parse_model("gated").gate_offset == 2.0 and str(models.parse_model("gated")) == "gated"
     assert models.parse_model("gated,offset=0").gate_offset == 0.0
     assert str(models.parse_model("gated,offset=0.5")) == "gated,offset=0.5"
+    for text, truncated, logistic in [("lstm1997", False, False),
+                                      ("lstm1997,truncated", True, False),
+                                      ("lstm1997,logistic", False, True),
+                                      ("lstm1997,truncated,logistic", True, True)]:
+        spec = models.parse_model(text)
+        assert (spec.truncated, spec.logistic) == (truncated, logistic) and str(spec) == text
+    assert str(models.parse_model("lstm1997,logistic,truncated")) == "lstm1997,truncated,logistic"
     for bad in ["attention", "attention:-1", "gru", "gated:2", "attention:x", "gated,offset=x",
-                "gated,norm", "lstm,offset=1"]:
+                "gated,norm", "lstm,offset=1", "lstm1997,raw", "lstm1997,truncated,truncated",
+                "lstm1997:2", "lstm,logistic"]:
         with pytest.raises(ValueError, match="model must be"):
             models.parse_model(bad)
     for bad in ["attention:2,offset=1", "attention:inf,scale=x", "attention:2,cap"]:

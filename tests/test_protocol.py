@@ -50,6 +50,28 @@ def test_lstm1997_has_the_papers_weights():
     np.testing.assert_array_equal(adding.cell.b_in, [-3.0, -6.0])
 
 
+def test_lstm1997_output_units():
+    """The classifier's outputs are logistic; the regression's unit is linear unless
+    ``logistic`` (the paper's text), with the same 93 weights either way."""
+    task = tasks.make_task("adding", length=30)
+    xs, targets, mask = task.sample(jax.random.PRNGKey(0), 8)
+    linear, logistic = (models.model_for(spec, task, 1) for spec in
+                        ("lstm1997", "lstm1997,logistic"))
+    params = linear.init(jax.random.PRNGKey(1))
+    net = jax.vmap(lambda x, m: linear.apply(params, x, m))(xs, mask)
+    np.testing.assert_array_equal(linear.predict(net), net)
+    np.testing.assert_allclose(logistic.predict(net), 1 / (1 + np.exp(-np.asarray(net))),
+                               rtol=1e-6)
+    for model, y in ((linear, net[:, 0]), (logistic, 1 / (1 + np.exp(-np.asarray(net[:, 0]))))):
+        loss, aux = model.loss(params, xs, targets, mask)
+        np.testing.assert_allclose(loss, np.mean(0.5 * (y - targets) ** 2), rtol=1e-5)
+        np.testing.assert_allclose(aux["abs_error"], np.abs(y - targets), rtol=1e-5)
+    classifier = models.model_for("lstm1997", tasks.make_task("temporal-order"), 1)
+    assert classifier.name == "lstm1997" and logistic.name == "lstm1997,logistic"
+    np.testing.assert_allclose(classifier.predict(jnp.array([0.0, 2.0])),
+                               [0.5, 1 / (1 + np.exp(-2.0))], rtol=1e-6)
+
+
 def test_regression_loss_and_errors():
     task = tasks.make_task("adding", length=30)
     xs, targets, mask = task.sample(jax.random.PRNGKey(0), 16)

@@ -113,7 +113,8 @@ def _add_train_options(parser):
                         "100), echo's (64) or delayed-letters' (32); not for temporal-order")
     parser.add_argument("--model", default=defaults.model,
                         help="gated, lstm, lstm1997, attention:K or attention:inf (default "
-                        "%(default)s); attention is bounded unless 'attention:K,raw'")
+                        "%(default)s); attention is bounded unless 'attention:K,raw'; "
+                        "lstm1997 takes ',truncated' and ',logistic'")
     parser.add_argument("--protocol", default=defaults.protocol, choices=PROTOCOLS,
                         help="heldout: evaluate a fixed held-out set every --eval-every steps "
                         "(default); 1997: the paper's ST3/ABS stopping rule, then a fresh "
