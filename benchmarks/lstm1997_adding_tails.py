@@ -20,9 +20,11 @@ import jax
 import numpy as np
 
 from attnrnn.train import TrainConfig, fit
+from attnrnn.train.protocol import stop_rule
 
 BANDS = ((0.0, 0.1), (0.1, 0.9), (0.9, 1.0 + 1e-6))
 FRESH_KEY = 2**31 - 3  # neither the test set's, the held-out set's, nor a training seed's
+RULE = stop_rule("adding")  # ABS(0.04) over windows of 2,000 sequences
 
 
 def trial(model, seed, budget, fresh=100_000):
@@ -30,8 +32,8 @@ def trial(model, seed, budget, fresh=100_000):
                          steps=budget)
     state, history, summary = fit(config, progress=False)
     wrong = np.array([1.0 - r["accuracy"] for r in history if "accuracy" in r])
-    trailing = np.convolve(wrong, np.ones(2000), "valid")
-    learnt = np.flatnonzero(trailing <= 20)
+    trailing = np.convolve(wrong, np.ones(RULE.window), "valid")
+    learnt = np.flatnonzero(trailing <= RULE.window // 100)  # at most 1% wrong
     task = config.make_task()
     built = config.build_model(task)
     xs, targets, mask = task.sample(jax.random.PRNGKey(FRESH_KEY), fresh)
@@ -45,15 +47,16 @@ def trial(model, seed, budget, fresh=100_000):
         band = (targets >= low) & (targets < high)
         bands[f"{low:g}-{min(high, 1):g}"] = {
             "share": round(float(band.mean()), 4),
-            "wrong": round(float((np.abs(error[band]) >= 0.04).mean()), 4),
+            "wrong": round(float((np.abs(error[band]) >= RULE.gamma).mean()), 4),
             "mean_error": round(float(error[band].mean()), 4)}
     return {"model": model, "seed": seed, "budget": budget,
             "sequences_to_stop": summary["sequences_to_stop"],
-            "learnt_at": int(learnt[0]) + 2000 if learnt.size else None,
+            "learnt_at": int(learnt[0]) + RULE.window if learnt.size else None,
             "wrong_per_10000": [round(float(w), 4) for w in
                                 wrong[: wrong.size // 10_000 * 10_000].reshape(-1, 10_000)
                                 .mean(axis=1)],
-            "fresh_wrong": round(float((np.abs(error) >= 0.04).mean()), 4), "bands": bands}
+            "fresh_wrong": round(float((np.abs(error) >= RULE.gamma).mean()), 4),
+            "bands": bands}
 
 
 def main():
