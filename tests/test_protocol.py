@@ -103,6 +103,11 @@ def test_protocol_1997_run_stops_and_tests():
     # stopped, and the record says so.
     capped = training.fit_trials(config, [0], max_seconds=0)
     assert capped[0]["sequences_run"] == 0 and capped[0]["sequences_to_stop"] is None
+    # fit's cap ends the loop after the chunk in flight: one chunk ran, unstopped, tested.
+    state, history, capped = training.fit(config, progress=False, max_seconds=0)
+    assert capped["stop_reason"] == "stopped: wall-clock cap of 0 s"
+    assert int(state.step) == len(history) == config.eval_every
+    assert capped["sequences_to_stop"] is None and capped["test_size"] == 2560
 
 
 def test_protocol_1997_from_the_command_line(tmp_path, capsys):

@@ -51,7 +51,7 @@ def _stop_rule(config, task):
 
 
 def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, progress=True,
-        stop_when_solved=False, task=None, devices=None):
+        stop_when_solved=False, task=None, devices=None, max_seconds=None):
     """Trains per ``config``; returns ``(state, history, summary)``.
 
     Args:
@@ -68,6 +68,9 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, progress=
       task: a [`Task`][attnrnn.train.tasks.Task] to use instead of ``config.task``.
       devices: data-parallel over these devices (an int N for the first N, or None for
         all): the batch is split, parameters and optimizer state are replicated.
+      max_seconds: end the loop after the chunk that takes the wall time past this many
+        seconds (``stop_reason`` says so; a 1997-protocol run is then tested unstopped, like
+        an exhausted budget). None: no cap.
 
     Returns:
       The final state, every step's record (``step``, ``sequences_seen``, ``loss``,
@@ -124,6 +127,9 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, progress=
         if (heldout is not None and stop_when_solved
                 and solved(records[-1]["heldout_errors"], config.heldout)):
             stop_reason = "solved"
+            break
+        if max_seconds is not None and time.perf_counter() - start > max_seconds:
+            stop_reason = f"stopped: wall-clock cap of {max_seconds:g} s"
             break
     bar.close()
     summary = summarize(config, history, state, time.perf_counter() - start, stop_reason)
