@@ -1,5 +1,5 @@
 """Where the 1997 LSTM's adding-problem errors are (``--protocol 1997``): one trial per seed
-and output unit, then its weights on 100,000 fresh sequences by target band.
+and output unit, then its weights on fresh sequences (``--fresh``, 100,000) by target band.
 
     .venv/bin/python benchmarks/lstm1997_adding_tails.py --seeds 0 1 --budget 300000
     .venv/bin/python benchmarks/lstm1997_adding_tails.py --models lstm1997 --length 500 \
@@ -20,9 +20,8 @@ paper's 0.5; ``--variant`` changes the network as ``lstm1997_adding_probe.py``'s
 from __future__ import annotations
 
 import argparse
-import json
-
 import functools
+import json
 
 import jax
 import jax.numpy as jnp
