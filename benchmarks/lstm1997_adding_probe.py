@@ -1,10 +1,17 @@
-"""Why ``lstm1997,logistic`` (the paper's text: a logistic output unit) is slower than the
-paper on the adding problem (T = 100): that run with one setting changed, 5 trials side by
-side, a 300,000-sequence budget, ``--protocol 1997`` (docs/results.md reports what each
-changed; the library's default ``lstm1997``, with a linear output unit, is the one that
-reproduces the paper).
+"""The 1997 LSTM on the adding problem with one setting changed (``--protocol 1997``).
+
+Trials side by side; docs/results.md reports each probe. First, why ``lstm1997,logistic`` (the
+paper's text: a logistic output unit) is slower than the paper at T = 100 (5 trials, a
+300,000-sequence budget: the defaults; the library's ``lstm1997``, with a linear output unit,
+is the one that reproduces the paper there); then what sets the length of ``lstm1997``'s
+plateau at T = 500 and 1000 (the second command).
 
     .venv/bin/python benchmarks/lstm1997_adding_probe.py outbias lr=0.1 lr=1 lr=2 lr=4 g=1 h=id
+    .venv/bin/python benchmarks/lstm1997_adding_probe.py --model lstm1997 --length 500 \
+        --budget 1000000 --seeds 0:10 scale=0.5
+
+``--model``, ``--length``, ``--budget`` and ``--seeds`` choose the row (the defaults are the
+first command's: ``lstm1997,logistic``, T = 100, 300,000, trials 0-4).
 
 ``outbias``: output-gate biases initialised like the input gates' (-3, -6) instead of
 ``U[-0.1, 0.1]``; ``nodrift``: the cell inputs' biases and recurrent weights initialised to 0
@@ -12,8 +19,11 @@ reproduces the paper).
 the sequence: not the paper's network, a diagnostic of state drift); ``lr=X``: the learning
 rate (the paper's is 0.5); the squashing ranges: ``g=1`` the cell input squashed to [-1, 1]
 (``2σ - 1``) instead of [-2, 2], ``h=id`` the cell output not squashed (``h(s) = s``) instead
-of ``2σ(s) - 1``. ``benchmarks/lstm1997_adding_tails.py --variant`` takes the same names but
-``lr=X`` (it has ``--lr``).
+of ``2σ(s) - 1``; ``scale=X``: every weight and bias of the memory cells and gates, but the
+input-gate biases, ``U[-X, X]`` instead of ``U[-0.1, 0.1]`` (the output unit's unchanged);
+``ingate=A,B``: the input-gate biases ``A, B`` instead of the adding problem's -3, -6 (the
+paper: "the precise values hardly matter"). ``benchmarks/lstm1997_adding_tails.py --variant``
+takes the same names but ``lr=X`` (it has ``--lr``).
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ import contextlib
 import json
 
 import jax
+import jax.numpy as jnp
 
 import attnrnn.lstm1997 as paper_lstm
 from attnrnn.train import TrainConfig, fit_trials
@@ -43,15 +54,46 @@ def _nodrift(params, inputs):
     return params._replace(b_c=0 * params.b_c, W_c=params.W_c.at[:, inputs:].set(0))
 
 
+def _scaled(scale):
+    # Every weight and bias U[-scale, scale] instead of U[-0.1, 0.1] (a rescaled draw: the
+    # same signs and proportions); the input-gate biases stay the paper's.
+    def init(params, inputs):
+        return params._replace(**{name: leaf * (scale / 0.1) for name, leaf in
+                                  params._asdict().items() if name != "b_in"})
+    return init
+
+
+def _input_gate_bias(*biases):
+    def init(params, inputs):
+        return params._replace(b_in=jnp.asarray(biases, params.b_in.dtype))
+    return init
+
+
 INITS = {"outbias": _outbias, "nodrift": _nodrift}
-VARIANTS = (*SQUASHING, *INITS)
+# Initialisations with a number in the name: ``scale=X`` and ``ingate=A,B``.
+NUMBERED_INITS = {"scale": _scaled, "ingate": _input_gate_bias}
+VARIANTS = (*SQUASHING, *INITS, *(f"{name}=..." for name in NUMBERED_INITS))
+
+
+def _init_variant(variant):
+    """The parameter rewrite ``variant`` names, or None when it is not an initialisation."""
+    if variant in INITS:
+        return INITS[variant]
+    name, _, numbers = (variant or "").partition("=")
+    if name not in NUMBERED_INITS:
+        return None
+    try:
+        return NUMBERED_INITS[name](*(float(number) for number in numbers.split(",")))
+    except (TypeError, ValueError):
+        raise ValueError(f"variant {variant!r}: expected {name}= and numbers") from None
 
 
 @contextlib.contextmanager
 def patched(variant):
     """``lstm1997`` as ``variant`` (one of ``VARIANTS``, or None: as it is) while the block
     runs: its squashing or its initialisation replaced."""
-    if variant is not None and variant not in VARIANTS:
+    rewrite = _init_variant(variant)
+    if variant is not None and variant not in SQUASHING and rewrite is None:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     # A patched step or init must not meet code compiled for another variant: ``make_model``
     # is cached by its arguments and ``evaluate`` is jitted with the model static.
@@ -63,9 +105,9 @@ def patched(variant):
         name, function = squashing
         original_squashing = getattr(paper_lstm, name)
         setattr(paper_lstm, name, function)
-    if variant in INITS:
+    if rewrite is not None:
         def init(key, n, **kwargs):
-            return INITS[variant](original_init(key, n, **kwargs), n)
+            return rewrite(original_init(key, n, **kwargs), n)
         models.lstm1997_init = init
     try:
         yield
@@ -77,14 +119,20 @@ def patched(variant):
         jax.clear_caches()
 
 
-def probe(variant, trials=5, budget=300_000):
+def probe(variant, trials=5, budget=300_000, model="lstm1997,logistic", length=100, seeds=None,
+          max_seconds=None):
+    """``model`` as ``variant`` on the adding problem at ``length``: the trials ``seeds``
+    (default ``range(trials)``) side by side under ``--protocol 1997``."""
     lr = float(variant.split("=")[1]) if variant.startswith("lr=") else 0.5
+    seeds = range(trials) if seeds is None else seeds
     with patched(None if variant.startswith("lr=") else variant):
-        config = TrainConfig(model="lstm1997,logistic", protocol="1997", task="adding",
-                             length=100, lr=lr, steps=budget)
-        runs = fit_trials(config, range(trials))
-    return {"variant": variant, "lr": lr, "budget": budget,
+        config = TrainConfig(model=model, protocol="1997", task="adding", length=length, lr=lr,
+                             steps=budget)
+        runs = fit_trials(config, seeds, max_seconds=max_seconds)
+    return {"model": model, "length": length, "variant": variant, "lr": lr, "budget": budget,
+            "seeds": list(seeds),
             "stops": [r["sequences_to_stop"] for r in runs],
+            "sequences_run": [r["sequences_run"] for r in runs],
             "test_errors": [r["test_errors"] for r in runs],
             "wall_seconds": runs[0]["wall_seconds"]}
 
@@ -92,8 +140,17 @@ def probe(variant, trials=5, budget=300_000):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("variants", nargs="+")
-    for variant in parser.parse_args().variants:
-        print(json.dumps(probe(variant)), flush=True)
+    parser.add_argument("--model", default="lstm1997,logistic")
+    parser.add_argument("--length", type=int, default=100, help="the adding problem's T")
+    parser.add_argument("--budget", type=int, default=300_000)
+    parser.add_argument("--seeds", default="0:5", metavar="A:B", help="trials A to B - 1")
+    parser.add_argument("--max-seconds", type=float)
+    args = parser.parse_args()
+    low, high = map(int, args.seeds.split(":"))
+    for variant in args.variants:
+        print(json.dumps(probe(variant, budget=args.budget, model=args.model, length=args.length,
+                               seeds=range(low, high), max_seconds=args.max_seconds)),
+              flush=True)
 
 
 if __name__ == "__main__":

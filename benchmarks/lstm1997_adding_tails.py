@@ -14,7 +14,7 @@ unit); ``lstm1997`` the library's default (linear). ``--length`` is the adding p
 (default 100); ``--max-seconds`` caps a trial's training wall time (the curve then ends
 early); ``--x64`` trains in float64 (the library trains in float32); ``--lr`` replaces the
 paper's 0.5; ``--variant`` changes the network as ``lstm1997_adding_probe.py``'s variants
-(``outbias``, ``nodrift``, ``g=1``, ``h=id``).
+(``outbias``, ``nodrift``, ``g=1``, ``h=id``, ``scale=X``, ``ingate=A,B``).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def main():
     parser.add_argument("--lr", type=float, default=0.5)
     parser.add_argument("--max-seconds", type=float)
     parser.add_argument("--x64", action="store_true")
-    parser.add_argument("--variant", choices=VARIANTS)
+    parser.add_argument("--variant", help=f"one of {VARIANTS}")
     parser.add_argument("--fresh", type=int, default=100_000,
                         help="fresh sequences to test by band (a multiple of 10,000)")
     args = parser.parse_args()
