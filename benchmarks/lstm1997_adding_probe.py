@@ -65,6 +65,9 @@ def _scaled(scale):
 
 def _input_gate_bias(*biases):
     def init(params, inputs):
+        if len(biases) != params.b_in.shape[0]:
+            raise ValueError(f"ingate= needs one bias per block ({params.b_in.shape[0]}), "
+                             f"got {biases}")
         return params._replace(b_in=jnp.asarray(biases, params.b_in.dtype))
     return init
 

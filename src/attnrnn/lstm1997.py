@@ -64,7 +64,7 @@ def lstm1997_init(key, input_size, *, blocks=2, cells=2, input_gate_bias=(-2.0, 
       cells: ``C``, cells per block.
       input_gate_bias: ``B`` numbers.
       scale: the half-width of the uniform initialisation (the paper's 0.1; on the adding
-        problem at T = 500 and 1000 a larger one, 0.5, shortens the plateau before the network
+        problem at T = 500 and 1000 a larger one shortens the plateau before the network
         learns: docs/results.md).
       dtype: a floating dtype.
 
