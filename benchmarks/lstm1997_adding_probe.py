@@ -33,7 +33,6 @@ import contextlib
 import json
 
 import jax
-import jax.numpy as jnp
 
 import attnrnn.lstm1997 as paper_lstm
 from attnrnn.train import TrainConfig, fit_trials
@@ -55,31 +54,32 @@ def _nodrift(params, inputs):
 
 
 def _scaled(scale):
-    # Every weight and bias U[-scale, scale] instead of U[-0.1, 0.1] (a rescaled draw: the
-    # same signs and proportions); the input-gate biases stay the paper's.
-    def init(params, inputs):
+    # Every weight and bias U[-scale, scale] instead of U[-0.1, 0.1]; the input-gate biases
+    # stay the paper's. The paper's draw rescaled, not ``lstm1997_init(scale=...)``: the same
+    # draw up to float32 rounding, but the recorded runs (docs/lstm1997-init-scale.jsonl) were
+    # made this way, and online SGD at 0.5 amplifies rounding.
+    def rewrite(params, inputs):
         return params._replace(**{name: leaf * (scale / 0.1) for name, leaf in
                                   params._asdict().items() if name != "b_in"})
-    return init
+    return {}, rewrite
 
 
 def _input_gate_bias(*biases):
-    def init(params, inputs):
-        if len(biases) != params.b_in.shape[0]:
-            raise ValueError(f"ingate= needs one bias per block ({params.b_in.shape[0]}), "
-                             f"got {biases}")
-        return params._replace(b_in=jnp.asarray(biases, params.b_in.dtype))
-    return init
+    # lstm1997_init's own argument (which checks there is one bias per block).
+    return {"input_gate_bias": biases}, None
 
 
-INITS = {"outbias": _outbias, "nodrift": _nodrift}
+# Each initialisation variant: keyword arguments for ``lstm1997_init`` and a rewrite of the
+# parameters it draws (or None).
+INITS = {"outbias": ({}, _outbias), "nodrift": ({}, _nodrift)}
 # Initialisations with a number in the name: ``scale=X`` and ``ingate=A,B``.
 NUMBERED_INITS = {"scale": _scaled, "ingate": _input_gate_bias}
 VARIANTS = (*SQUASHING, *INITS, *(f"{name}=..." for name in NUMBERED_INITS))
 
 
 def _init_variant(variant):
-    """The parameter rewrite ``variant`` names, or None when it is not an initialisation."""
+    """The ``(keyword arguments, rewrite)`` of the initialisation ``variant`` names, or None
+    when it is not one."""
     if variant in INITS:
         return INITS[variant]
     name, _, numbers = (variant or "").partition("=")
@@ -95,8 +95,8 @@ def _init_variant(variant):
 def patched(variant):
     """``lstm1997`` as ``variant`` (one of ``VARIANTS``, or None: as it is) while the block
     runs: its squashing or its initialisation replaced."""
-    rewrite = _init_variant(variant)
-    if variant is not None and variant not in SQUASHING and rewrite is None:
+    init_variant = _init_variant(variant)
+    if variant is not None and variant not in SQUASHING and init_variant is None:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     # A patched step or init must not meet code compiled for another variant: ``make_model``
     # is cached by its arguments and ``evaluate`` is jitted with the model static.
@@ -108,9 +108,12 @@ def patched(variant):
         name, function = squashing
         original_squashing = getattr(paper_lstm, name)
         setattr(paper_lstm, name, function)
-    if rewrite is not None:
+    if init_variant is not None:
+        overrides, rewrite = init_variant
+
         def init(key, n, **kwargs):
-            return rewrite(original_init(key, n, **kwargs), n)
+            params = original_init(key, n, **{**kwargs, **overrides})
+            return params if rewrite is None else rewrite(params, n)
         models.lstm1997_init = init
     try:
         yield
@@ -122,12 +125,11 @@ def patched(variant):
         jax.clear_caches()
 
 
-def probe(variant, trials=5, budget=300_000, model="lstm1997,logistic", length=100, seeds=None,
+def probe(variant, budget=300_000, model="lstm1997,logistic", length=100, seeds=range(5),
           max_seconds=None):
     """``model`` as ``variant`` on the adding problem at ``length``: the trials ``seeds``
-    (default ``range(trials)``) side by side under ``--protocol 1997``."""
+    side by side under ``--protocol 1997``."""
     lr = float(variant.split("=")[1]) if variant.startswith("lr=") else 0.5
-    seeds = range(trials) if seeds is None else seeds
     with patched(None if variant.startswith("lr=") else variant):
         config = TrainConfig(model=model, protocol="1997", task="adding", length=length, lr=lr,
                              steps=budget)
