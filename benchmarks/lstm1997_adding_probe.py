@@ -45,8 +45,7 @@ SQUASHING = {"g=1": ("_g", lambda z: 2 * jax.nn.sigmoid(z) - 1), "h=id": ("_h", 
 
 
 def _outbias(params, inputs):
-    # A copy: two leaves sharing one buffer cannot both be donated to fit's first chunk.
-    return params._replace(b_out=params.b_in.copy())
+    return params._replace(b_out=params.b_in)
 
 
 def _nodrift(params, inputs):

@@ -30,6 +30,19 @@ def test_short_run_solves_easy_level():
                for r in history[1:])
 
 
+def test_fit_copies_the_state_it_continues_from():
+    # Tied leaves (one buffer twice) cannot be donated to a chunk as they are, and the
+    # caller's state must survive the run.
+    config = training.TrainConfig(level="easy", steps=4, eval_every=2, hidden=8, heldout=64)
+    state = training.new_train_state(config)
+    cell = state.params.cell
+    tied = state._replace(params=state.params._replace(cell=cell._replace(W_x=cell.W_c)))
+    before = jax.tree.map(np.asarray, tied)
+    trained, _, summary = training.fit(config, state=tied, progress=False)
+    assert summary["steps"] == 4 and int(trained.step) == 4
+    assert_tree_equal(jax.tree.map(np.asarray, tied), before)
+
+
 def test_non_finite_batch_is_skipped_and_counted():
     task, optimizer, model, state = small_state()
     step = training.make_train_step(optimizer, model)

@@ -56,8 +56,9 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, progress=
 
     Args:
       config: a ``TrainConfig``.
-      state: a ``TrainState`` to continue from (a resumed run); fresh when None. Its
-        buffers are donated to the first chunk: use the returned state afterwards.
+      state: a ``TrainState`` to continue from (a resumed run); fresh when None. It is
+        copied before training (the chunks donate their input), so it stays usable and may
+        share buffers between leaves (tied weights).
       history: the records of the steps before ``state`` (kept in the returned history).
       on_chunk: called as ``on_chunk(state, history, new_records)`` after the step-0
         evaluation and after every chunk of ``config.eval_every`` steps, e.g. to append to
@@ -85,7 +86,9 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, progress=
     mesh = data_parallel_mesh(devices)
     chunk = make_train_chunk(optimizer, task, model, batch_size=config.batch,
                              steps_per_chunk=config.eval_every, mesh=mesh, stop_rule=rule)
-    state = replicate(new_train_state(config, task) if state is None else state, mesh)
+    state = new_train_state(config, task) if state is None else state
+    # A copy: XLA refuses to donate one buffer twice, and the caller's arrays stay alive.
+    state = replicate(jax.tree.map(jnp.copy, state), mesh)
     history = list(history)
     heldout = None
     if rule is None:
