@@ -57,8 +57,8 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, progress=
     Args:
       config: a ``TrainConfig``.
       state: a ``TrainState`` to continue from (a resumed run); fresh when None. It is
-        copied before training (the chunks donate their input), so it stays usable and may
-        share buffers between leaves (tied weights).
+        copied before training (the chunks donate their input), so it stays usable, and
+        leaves may share a buffer (they train as separate leaves).
       history: the records of the steps before ``state`` (kept in the returned history).
       on_chunk: called as ``on_chunk(state, history, new_records)`` after the step-0
         evaluation and after every chunk of ``config.eval_every`` steps, e.g. to append to
