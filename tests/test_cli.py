@@ -59,7 +59,8 @@ def test_train_writes_every_file(tmp_path, capsys):
     (["--task", "adding", "--length", "5"], "length must be an int >= 22"),
     (["--model", "attention:inf,qk=-1"], "model option 'qk=-1'"),
     (["--task", "echo", "--level", "hard"], "--level is for the temporal-order task"),
-    (["--task", "temporal-order", "--length", "50"], "--length is not for the temporal-order"),
+    (["--task", "temporal-order", "--length", "50"],
+     "--length is for the adding, echo and delayed-letters tasks; --task temporal-order"),
 ])
 def test_bad_arguments_exit_2_and_write_nothing(tmp_path, capsys, argv, message):
     out = tmp_path / "never"

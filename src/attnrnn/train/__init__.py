@@ -3,18 +3,21 @@ step and host loop, the 1997 protocol, run folders with checkpoints, plots, and 
 (``attnrnn train``). It uses optax, orbax-checkpoint, tqdm and matplotlib; the library
 (``attnrnn``) imports none of it.
 
-One concept per module: [`tasks`][attnrnn.train.tasks], [`models`][attnrnn.train.models],
+One concept per module: [`tasks`][attnrnn.train.tasks] (generators),
+[`data`][attnrnn.train.data] (tasks made from arrays, ``.npz`` files, MNIST-1D),
+[`models`][attnrnn.train.models],
 [`config`][attnrnn.train.config] (what defines a run; the defaults),
 [`step`][attnrnn.train.step] (optimizer, one update, chunks on device),
 [`sharding`][attnrnn.train.sharding], [`evaluation`][attnrnn.train.evaluation],
 [`loop`][attnrnn.train.loop] (``fit``, ``fit_trials``, the summary),
-[`protocol`][attnrnn.train.protocol] (the 1997 stopping rule and test),
+[`protocol`][attnrnn.train.protocol] (held-out, train/test, the 1997 rule: one value each),
 [`checkpoints`][attnrnn.train.checkpoints] and [`run`][attnrnn.train.run] (run folders, resume),
 [`plots`][attnrnn.train.plots], [`debug_loss`][attnrnn.train.debug_loss],
 [`cli`][attnrnn.train.cli].
 """
 
 from attnrnn.train.config import TrainConfig, training_defaults
+from attnrnn.train.data import DataError, array_task, load_npz
 from attnrnn.train.evaluation import evaluate, heldout_set, solved
 from attnrnn.train.loop import fit, fit_trials, new_train_state, summarize
 from attnrnn.train.models import (BOUNDED, RAW, Model, ModelSpec, make_model, model_for,
@@ -23,13 +26,15 @@ from attnrnn.train.sharding import data_parallel_mesh, replicate, shard_batch
 from attnrnn.train.step import (TrainState, consecutive_skips, guard_non_finite,
                                 init_train_state, make_optimizer, make_train_chunk,
                                 make_train_step, skipped_updates)
-from attnrnn.train.tasks import Task, make_task
+from attnrnn.train.protocol import Protocol, make_protocol
+from attnrnn.train.tasks import Task, make_task, next_batch
 
 __all__ = [
-    "BOUNDED", "RAW", "Model", "ModelSpec", "Task", "TrainConfig", "TrainState",
-    "consecutive_skips", "data_parallel_mesh", "evaluate", "fit", "fit_trials",
-    "guard_non_finite", "heldout_set", "init_train_state", "make_model", "make_optimizer",
-    "make_task", "make_train_chunk", "make_train_step", "model_for", "new_train_state",
+    "BOUNDED", "RAW", "DataError", "Model", "ModelSpec", "Protocol", "Task", "TrainConfig",
+    "TrainState", "array_task", "consecutive_skips", "data_parallel_mesh", "evaluate", "fit", "fit_trials",
+    "guard_non_finite", "heldout_set", "init_train_state", "load_npz", "make_model",
+    "make_optimizer", "make_protocol", "make_task", "make_train_chunk", "make_train_step",
+    "model_for", "new_train_state", "next_batch",
     "parse_model", "replicate", "shard_batch", "skipped_updates", "solved", "summarize",
     "training_defaults",
 ]

@@ -93,18 +93,26 @@ def _clip(text):
 
 
 def _add_train_options(parser):
-    from attnrnn.train.config import (MODEL_TRAINING_DEFAULTS, PROTOCOLS, TRAINING_DEFAULTS,
-                                      TrainConfig)
+    from attnrnn.train.config import (MODEL_TRAINING_DEFAULTS, PROTOCOLS,
+                                      TASK_TRAINING_DEFAULTS, TRAINING_DEFAULTS, TrainConfig)
 
     defaults = TrainConfig()
 
     def model_default(name):
         special = ", ".join(f"{cell} {values[name]}" for cell, values in
                             MODEL_TRAINING_DEFAULTS.items())
-        return f"default: the model's ({TRAINING_DEFAULTS[name]}; {special})"
+        return (f"default: the model's ({TRAINING_DEFAULTS[name]}; {special}), or the task's "
+                f"protocol (mnist1d {TASK_TRAINING_DEFAULTS['mnist1d'][name]})")
 
-    parser.add_argument("--task", default=defaults.task,
-                        help="temporal-order, adding, echo or delayed-letters (default %(default)s)")
+    parser.add_argument("--task", default=None,
+                        help="temporal-order, adding, echo, delayed-letters (generated), "
+                        "mnist1d or mnist1d,shuffle (MNIST-1D, generated offline by the "
+                        f"mnist1d package: pip install 'attnrnn[data]') (default {defaults.task})")
+    parser.add_argument("--data", metavar="FILE.npz", default=None,
+                        help="train on your own sequences: an .npz with x_train (N, T, n) or "
+                        "(N, T), y_train (N,) or (N, T) integer classes, x_test, y_test, and "
+                        "optionally boolean mask_train, mask_test (N, T); read without "
+                        "pickle; evaluated on its test split")
     parser.add_argument("--level", default=None,
                         help="temporal-order level: easy, normal, moderate, hard, nightmare "
                         f"(default {defaults.level}; temporal-order only)")
@@ -115,10 +123,11 @@ def _add_train_options(parser):
                         help="gated, lstm, lstm1997, attention:K or attention:inf (default "
                         "%(default)s); attention is bounded unless 'attention:K,raw'; "
                         "lstm1997 takes ',truncated' and ',logistic'")
-    parser.add_argument("--protocol", default=defaults.protocol, choices=PROTOCOLS,
-                        help="heldout: evaluate a fixed held-out set every --eval-every steps "
-                        "(default); 1997: the paper's ST3/ABS stopping rule, then a fresh "
-                        "test set")
+    parser.add_argument("--protocol", default=None, choices=PROTOCOLS,
+                        help="default: the task's own. heldout (generated tasks): evaluate a "
+                        "fixed held-out set every --eval-every steps; test (mnist1d, --data): "
+                        "the task's test split, the same way; 1997: the paper's ST3/ABS "
+                        "stopping rule, then a fresh test set")
     parser.add_argument("--hidden", type=int, default=defaults.hidden, help="state size m")
     parser.add_argument("--steps", type=int, default=None,
                         help="training steps, the budget under --protocol 1997 ("
@@ -143,6 +152,10 @@ def _add_train_options(parser):
                         "chunk end with at least this many; default %(default)s)")
 
 
+def task_flag(task):
+    return "--data" if task == "--data" else f"--task {task}"
+
+
 def _config_from(args):
     import dataclasses
 
@@ -150,14 +163,22 @@ def _config_from(args):
 
     # One flag per TrainConfig field. A flag not given (None) leaves the model's default
     # ("default"); --clip none is None.
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    given = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(TrainConfig)}
+    if given["data"] is not None and given["task"] is not None:
+        raise ValueError(f"--data and --task name two tasks (--data {given['data']}, --task "
+                         f"{given['task']}); give one")
+    task = given["task"] = given["task"] or TrainConfig.task
+    if given["data"] is not None:
+        task = "--data"
     # A flag the chosen task does not read is a mistake, not something to ignore.
-    if given["level"] is not None and given["task"] != "temporal-order":
-        raise ValueError(f"--level is for the temporal-order task; --task {given['task']} "
+    if given["level"] is not None and task != "temporal-order":
+        raise ValueError(f"--level is for the temporal-order task; {task_flag(task)} "
                          "does not use it")
-    if given["length"] is not None and given["task"] == "temporal-order":
-        raise ValueError("--length is not for the temporal-order task (its lengths come "
-                         "with --level)")
+    if given["length"] is not None and task not in ("adding", "echo", "delayed-letters"):
+        raise ValueError(f"--length is for the adding, echo and delayed-letters tasks; "
+                         f"{task_flag(task)} does not use it"
+                         + (" (its lengths come with --level)"
+                            if task == "temporal-order" else ""))
     if given["level"] is None:
         given["level"] = TrainConfig.level
     for name in TRAINING_DEFAULTS:
@@ -249,6 +270,13 @@ def _print_summary(summary):
               f"{summary['num_params']} weights; {summary['skipped_updates']} skipped updates "
               f"({summary['wall_seconds']:.1f} s)")
         return
+    if summary.get("protocol") == "test":
+        print(f"{summary['config']['model']} on {summary['config']['task']}: test accuracy "
+              f"{summary['test_accuracy']:.4f} ({summary['test_size']} test sequences, loss "
+              f"{summary['test_loss']:.4f}) after {summary['sequences_seen']} sequences "
+              f"({summary['wall_seconds']:.1f} s); {summary['num_params']} weights; "
+              f"{summary['skipped_updates']} skipped updates; {summary['stop_reason']}")
+        return
     solved = summary["sequences_to_solve"]
     print(
         f"{summary['config']['model']} on {summary['config']['task']}: held-out accuracy "
@@ -263,7 +291,7 @@ def _compare(args) -> int:
     from pathlib import Path
 
     from attnrnn.train.plots import plot_curves
-    from attnrnn.train.run import read_metrics
+    from attnrnn.train.run import task_title, read_metrics
 
     runs, titles = {}, []
     for folder in args.runs:
@@ -277,7 +305,7 @@ def _compare(args) -> int:
         config = summary["config"]
         label = config["model"] if config["model"] not in runs else f"{config['model']} ({folder})"
         runs[label] = history
-        titles.append(f"{config['task']} ({config['level']})")
+        titles.append(task_title(config))
         print(f"{folder}: ", end="")
         _print_summary(summary)
     plot_curves(runs, args.out, title=", ".join(sorted(set(titles))))

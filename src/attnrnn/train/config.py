@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
+from attnrnn.train.data import file_sha256, load_npz
+from attnrnn.train.evaluation import HELDOUT_SIZE
 from attnrnn.train.models import Model, ModelSpec, model_for, parse_model
-from attnrnn.train.protocol import stop_rule
+from attnrnn.train.protocol import PROTOCOLS, protocol_name, stop_rule
 from attnrnn.train.step import OPTIMIZERS
-from attnrnn.train.tasks import make_task
+from attnrnn.train.tasks import check_batch_size, make_task
 
 __all__ = ["TrainConfig", "training_defaults", "TRAINING_DEFAULTS", "PROTOCOLS"]
 
@@ -23,13 +26,19 @@ MODEL_TRAINING_DEFAULTS = {
     "lstm1997": {"optimizer": "sgd", "lr": 0.5, "clip": None, "batch": 1, "eval_every": 500,
                  "steps": 200_000},
 }
-PROTOCOLS = ("heldout", "1997")
+# A benchmark's own protocol comes before a model's: MNIST-1D's training script (Greydanus
+# 2020, notebooks/train.py) runs Adam at 1e-2, batches of 100 in order, 6,000 steps, no clip.
+_MNIST1D = {"optimizer": "adam", "lr": 1e-2, "clip": None, "batch": 100, "eval_every": 100,
+            "steps": 6000}
+TASK_TRAINING_DEFAULTS = {"mnist1d": _MNIST1D, "mnist1d,shuffle": _MNIST1D}
 
 
-def training_defaults(model) -> dict:
+def training_defaults(model, task=None) -> dict:
     """The steps, optimizer, lr, clip, batch and eval_every a model (a ``ModelSpec`` or
-    its string) trains with by default."""
-    return {**TRAINING_DEFAULTS, **MODEL_TRAINING_DEFAULTS.get(parse_model(model).cell, {})}
+    its string) trains with by default on ``task`` (a task name; a benchmark's protocol
+    overrides the model's)."""
+    return {**TRAINING_DEFAULTS, **MODEL_TRAINING_DEFAULTS.get(parse_model(model).cell, {}),
+            **TASK_TRAINING_DEFAULTS.get(task, {})}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +59,14 @@ class TrainConfig:
     ``protocol="1997"``: the paper's ST3/ABS stopping rule on the training sequences
     ([`attnrnn.train.protocol`][attnrnn.train.protocol]), checked after every step; ``steps`` is
     the budget, and the stopped weights are tested on a fresh set.
+    ``protocol="test"``: like ``heldout``, on the task's own test split (a task made from
+    arrays). ``protocol=None`` (the default) is the task's own: ``test`` where it has a test
+    split, ``heldout`` otherwise ([`attnrnn.train.protocol`][attnrnn.train.protocol]).
+
+    ``data``: an ``.npz`` file to train on
+    ([`load_npz`][attnrnn.train.data.load_npz]); ``task`` is then the file's name, and
+    ``data_sha256`` its hash (computed when left out; a config rebuilt from ``config.json``
+    refuses a file that has changed since).
     """
 
     task: str = "temporal-order"
@@ -63,14 +80,22 @@ class TrainConfig:
     clip: float | None | str = "default"
     seed: int = 0
     eval_every: int | str = "default"
-    heldout: int = 2560
+    heldout: int = HELDOUT_SIZE
     max_skips: int = 100
-    protocol: str = "heldout"
+    protocol: str | None = None
     length: int | None = None
+    data: str | None = None
+    data_sha256: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "model", str(parse_model(self.model)))
-        for name, value in training_defaults(self.spec).items():
+        if self.data is not None:
+            data = Path(self.data).absolute()
+            object.__setattr__(self, "data", str(data))
+            object.__setattr__(self, "task", data.name)
+            if self.data_sha256 is None and data.is_file():
+                object.__setattr__(self, "data_sha256", file_sha256(data))
+        for name, value in training_defaults(self.spec, self.task).items():
             if getattr(self, name) == "default":
                 object.__setattr__(self, name, value)
         for name in ("hidden", "steps", "batch", "eval_every", "heldout", "max_skips"):
@@ -85,14 +110,14 @@ class TrainConfig:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got "
                              f"{self.optimizer!r}")
-        if self.protocol not in PROTOCOLS:
-            raise ValueError(f"protocol must be one of {list(PROTOCOLS)}, got {self.protocol!r}")
         task = self.make_task()
+        check_batch_size(task, self.batch)
         if self.protocol == "1997":
             rule = stop_rule(task.name)
             if self.batch > rule.window:
                 raise ValueError(f"batch must be at most the 1997 rule's window of "
                                  f"{rule.window} sequences, got {self.batch}")
+        protocol_name(task, self.protocol)  # the task has what the protocol needs
 
     @property
     def spec(self) -> ModelSpec:
@@ -101,6 +126,8 @@ class TrainConfig:
         return parse_model(self.model)
 
     def make_task(self):
+        if self.data is not None:
+            return load_npz(self.data, sha256=self.data_sha256)
         return make_task(self.task, level=self.level, length=self.length)
 
     def build_model(self, task=None) -> Model:

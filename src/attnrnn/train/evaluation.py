@@ -7,33 +7,70 @@ import functools
 import jax
 import jax.numpy as jnp
 
-__all__ = ["HELDOUT_KEY", "heldout_set", "evaluate", "solved"]
+__all__ = ["HELDOUT_KEY", "HELDOUT_SIZE", "heldout_set", "evaluate", "solved", "with_mask"]
 
 HELDOUT_KEY = 2**31 - 1  # the held-out set never shares a key with training data
+HELDOUT_SIZE = 2560  # the held-out set; "solved" allows one error per this many sequences
 
 
-def heldout_set(task, size=2560):
+def heldout_set(task, size=HELDOUT_SIZE):
     """The fixed held-out batch: the same sequences for every run and seed."""
     return task.sample(jax.random.PRNGKey(HELDOUT_KEY), size)
 
 
 def solved(errors, size) -> bool:
     """The held-out protocol's rule: at most one error per 2,560 sequences."""
-    return errors <= size / 2560
+    return errors <= size / HELDOUT_SIZE
+
+
+EVAL_BATCH = 2560  # sequences per evaluation call: the held-out set in one
 
 
 @functools.partial(jax.jit, static_argnames=("model", "tolerance"))
-def evaluate(params, data, *, model, tolerance=None):
+def _evaluate(params, data, *, model, tolerance=None):
+    """Loss, errors and what they are counted over (sequences, or valid steps) on one batch."""
+    loss, aux = model.loss(params, *data, tolerance=tolerance)
+    errors, count = aux["errors"], aux["count"]
+    if tolerance is not None and "abs_error" in aux:
+        errors, count = jnp.sum(aux["abs_error"] >= tolerance), aux["abs_error"].shape[0]
+    return loss, errors, count
+
+
+def evaluate(params, data, *, model, tolerance=None, batch_size=EVAL_BATCH):
     """``{"loss", "accuracy", "errors"}`` of ``model`` (a [`Model`][attnrnn.train.models.Model])
-    on ``data = (xs, labels, mask)``.
+    on ``data = (xs, labels, mask)`` (``mask`` may be left out: every step counts).
 
     Errors are wrong predictions, counted over sequences, or over valid steps for per-step
-    tasks; for a regression, sequences with ``|y - t| >= tolerance`` (default 0.04). With a
-    ``tolerance`` a classifier's errors are the sequences not processed correctly under
-    ABS(tolerance), as the 1997 test counts them.
+    tasks, and the accuracy is ``1 - errors / count`` over the same units; for a regression,
+    sequences with ``|y - t| >= tolerance`` (default 0.04). With a ``tolerance`` a
+    classifier's errors are the sequences not processed correctly under ABS(tolerance), as
+    the 1997 test counts them. The data is evaluated ``batch_size`` sequences at a time (so a
+    large test split fits in memory; the loss is the mean over every unit, whatever the
+    batching) — one compilation per distinct batch shape, the last partial batch included.
     """
-    loss, aux = model.loss(params, *data, tolerance=tolerance)
-    errors = aux["errors"]
-    if tolerance is not None and "abs_error" in aux:
-        errors = jnp.sum(aux["abs_error"] >= tolerance)
-    return {"loss": loss, "accuracy": 1 - errors / data[1].shape[0], "errors": errors}
+    data = with_mask(data)
+    size = data[0].shape[0]
+    if size <= batch_size:
+        loss, errors, count = _evaluate(params, data, model=model, tolerance=tolerance)
+    else:
+        parts = [_evaluate(params, jax.tree.map(lambda a, i=i: a[i:i + batch_size], data),
+                           model=model, tolerance=tolerance)
+                 for i in range(0, size, batch_size)]
+        loss_sum = sum(float(loss) * float(count) for loss, _, count in parts)
+        errors = jnp.asarray(sum(int(errors) for _, errors, _ in parts))
+        count = jnp.asarray(sum(float(count) for _, _, count in parts))
+        loss = jnp.asarray(loss_sum / float(count))
+    return {"loss": loss, "accuracy": 1 - errors / count, "errors": errors}
+
+
+def with_mask(batch):
+    """``(xs, labels)`` as ``(xs, labels, mask)`` with every step valid; a batch that has a
+    mask as it is."""
+    batch = tuple(batch)
+    if len(batch) == 3:
+        return batch
+    if len(batch) != 2:
+        raise ValueError(f"a batch must be (xs, labels) or (xs, labels, mask), got "
+                         f"{len(batch)} arrays")
+    xs = batch[0]
+    return (*batch, jnp.ones(xs.shape[:2], bool))

@@ -199,8 +199,8 @@ class Model(NamedTuple):
       ``(outputs,)`` from the last valid state, or ``(T, outputs)`` from every state for a
       per-step task;
     - ``predict(outputs)``: what the model claims in the units of the targets;
-    - ``loss(params, xs, labels, mask, tolerance=None) -> (loss, aux)`` on a batch
-      (``_batch_loss``);
+    - ``loss(params, xs, labels, mask=None, tolerance=None) -> (loss, aux)`` on a batch
+      (``_batch_loss``; no mask: every step valid);
     - ``name``: the CLI form of the configuration (``str(ModelSpec)``), for records.
     """
 
@@ -303,7 +303,9 @@ def make_model(cell="gated", *, input_size, hidden_size, outputs, k=None, option
             return jax.nn.sigmoid(outputs)
         return outputs if regression else jax.nn.softmax(outputs, axis=-1)
 
-    def loss(params, xs, labels, mask, tolerance=None):
+    def loss(params, xs, labels, mask=None, tolerance=None):
+        if mask is None:  # every step valid
+            mask = jnp.ones(xs.shape[:2], bool)
         return _batch_loss(apply, predict, cell == "lstm1997", per_step, regression,
                            params, xs, labels, mask, tolerance)
 
@@ -333,7 +335,8 @@ def _batch_loss(apply, predict, squared_error, per_step, regression, params, xs,
     problem's ABS(0.04)).
 
     Returns:
-      ``(loss, aux)``: ``aux["accuracy"]``, ``aux["errors"]`` (wrong predictions) and, for
+      ``(loss, aux)``: ``aux["accuracy"]``, ``aux["errors"]`` (wrong predictions),
+      ``aux["count"]`` (what they are counted over: sequences, or valid steps) and, for
       sequence tasks, per sequence ``aux["squared_error"]`` (``E``, on probabilities for a
       classifier) and ``aux["abs_error"]`` (``max_j |y_j - t_j|``).
     """
@@ -352,7 +355,7 @@ def _batch_loss(apply, predict, squared_error, per_step, regression, params, xs,
     weights = mask.astype(losses.dtype) if per_step else jnp.ones_like(losses)
     total = jnp.sum(weights)
     errors = jnp.sum(wrong * weights)
-    aux = {"accuracy": 1 - errors / total, "errors": errors}
+    aux = {"accuracy": 1 - errors / total, "errors": errors, "count": total}
     if not per_step:
         aux.update(squared_error=squared, abs_error=abs_error)
     return jnp.sum(losses * weights) / total, aux

@@ -13,7 +13,7 @@ def plot_curves(runs, path=None, title=None):
     Args:
       runs: ``{label: history}``, a history being the list of records
         [`attnrnn.train.loop.fit`][attnrnn.train.loop.fit] returns (per-step training figures,
-        held-out figures where measured).
+        held-out or test figures where measured).
       path: save the figure there (PNG) when given.
       title: a figure title.
 
@@ -29,16 +29,20 @@ def plot_curves(runs, path=None, title=None):
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
     for label, history in runs.items():
         train = [r for r in history if "loss" in r]
-        held = [r for r in history if "heldout_loss" in r]
+        # The evaluations: a held-out set, or a test split.
+        prefix = next((p for p in ("heldout", "test") if any(f"{p}_loss" in r for r in history)),
+                      "heldout")
+        held = [r for r in history if f"{prefix}_loss" in r]
         seen = [r["sequences_seen"] for r in train]
         line, = ax_loss.plot(seen, [r["loss"] for r in train], lw=0.8, alpha=0.6,
                              label=f"{label} (train batch)")
-        ax_loss.plot([r["sequences_seen"] for r in held], [r["heldout_loss"] for r in held],
-                     "o-", ms=2, color=line.get_color(), label=f"{label} (held-out)")
+        name = "held-out" if prefix == "heldout" else prefix
+        ax_loss.plot([r["sequences_seen"] for r in held], [r[f"{prefix}_loss"] for r in held],
+                     "o-", ms=2, color=line.get_color(), label=f"{label} ({name})")
         ax_acc.plot(seen, [r["accuracy"] for r in train], lw=0.8, alpha=0.6,
                     color=line.get_color())
-        ax_acc.plot([r["sequences_seen"] for r in held], [r["heldout_accuracy"] for r in held],
-                    "o-", ms=2, color=line.get_color(), label=f"{label} (held-out)")
+        ax_acc.plot([r["sequences_seen"] for r in held], [r[f"{prefix}_accuracy"] for r in held],
+                    "o-", ms=2, color=line.get_color(), label=f"{label} ({name})")
         skipped = [r["sequences_seen"] for r in train if r.get("skipped")]
         if skipped:
             # On the axes' top edge in axes coordinates: a skipped step's loss may be inf.

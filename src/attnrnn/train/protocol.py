@@ -1,6 +1,15 @@
-"""The 1997 paper's stopping rule and test protocol (Hochreiter & Schmidhuber 1997, §5).
+"""How a run is evaluated and when it ends: three protocols, each one
+[`Protocol`][attnrnn.train.protocol.Protocol] value, so that
+[`fit`][attnrnn.train.loop.fit] is one loop for all of them.
 
-Training samples every sequence afresh (online). A sequence is processed *correctly* under
+- ``heldout`` (generated tasks): a fixed held-out set drawn from its own key, evaluated after
+  step 0 and after every chunk; *solved* means at most one error per 2,560 sequences.
+- ``test`` (tasks made from arrays): the task's own test split, evaluated the same way; the
+  summary reports ``test_accuracy`` and ``test_loss`` on the whole split.
+- ``1997``: the paper's ST3/ABS stopping rule on the training sequences, checked inside the
+  jitted step, then a fresh test set (Hochreiter & Schmidhuber 1997, §5), as below.
+
+The 1997 rule. Training samples every sequence afresh (online). A sequence is processed *correctly* under
 ABS(γ) when every output's absolute error at the sequence end is below γ; for a softmax
 classifier the outputs are its class probabilities against the one-hot target. Training
 stops by ST3(β) when
@@ -22,13 +31,17 @@ Experiment 6a (temporal order): β = 0.1, γ = 0.3. Adding problem: β = 0.01, �
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from attnrnn.train.evaluation import HELDOUT_SIZE, evaluate, heldout_set, solved
+
 __all__ = ["ST3", "StopState", "RULES", "stop_rule", "init_stop", "update_stop", "test_set",
-           "TEST_KEY", "TEST_SIZE"]
+           "TEST_KEY", "TEST_SIZE", "PROTOCOLS", "Protocol", "make_protocol",
+           "protocol_name"]
 
 TEST_KEY = 2**31 - 2  # neither the held-out set's key (2**31 - 1) nor any training seed's
 TEST_SIZE = 2560
@@ -88,3 +101,134 @@ def update_stop(rule: ST3, stop: StopState, squared_error, abs_error, sequences_
 def test_set(task, size=TEST_SIZE):
     """The fresh test set drawn after training stops (the same for every run)."""
     return task.sample(jax.random.PRNGKey(TEST_KEY), size)
+
+
+PROTOCOLS = ("heldout", "test", "1997")
+
+
+class Protocol(NamedTuple):
+    """One protocol as a value ([`make_protocol`][attnrnn.train.protocol.make_protocol]
+    builds them):
+
+    - ``init() -> carried``: what the protocol carries through the jitted steps (the train
+      state's ``stop`` field; None when nothing);
+    - ``observe(before, after, aux, sequences_seen) -> after``: inside jit after every step,
+      given the train states before and after it and the loss's ``aux``;
+    - ``tolerance``: the ABS(γ) a step's loss counts errors with (None: the default);
+    - ``evaluation``, ``eval_set``: the record prefix (``"heldout"``, ``"test"``) and the
+      ``(xs, labels, mask)`` evaluated after step 0 and after every chunk (None: none);
+    - ``done(state, record) -> reason or None``: on the host after every chunk, given the
+      chunk's last record;
+    - ``report(state, history, model) -> dict``: the protocol's fields of ``summary.json``.
+    """
+
+    name: str
+    init: Callable
+    observe: Callable
+    tolerance: float | None
+    evaluation: str | None
+    eval_set: tuple | None
+    done: Callable
+    report: Callable
+
+
+def _unchanged(before, after, aux, seen):
+    return after
+
+
+def _evaluations(history, prefix):
+    """The records holding an evaluation, and the fields the summary reports of it."""
+    evaluated = [r for r in history if f"{prefix}_accuracy" in r]
+    initial = evaluated[0] if evaluated and evaluated[0]["step"] == 0 else {}
+    last = evaluated[-1] if evaluated else {}
+    return evaluated, {f"{prefix}_accuracy": last.get(f"{prefix}_accuracy"),
+                       f"{prefix}_loss": last.get(f"{prefix}_loss"),
+                       "initial_loss": initial.get(f"{prefix}_loss"),
+                       "initial_accuracy": initial.get(f"{prefix}_accuracy")}
+
+
+def _heldout(task, size, stop_when_solved):
+    def done(state, record):
+        if stop_when_solved and solved(record["heldout_errors"], size):
+            return "solved"
+        return None
+
+    def report(state, history, model):
+        evaluated, fields = _evaluations(history, "heldout")
+        fields["sequences_to_solve"] = next((r["sequences_seen"] for r in evaluated
+                                             if r["step"] > 0
+                                             and solved(r["heldout_errors"], size)), None)
+        return fields
+
+    return Protocol("heldout", lambda: None, _unchanged, None, "heldout",
+                    heldout_set(task, size), done, report)
+
+
+def _train_test(task):
+    def report(state, history, model):
+        _, fields = _evaluations(history, "test")
+        last = next((r for r in reversed(history) if "test_errors" in r), {})
+        return {**fields, "test_errors": last.get("test_errors"),
+                "test_size": int(task.test[0].shape[0])}
+
+    return Protocol("test", lambda: None, _unchanged, None, "test", task.test,
+                    lambda state, record: None, report)
+
+
+def _paper1997(task):
+    rule = stop_rule(task.name)
+
+    def observe(before, after, aux, seen):
+        after = after._replace(stop=update_stop(rule, before.stop, aux["squared_error"],
+                                                aux["abs_error"], seen))
+        # A state that has stopped stays as it is: the weights tested are those at the stop.
+        stopped = before.stop.stopped_at >= 0
+        return jax.tree.map(lambda old, now: jnp.where(stopped, old, now), before, after)
+
+    def done(state, record):
+        return "stopped: ST3" if int(state.stop.stopped_at) >= 0 else None
+
+    def report(state, history, model):
+        result = evaluate(state.params, test_set(task), model=model, tolerance=rule.gamma)
+        stopped_at = int(state.stop.stopped_at)
+        return {"sequences_to_stop": stopped_at if stopped_at >= 0 else None,
+                "test_errors": int(result["errors"]), "test_size": TEST_SIZE,
+                "test_loss": float(result["loss"])}
+
+    return Protocol("1997", lambda: init_stop(rule), observe, rule.gamma, None, None, done,
+                    report)
+
+
+def protocol_name(task, name=None, *, stop_when_solved=False) -> str:
+    """The protocol ``name`` resolved for ``task`` and checked (None: ``test`` for a task with a
+    test split, ``heldout`` for a generator); nothing is drawn."""
+    has_test = getattr(task, "test", None) is not None
+    name = ("test" if has_test else "heldout") if name is None else name
+    if name not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {list(PROTOCOLS)}, got {name!r}")
+    if name == "heldout" and has_test:
+        raise ValueError(f"protocol heldout draws its held-out set from a generator; "
+                         f"{task.name} is made from arrays: use protocol 'test' (its own "
+                         "test split)")
+    if name == "test" and not has_test:
+        raise ValueError(f"protocol test evaluates a task's test split; {task.name} is a "
+                         "generator: use protocol 'heldout' or '1997'")
+    if name == "1997":
+        stop_rule(task.name)
+    if stop_when_solved and name != "heldout":
+        raise ValueError(f"stop_when_solved (--stop-when-solved) is the held-out protocol's "
+                         f"rule, not protocol {name}'s"
+                         + (" (a test split must not choose when to stop)"
+                            if name == "test" else ""))
+    return name
+
+
+def make_protocol(task, name=None, *, heldout=HELDOUT_SIZE, stop_when_solved=False) -> Protocol:
+    """The [`Protocol`][attnrnn.train.protocol.Protocol] ``name`` for ``task``
+    ([`protocol_name`][attnrnn.train.protocol.protocol_name]). ``heldout`` is the held-out
+    set's size; ``stop_when_solved`` ends a held-out run at the first evaluation that meets
+    the solved rule (a test split is never used to choose when to stop)."""
+    name = protocol_name(task, name, stop_when_solved=stop_when_solved)
+    if name == "1997":
+        return _paper1997(task)
+    return _train_test(task) if name == "test" else _heldout(task, heldout, stop_when_solved)

@@ -36,9 +36,12 @@ import jax
 from attnrnn.train.checkpoints import (CheckpointError, Checkpoints, CheckpointWarning,
                                        NoCheckpointError, save_params)
 from attnrnn.train.config import TrainConfig
+from attnrnn.train.data import DataError
 from attnrnn.train.loop import fit, new_train_state
 from attnrnn.train.plots import plot_curves
+from attnrnn.train.protocol import protocol_name
 from attnrnn.train.sharding import check_divides, data_parallel_mesh
+from attnrnn.train.tasks import check_batch_size
 
 __all__ = ["RunError", "start_run", "resume_run", "read_metrics", "prepare_folder"]
 
@@ -128,21 +131,32 @@ def _create_run_folder(out: Path, config_record) -> object:
     return lock
 
 
-def _check_devices(config, devices):
-    """The device count and the batch split, checked before anything is written."""
+def _check_run(config, devices, task, stop_when_solved):
+    """The device count, the batch split and the protocol, checked before anything is
+    written."""
     check_divides(config.batch, data_parallel_mesh(devices), what="--batch")
+    task = task or config.make_task()
+    check_batch_size(task, config.batch)
+    protocol_name(task, config.protocol, stop_when_solved=stop_when_solved)
 
 
 def start_run(config: TrainConfig, out, *, checkpoint_every=None, progress=True,
               stop_when_solved=False, task=None, devices=None):
-    """Trains per ``config`` into the new run folder ``out``; returns the summary dict."""
+    """Trains per ``config`` into the new run folder ``out``; returns the summary dict.
+    ``task``: a [`Task`][attnrnn.train.tasks.Task] to train on instead of ``config.task``
+    (e.g. [`array_task`][attnrnn.train.data.array_task] of your arrays): ``config.json``
+    records its name, and [`resume_run`][attnrnn.train.run.resume_run] must be given the same
+    task again."""
     out = Path(out)
     if checkpoint_every is not None and checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be a positive int, got {checkpoint_every}")
-    _check_devices(config, devices)
+    _check_run(config, devices, task, stop_when_solved)
     prepare_folder(out)
     run_options = {"checkpoint_every": checkpoint_every, "stop_when_solved": stop_when_solved}
-    lock = _create_run_folder(out, {"config": dataclasses.asdict(config), **run_options})
+    record = {"config": dataclasses.asdict(config), **run_options}
+    if task is not None:  # recorded by name; resume_run must be given it again
+        record.update(given_task=task.name, config={**record["config"], "task": task.name})
+    lock = _create_run_folder(out, record)
     try:
         return _execute(config, out, None, [], progress=progress, task=task, devices=devices,
                         **run_options)
@@ -152,14 +166,26 @@ def start_run(config: TrainConfig, out, *, checkpoint_every=None, progress=True,
 
 
 def resume_run(out, *, progress=True, task=None, devices=None):
-    """Continues the run in folder ``out`` from its latest checkpoint; returns the summary."""
+    """Continues the run in folder ``out`` from its latest checkpoint; returns the summary.
+    A run of a ``--data`` file refuses a file that changed since (its sha256 is recorded); a
+    run started with ``task=`` needs the same task (by name) here."""
     out = Path(out)
     try:
         saved = json.loads((out / "config.json").read_text())
-        config = TrainConfig(**saved["config"])
+        fields = dict(saved["config"])
+        if saved.get("given_task") is not None:  # its name is no task TrainConfig can build
+            fields["task"] = TrainConfig.task
+        config = TrainConfig(**fields)
+    except DataError as error:  # the run's --data file is gone or has changed
+        raise RunError(f"--resume {out}: {error}") from None
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise RunError(
             f"--resume {out} is not an attnrnn run folder (config.json: {error})") from None
+    given = saved.get("given_task")
+    if given is not None and (task is None or task.name != given):
+        raise RunError(f"--resume {out}: the run trained on a task given in Python ({given!r}); "
+                       f"resume it with resume_run({str(out)!r}, task=<that task>)"
+                       + (f", not {task.name!r}" if task is not None else ""))
     lock = _lock(out)
     try:
         checkpoints = Checkpoints(out)
@@ -209,6 +235,14 @@ def _execute(config, out, state, history, *, progress, task, devices, checkpoint
         shutil.rmtree(stale, ignore_errors=True)
     save_params(out / "params", state.params)
     plot_curves({config.model: history}, out / "curves.png",
-                title=f"{config.model}, {config.task} ({config.level}), hidden {config.hidden}")
+                title=f"{config.model}, {task_title(summary['config'])}, hidden {config.hidden}")
     write_json_atomic(out / "summary.json", summary)
     return summary
+
+
+def task_title(config: dict) -> str:
+    """A run's task as a title names it: the temporal-order level, an adding length."""
+    task = config["task"]
+    if task == "temporal-order":
+        return f"{task} ({config['level']})"
+    return f"{task} (T = {config['length']})" if config.get("length") else task

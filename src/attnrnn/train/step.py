@@ -1,8 +1,9 @@
 """The optimisation step: optax with a non-finite guard, one update, and chunks of updates
 run on device.
 
-Data are generated inside the jitted chunk from the key carried in
-[`TrainState`][attnrnn.train.step.TrainState], and ``steps_per_chunk`` steps run in one
+Data are drawn inside the jitted chunk from the key carried in
+[`TrainState`][attnrnn.train.step.TrainState] (generated, or taken from a task's training
+arrays: [`next_batch`][attnrnn.train.tasks.next_batch]), and ``steps_per_chunk`` steps run in one
 ``lax.scan`` on device, so the host sees the device once per chunk, not once per step. Every
 update goes through ``optax.apply_if_finite``: a non-finite gradient leaves the parameters and
 optimizer moments untouched and is counted.
@@ -10,6 +11,7 @@ optimizer moments untouched and is counted.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -18,8 +20,10 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from attnrnn.train.protocol import ST3, StopState, init_stop, update_stop
+from attnrnn.train.evaluation import with_mask
+from attnrnn.train.protocol import Protocol, StopState
 from attnrnn.train.sharding import check_divides, constrain_batch
+from attnrnn.train.tasks import next_batch
 
 __all__ = ["OPTIMIZERS", "TrainState", "make_optimizer", "guard_non_finite", "init_train_state",
            "make_train_step", "make_train_chunk", "skipped_updates", "consecutive_skips"]
@@ -30,8 +34,9 @@ NEVER_FORCE = 2**30  # apply_if_finite never forces a non-finite update through
 
 class TrainState(NamedTuple):
     """Everything a run needs to continue bitwise: parameters, optimizer state (including
-    apply_if_finite's skip counters), the step count, the data key, and under the 1997
-    protocol the stopping rule's state (None otherwise)."""
+    apply_if_finite's skip counters), the step count, the data key, and what the run's
+    [`Protocol`][attnrnn.train.protocol.Protocol] carries (the 1997 stopping rule's state;
+    None for the others)."""
 
     params: NamedTuple
     opt_state: optax.OptState
@@ -66,19 +71,22 @@ def consecutive_skips(state: TrainState):
 
 
 def init_train_state(key, params, optimizer: optax.GradientTransformation,
-                     stop_rule: ST3 | None = None) -> TrainState:
+                     protocol: Protocol | None = None) -> TrainState:
     """A fresh [`TrainState`][attnrnn.train.step.TrainState]; ``optimizer`` is the unguarded
-    transformation; ``stop_rule`` the 1997 protocol's
-    ([`attnrnn.train.protocol.stop_rule`][attnrnn.train.protocol.stop_rule]), if any."""
+    transformation; ``protocol`` the run's
+    ([`attnrnn.train.protocol.make_protocol`][attnrnn.train.protocol.make_protocol]), if it
+    carries anything through the steps."""
     return TrainState(params, guard_non_finite(optimizer).init(params), jnp.zeros((), jnp.int32),
-                      key, None if stop_rule is None else init_stop(stop_rule))
+                      key, None if protocol is None else protocol.init())
 
 
-def _update(optimizer, loss, state: TrainState, batch, stop_rule=None):
+def _update(optimizer, loss, state: TrainState, batch, protocol=None):
     """One optimisation step of ``loss`` (a [`Model`][attnrnn.train.models.Model]'s) on
-    ``batch = (xs, labels, mask)``; the body every step shares. Under a stop rule, a state
-    that has stopped stays as it is (so the weights tested are those at the stop)."""
-    tolerance = None if stop_rule is None else stop_rule.gamma
+    ``batch = (xs, labels, mask)`` (or ``(xs, labels)``: every step valid); the body every
+    step shares. The ``protocol`` observes the step (the 1997 rule: a stopped state stays as
+    it is)."""
+    tolerance = None if protocol is None else protocol.tolerance
+    batch = with_mask(batch)
     (value, aux), grads = jax.value_and_grad(loss, has_aux=True)(state.params, *batch,
                                                                   tolerance=tolerance)
     updates, opt_state = guard_non_finite(optimizer).update(grads, state.opt_state, state.params)
@@ -88,18 +96,15 @@ def _update(optimizer, loss, state: TrainState, batch, stop_rule=None):
     )
     metrics = {"loss": value, "accuracy": aux["accuracy"], "grad_norm": optax.tree.norm(grads),
                "skipped": opt_state.notfinite_count > 0}
-    if stop_rule is not None:
-        seen = new.step * batch[0].shape[0]
-        new = new._replace(stop=update_stop(stop_rule, state.stop, aux["squared_error"],
-                                            aux["abs_error"], seen))
-        stopped = state.stop.stopped_at >= 0
-        new = jax.tree.map(lambda old, now: jnp.where(stopped, old, now), state, new)
+    if protocol is not None:
+        new = protocol.observe(state, new, aux, new.step * batch[0].shape[0])
     return new, metrics
 
 
 def make_train_step(optimizer, model) -> Callable:
-    """A jitted ``(state, batch) -> (state, metrics)`` for batches you make yourself;
-    ``model`` a [`Model`][attnrnn.train.models.Model].
+    """A jitted ``(state, batch) -> (state, metrics)`` for batches you make yourself
+    (``(xs, labels, mask)``, or ``(xs, labels)`` when every step is valid); ``model`` a
+    [`Model`][attnrnn.train.models.Model].
 
     ``metrics`` holds ``loss``, ``accuracy``, ``grad_norm`` (before clipping) and
     ``skipped`` (True when the gradient was non-finite and the update was skipped).
@@ -108,12 +113,15 @@ def make_train_step(optimizer, model) -> Callable:
 
 
 def make_train_chunk(optimizer, task, model, *, batch_size, steps_per_chunk, mesh=None,
-                     stop_rule=None, trials=False):
-    """A jitted ``state -> (state, metrics)`` that runs ``steps_per_chunk`` steps of ``model``
-    on device, each on a fresh batch drawn from ``task`` with the state's key; ``metrics`` are
-    stacked per step. The input state's buffers are donated. With a ``stop_rule`` (the state
-    made with it), the 1997 rule is tracked after every step and a stopped state stays put. With
-    ``trials=True`` the chunk runs a stack of independent states side by side (``jax.vmap``; see
+                     protocol=None, trials=False):
+    """A jitted ``(state, train=None) -> (state, metrics)`` that runs ``steps_per_chunk``
+    steps of ``model`` on device, each on the batch
+    [`next_batch`][attnrnn.train.tasks.next_batch] draws from ``task`` with the state's key
+    and step; ``metrics`` are stacked per step. For a task made from arrays pass its training
+    split as ``train`` (``task.train``): as an argument it is not baked into the compiled
+    program as a constant (left out, ``task.train`` is). The input state's buffers are
+    donated. A ``protocol`` (the state made with it) observes every step (the 1997 rule: a
+    stopped state stays put). With ``trials=True`` the chunk runs a stack of independent states side by side (``jax.vmap``; see
     [`attnrnn.train.loop.fit_trials`][attnrnn.train.loop.fit_trials]).
 
     With a ``mesh`` (see
@@ -124,15 +132,16 @@ def make_train_chunk(optimizer, task, model, *, batch_size, steps_per_chunk, mes
     if mesh is not None:
         check_divides(batch_size, mesh)
 
-    def step(state, _):
-        key, data_key = jax.random.split(state.key)
-        batch = task.sample(data_key, batch_size)
+    def step(train, state, _):
+        key, batch = next_batch(task, state.key, state.step, batch_size, train)
         if mesh is not None:
             batch = constrain_batch(batch, mesh)
-        return _update(optimizer, model.loss, state._replace(key=key), batch, stop_rule)
+        return _update(optimizer, model.loss, state._replace(key=key), batch, protocol)
 
-    def chunk(state):
-        return lax.scan(step, state, None, length=steps_per_chunk)
+    def chunk(state, train=None):
+        return lax.scan(functools.partial(step, train), state, None, length=steps_per_chunk)
 
-    chunk = jax.vmap(chunk) if trials else chunk
-    return jax.jit(chunk, donate_argnums=0)
+    def trial_chunks(states, train=None):  # the training arrays are shared, not stacked
+        return jax.vmap(chunk, in_axes=(0, None))(states, train)
+
+    return jax.jit(trial_chunks if trials else chunk, donate_argnums=0)

@@ -26,6 +26,8 @@ __all__ = [
     "delayed_letters",
     "adding",
     "make_task",
+    "next_batch",
+    "check_batch_size",
     "TASK_NAMES",
 ]
 
@@ -174,12 +176,20 @@ def adding(key, batch_size, *, length=100):
 
 
 class Task(NamedTuple):
-    """A generator with what a model needs to know about it.
+    """A source of sequences with what a model needs to know about it.
 
     ``sample(key, batch_size) -> (xs, labels, mask)``; ``per_step`` says whether labels are
     ``(B, T)`` (one per step) or ``(B,)`` (one per sequence, read from the last valid state);
     ``classes`` is the number of output units (1 for a regression). ``regression`` tasks
     have float targets and a squared-error loss; the others integer classes.
+
+    A generator (the tasks of [`make_task`][attnrnn.train.tasks.make_task]) draws every batch
+    afresh from a key. A task made from arrays
+    ([`attnrnn.train.data.array_task`][attnrnn.train.data.array_task]) also holds its
+    ``train`` and ``test`` splits, each ``(xs, labels, mask)``: training walks through
+    ``train`` in epochs (see [`next_batch`][attnrnn.train.tasks.next_batch]) and runs are
+    evaluated on ``test``. ``shuffle`` says whether each epoch visits ``train`` in a fresh
+    order drawn from the run's key, or in the stored order.
     """
 
     name: str
@@ -188,15 +198,58 @@ class Task(NamedTuple):
     per_step: bool
     sample: Callable
     regression: bool = False
+    train: tuple | None = None
+    test: tuple | None = None
+    shuffle: bool = True
 
 
-TASK_NAMES = ("temporal-order", "adding", "echo", "delayed-letters")
+def check_batch_size(task: Task, batch_size):
+    """A batch of a task made from arrays is at most its training set (an epoch)."""
+    if task.train is not None and batch_size > task.train[0].shape[0]:
+        raise ValueError(f"batch of {batch_size} sequences is more than the "
+                         f"{task.train[0].shape[0]} training sequences of {task.name}")
+
+
+def next_batch(task: Task, key, step, batch_size, train=None):
+    """The training batch of step ``step`` and the key after it: ``(key, (xs, labels, mask))``.
+
+    A generator splits ``key`` and samples from one half (the other is returned). A task made
+    from arrays takes sequences ``step * batch_size`` to ``(step + 1) * batch_size - 1`` of an
+    endless walk through ``train`` (``task.train`` unless given: pass it as an argument of a
+    jitted function so it is not baked into the compiled program): epoch ``e`` is a
+    permutation of the training set drawn from ``fold_in(key, e)`` (the stored order when
+    ``task.shuffle`` is False), so every sequence is seen once per epoch and batch ``step`` is
+    a function of ``(key, step)`` alone — which makes a resumed run draw the same batches. The
+    key is returned unchanged. ``batch_size`` must be at most the training set's size.
+    """
+    if task.train is None:
+        key, data_key = jax.random.split(key)
+        return key, task.sample(data_key, batch_size)
+    check_batch_size(task, batch_size)
+    train = task.train if train is None else train
+    size = train[0].shape[0]
+    position = step * batch_size + jnp.arange(batch_size)
+    epoch, index = position // size, position % size
+    if task.shuffle:  # a batch spans at most two epochs (batch_size <= size)
+        order = [jax.random.permutation(jax.random.fold_in(key, e), size)
+                 for e in (epoch[0], epoch[0] + 1)]
+        index = jnp.where(epoch == epoch[0], order[0][index], order[1][index])
+    return key, jax.tree.map(lambda a: a[index], tuple(train))
+
+
+TASK_NAMES = ("temporal-order", "adding", "echo", "delayed-letters", "mnist1d",
+              "mnist1d,shuffle")
 
 
 def make_task(name: str, *, level="moderate", length=None, echo_step=3, delay=3) -> Task:
     """A [`Task`][attnrnn.train.tasks.Task] by name: ``temporal-order`` (``level``), ``adding``
-    (``length`` T, default 100), ``echo`` (``length``, ``echo_step``) or ``delayed-letters``
-    (``length``, ``delay``)."""
+    (``length`` T, default 100), ``echo`` (``length``, ``echo_step``), ``delayed-letters``
+    (``length``, ``delay``), or MNIST-1D as ``mnist1d`` / ``mnist1d,shuffle`` (arrays, with
+    a test split; [`attnrnn.train.data.mnist1d`][attnrnn.train.data.mnist1d])."""
+    if name in ("mnist1d", "mnist1d,shuffle"):
+        from attnrnn.train.data import mnist1d
+
+        return mnist1d(shuffle_time=name.endswith(",shuffle"))
     if name == "temporal-order":
         _check_level(level)
         return Task(name, len(SYMBOLS), len(CLASSES), False,
