@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import attnrnn as ar
+from attnrnn.gru import gru_init
 from attnrnn.lstm import lstm_init
 from attnrnn.lstm1997 import lstm1997_init
 
@@ -24,6 +25,7 @@ INITS = {
     "attention:inf": lambda dtype: ar.attention_rnn_init(KEY, 3, 8, k=None, dtype=dtype),
     "conv": lambda dtype: ar.conv_init(KEY, 3, 4, 3, dtype=dtype),
     "lstm": lambda dtype: lstm_init(KEY, 3, 8, dtype=dtype),
+    "gru": lambda dtype: gru_init(KEY, 3, 8, dtype=dtype),
     "lstm1997": lambda dtype: lstm1997_init(KEY, 3, dtype=dtype),
 }
 

@@ -1,0 +1,105 @@
+r"""A GRU, PyTorch's equations: the baseline users know (not part of the homework).
+
+With gates stacked as ``[r, z, n]``:
+
+$$
+\begin{aligned}
+r[t] &= \sigma(W_{xr}\, x[t] + b_{xr} + W_{hr}\, h[t-1] + b_{hr}), \\
+z[t] &= \sigma(W_{xz}\, x[t] + b_{xz} + W_{hz}\, h[t-1] + b_{hz}), \\
+n[t] &= \tanh\big(W_{xn}\, x[t] + b_{xn} + r[t] \odot (W_{hn}\, h[t-1] + b_{hn})\big), \\
+h[t] &= (1 - z[t]) \odot n[t] + z[t] \odot h[t-1].
+\end{aligned}
+$$
+
+Flax's ``GRUCell`` is the same cell with ``b_hr = b_hz = 0`` (its input projections carry
+those biases).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from attnrnn import _scan
+from attnrnn._checks import (as_bool, as_int, check_floating, check_mask, check_rank,
+                             check_shape, initialiser)
+
+__all__ = ["GRUParams", "gru_init", "gru", "gru_initial_state"]
+
+
+class GRUParams(NamedTuple):
+    """``W_x (3m, n)``, ``W_h (3m, m)``, ``b_x (3m,)``, ``b_h (3m,)``; gate blocks in the
+    order r, z, n (PyTorch's ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``)."""
+
+    W_x: jax.Array
+    W_h: jax.Array
+    b_x: jax.Array
+    b_h: jax.Array
+
+
+@initialiser
+def gru_init(key, input_size, hidden_size, *, dtype=jnp.float32) -> GRUParams:
+    """PyTorch's ``nn.GRU`` initialisation: every weight and bias ``U(±1/√m)``."""
+    n = as_int("input_size", input_size, minimum=1)
+    m = as_int("hidden_size", hidden_size, minimum=1)
+    bound = 1 / jnp.sqrt(m)
+    shapes = ((3 * m, n), (3 * m, m), (3 * m,), (3 * m,))
+    return GRUParams(*(jax.random.uniform(k, shape, dtype, -bound, bound)
+                       for k, shape in zip(jax.random.split(key, 4), shapes)))
+
+
+def gru_initial_state(params: GRUParams, dtype=None):
+    """The zero state ``h[0] (m,)``."""
+    m = check_rank("params.W_h", params.W_h, 2, "(3m, m)")[1]
+    return jnp.zeros((m,), dtype or jnp.result_type(*params))
+
+
+def gru(params: GRUParams, xs, *, initial_state=None, mask=None, reverse=False, unroll=1,
+        remat_chunk=None, backward="autodiff", return_state=False):
+    """Runs the GRU over ``xs (T, n)`` from ``initial_state`` (zeros when None); returns
+    ``hs (T, m)``, or ``(hs, h_last)`` with ``return_state``. ``mask``, ``reverse``,
+    ``unroll``, ``remat_chunk`` and ``backward`` behave as for
+    [`attnrnn.gated_rnn`][attnrnn.gated.gated_rnn] (``"fused"``: the time loop's
+    weight-tapped backward pass)."""
+    three_m, n = check_rank("params.W_x", params.W_x, 2, "(3m, n)")
+    m = three_m // 3
+    check_shape("params.W_x", params.W_x, (3 * m, n), "(3m, n)")
+    check_shape("params.W_h", params.W_h, (3 * m, m), "(3m, m)")
+    check_shape("params.b_x", params.b_x, (3 * m,), "(3m,)")
+    check_shape("params.b_h", params.b_h, (3 * m,), "(3m,)")
+    T = check_rank("xs", xs, 2, "(T, n)")[0]
+    check_shape("xs", xs, (T, n), "(T, n), n the input_size of params")
+    check_floating("xs", xs)
+    mask = check_mask(mask, T)
+    reverse, return_state = as_bool("reverse", reverse), as_bool("return_state", return_state)
+    backward = _scan.check_backward(backward)
+    dtype = jnp.result_type(*params, xs)
+    W_x, W_h, b_x, b_h = (jnp.asarray(w, dtype) for w in params)
+    if initial_state is None:
+        h0 = jnp.zeros((m,), dtype)
+    else:
+        check_shape("initial_state", initial_state, (m,), "(m,)")
+        h0 = jnp.asarray(initial_state, dtype)
+    # The recurrent weights read [h, 1], so W_h h + b_h is one product (b_hn sits inside r ⊙ ·).
+    recurrent = jnp.concatenate([W_h, b_h[:, None]], axis=1)[None]
+    recurrence = _scan.Recurrence(
+        project_inputs=lambda inputs, xs: xs @ inputs[0].T + inputs[1][None, :],
+        read=lambda h, z: (jnp.append(h, jnp.ones((), h.dtype))[None], None),
+        update=_update)
+    h_last, hs = _scan.run(recurrence, recurrent, (W_x, b_x), h0, jnp.asarray(xs, dtype),
+                           mask=mask, reverse=reverse, unroll=_scan.check_unroll(unroll),
+                           remat_chunk=_scan.check_remat_chunk(remat_chunk, T),
+                           backward=backward)
+    return (hs, h_last) if return_state else hs
+
+
+def _update(h, z, context, WP):
+    """One step given ``W_h h[t-1] + b_h = WP[0]``."""
+    x_r, x_z, x_n = jnp.split(z, 3)
+    h_r, h_z, h_n = jnp.split(WP[0], 3)
+    r, update = jax.nn.sigmoid(x_r + h_r), jax.nn.sigmoid(x_z + h_z)
+    n = jnp.tanh(x_n + r * h_n)
+    h = (1 - update) * n + update * h
+    return h, h
