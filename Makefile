@@ -45,7 +45,7 @@ fuzz: $(VENV)/.installed-test
 reliability: $(VENV)/.installed-test
 	ATTNRNN_KILL_POINTS=20 $(BIN)/python -m pytest -q -s tests/test_reliability.py
 
-bench: $(VENV)/.installed-base
+bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 # The same benchmark with a Python that already has jax, optax, orbax-checkpoint, tqdm and

@@ -20,6 +20,8 @@ from attnrnn.train import TrainConfig, fit_trials
 # The 1997 network on the adding problem: as the library builds it (a linear output unit),
 # with the paper's truncated gradient, and with the logistic output unit of the paper's text.
 LSTM1997 = ("lstm1997", "lstm1997,truncated", "lstm1997,logistic")
+# The peer of the modern LSTM: Flax's own cell, on our tasks, protocol and training settings.
+FLAX_LSTM = "flax-lstm"
 # (row name, task settings, model, trials, budget in sequences)
 ROWS = {
     "6a": [
@@ -29,18 +31,67 @@ ROWS = {
         ({"task": "temporal-order", "level": "hard"}, "lstm", 20, 200_000),
     ],
     **{f"adding{length}": [({"task": "adding", "length": length}, model, 10, 1_000_000)
-                           for model in (*LSTM1997, "gated", "attention:inf", "lstm")]
+                           for model in (*LSTM1997, "gated", "attention:inf", "lstm")
+                           + (FLAX_LSTM,) * (length == 100)]
        for length in (100, 500, 1000)},
 }
+ROWS["6a"].append(({"task": "temporal-order", "level": "hard"}, FLAX_LSTM, 20, 200_000))
 # The paper's mean sequences to stop under its own protocol (20 trials for 6a, 10 for adding).
 PAPER = {("temporal-order", "hard"): "31,390", ("adding", 100): "74,000",
          ("adding", 500): "209,000", ("adding", 1000): "853,000"}
 
 
+def flax_lstm_model(task, hidden):
+    """Flax's ``nnx.OptimizedLSTMCell`` with a linear readout of the last valid state, as a
+    ``Model`` of our loop: the cell stepped by a masked ``lax.scan`` (a skipped step carries
+    the state, as every recurrence here), the loss and the 1997 rule's error measures ours."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+    from jax import lax
+
+    from attnrnn.train.models import Model, _batch_loss
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.cell = nnx.OptimizedLSTMCell(task.features, hidden, rngs=rngs)
+            self.readout = nnx.Linear(hidden, task.classes, rngs=rngs)
+
+    graph, _, rest = nnx.split(Net(nnx.Rngs(0)), nnx.Param, ...)
+
+    def init(key):
+        return nnx.split(Net(nnx.Rngs(params=key)), nnx.Param, ...)[1]
+
+    def apply(params, xs, mask=None):
+        net = nnx.merge(graph, params, rest)
+        mask = jnp.ones(xs.shape[0], bool) if mask is None else mask
+
+        def step(carry, inputs):
+            x, keep = inputs
+            new, _ = net.cell(carry, x)
+            return jax.tree.map(lambda a, b: jnp.where(keep, a, b), new, carry), None
+
+        zero = jnp.zeros(hidden, xs.dtype)
+        (_, h), _ = lax.scan(step, (zero, zero), (xs, mask))
+        return net.readout(h)
+
+    def predict(outputs):
+        return outputs if task.regression else jax.nn.softmax(outputs, axis=-1)
+
+    def loss(params, xs, labels, mask=None, tolerance=None):
+        mask = jnp.ones(xs.shape[:2], bool) if mask is None else mask
+        return _batch_loss(apply, predict, False, task.per_step, task.regression, params, xs,
+                           labels, mask, tolerance)
+
+    return Model(init, apply, predict, loss, FLAX_LSTM)
+
+
 def run_row(settings, model, seeds, budget, max_seconds=None):
-    config = TrainConfig(model=model, protocol="1997", seed=0, **settings)
+    peer = model == FLAX_LSTM
+    config = TrainConfig(model="lstm" if peer else model, protocol="1997", seed=0, **settings)
     config = config.replace(steps=-(-budget // config.batch))
-    runs = fit_trials(config, seeds, max_seconds=max_seconds)
+    runs = fit_trials(config, seeds, max_seconds=max_seconds,
+                      model=flax_lstm_model(config.make_task(), config.hidden) if peer else None)
     return with_stats({
         "task": settings["task"], "level": settings.get("level"),
         "length": settings.get("length"), "model": model, "budget": budget,
@@ -87,7 +138,8 @@ def table(results):
     header = ("task", "model (weights)", "training", "trials stopped", "mean seqs to stop",
               "min", "max", "mean test errors / 2,560", "wall s", "paper: LSTM 1997, mean")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    order = {model: i for i, model in enumerate((*LSTM1997, "gated", "attention:inf", "lstm"))}
+    order = {model: i for i, model in enumerate((*LSTM1997, "gated", "attention:inf", "lstm",
+                                                 FLAX_LSTM))}
     for r in sorted(results, key=lambda r: (r["task"] == "adding", r["length"] or 0,
                                             order.get(r["model"], len(order)), r["model"])):
         task = (f"6a {r['level']}" if r["task"] == "temporal-order" else

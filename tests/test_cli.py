@@ -59,6 +59,11 @@ def test_train_writes_every_file(tmp_path, capsys):
     (["--task", "adding", "--length", "5"], "length must be an int >= 22"),
     (["--model", "attention:inf,qk=-1"], "model option 'qk=-1'"),
     (["--task", "echo", "--level", "hard"], "--level is for the temporal-order task"),
+    (["--readout", "all"], "readout all needs sequences of one length"),
+    (["--layers", "0"], "layers must be a positive int"),
+    (["--model", "conv"], "conv needs sequences of one length"),
+    (["--model", "lstm1997", "--layers", "2"], "lstm1997 is the paper's whole network"),
+    (["--task", "echo", "--model", "gru", "--readout", "all"], "readout all is for a label per"),
     (["--task", "temporal-order", "--length", "50"],
      "--length is for the adding, echo and delayed-letters tasks; --task temporal-order"),
 ])
@@ -86,9 +91,10 @@ def test_unusable_output_folders(tmp_path, capsys):
         locked.mkdir(mode=0o500)
         assert cli.main(["train", *EASY, "--out", str(locked / "run")]) == 2
         assert "cannot write" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main(["train", "--steps", "many"])
-    assert exit_info.value.code == 2
+    for bad in (["--steps", "many"], ["--bidirectional", "maybe"]):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["train", *bad])
+        assert exit_info.value.code == 2
     # The loss-curve study refuses a folder holding files, as training does.
     assert cli.main(["debug-loss", "--out", str(used), "--steps", "1", "--no-progress"]) == 2
     assert "already holds files" in capsys.readouterr().err

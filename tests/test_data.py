@@ -318,3 +318,11 @@ def test_mnist1d_without_its_package_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "mnist1d.data", None)
     with pytest.raises(data.DataError, match=r"pip install 'attnrnn\[data\]'"):
         data.mnist1d.__wrapped__()
+
+
+def test_mnist1d_defaults_fit_the_benchmarks_size():
+    """Every model's MNIST-1D default stays within ConvBase's 5,210 weights."""
+    for model in ("conv", "gated", "gru", "lstm", "attention:2", "attention:inf"):
+        config = training.TrainConfig(task="mnist1d", model=model)
+        params = config.build_model().init(jax.random.PRNGKey(0))
+        assert sum(w.size for w in jax.tree.leaves(params)) <= 5210, model

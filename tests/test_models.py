@@ -7,7 +7,8 @@ import pytest
 
 from attnrnn.train import models, tasks
 
-SPECS = ["gated", "gated,offset=0", "lstm", "attention:0", "attention:2", "attention:inf"]
+SPECS = ["gated", "gated,offset=0", "lstm", "gru", "attention:0", "attention:2",
+         "attention:inf"]
 
 
 @pytest.mark.parametrize("spec", SPECS)
@@ -57,7 +58,8 @@ def test_parse_model():
         spec = models.parse_model(text)
         assert (spec.truncated, spec.logistic) == (truncated, logistic) and str(spec) == text
     assert str(models.parse_model("lstm1997,logistic,truncated")) == "lstm1997,truncated,logistic"
-    for bad in ["attention", "attention:-1", "gru", "gated:2", "attention:x", "gated,offset=x",
+    assert str(models.parse_model("gru")) == "gru" and str(models.parse_model("conv")) == "conv"
+    for bad in ["attention", "attention:-1", "gru:2", "conv,raw", "gated:2", "attention:x", "gated,offset=x",
                 "gated,norm", "lstm,offset=1", "lstm1997,raw", "lstm1997,truncated,truncated",
                 "lstm1997:2", "lstm,logistic"]:
         with pytest.raises(ValueError, match="model must be"):
@@ -79,4 +81,89 @@ def test_model_is_built_once_from_real_arguments():
     params = by_hand.init(key)
     np.testing.assert_array_equal(from_string.apply(params, xs), by_hand.apply(params, xs))
     with pytest.raises(ValueError, match="cell must be one of"):
-        models.make_model("gru", input_size=8, hidden_size=8, outputs=4)
+        models.make_model("transformer", input_size=8, hidden_size=8, outputs=4)
+
+
+def test_bidirectional_stacked_states_and_readouts():
+    """Each layer runs forward and reversed, concatenated; the next layer reads tanh of
+    them; the readout takes every state (flattened) or the last valid state."""
+    from attnrnn.gru import gru
+
+    xs = jax.random.normal(jax.random.PRNGKey(0), (9, 2), jnp.float64)
+    kwargs = dict(input_size=2, hidden_size=3, outputs=4, layers=2, bidirectional=True,
+                  dtype=jnp.float64)
+    every = models.make_model("gru", readout="all", length=9, **kwargs)
+    last = models.make_model("gru", **kwargs)
+    params = every.init(jax.random.PRNGKey(1))
+    (f1, b1), (f2, b2) = params.cell
+    h1 = jnp.concatenate([gru(f1, xs), gru(b1, xs, reverse=True)], -1)
+    h2_forward, h2_backward = gru(f2, jnp.tanh(h1)), gru(b2, jnp.tanh(h1), reverse=True)
+    h2 = jnp.concatenate([h2_forward, h2_backward], -1)
+    W, b = params.readout
+    assert W.shape == (4, 9 * 6)
+    np.testing.assert_allclose(every.apply(params, xs), W @ h2.reshape(-1) + b, rtol=1e-12)
+    params = last.init(jax.random.PRNGKey(1))
+    (f1, b1), (f2, b2) = params.cell
+    h1 = jnp.concatenate([gru(f1, xs), gru(b1, xs, reverse=True)], -1)
+    final = jnp.concatenate([gru(f2, jnp.tanh(h1))[-1], gru(b2, jnp.tanh(h1), reverse=True)[0]])
+    np.testing.assert_allclose(last.apply(params, xs), params.readout.W @ final
+                               + params.readout.b, rtol=1e-12)
+
+
+@pytest.mark.parametrize("spec", ["gated", "attention:inf", "lstm", "gru"])
+def test_bidirectional_classifier_reads_last_valid_state(spec):
+    model = models.model_for(spec, tasks.make_task("temporal-order"), 5, dtype=jnp.float64,
+                             layers=2, bidirectional=True)
+    params = model.init(jax.random.PRNGKey(2))
+    xs, _, mask = tasks.temporal_order(jax.random.PRNGKey(3), 1, level="normal")
+    xs = xs.astype(jnp.float64)
+    valid = np.asarray(mask[0])
+    np.testing.assert_allclose(model.apply(params, xs[0], mask[0]),
+                               model.apply(params, xs[0][valid]), rtol=1e-10)
+    grads = jax.grad(lambda p: model.loss(p, xs, jnp.array([1]), mask)[0])(params)
+    assert all(bool(jnp.isfinite(g).all()) for g in jax.tree.leaves(grads))
+
+
+def conv_reference(x, w, b, stride, padding):
+    """A 1-D cross-correlation by loops, float64: x (C, T), w (F, C, K)."""
+    x = np.pad(np.asarray(x, np.float64), ((0, 0), (padding, padding)))
+    w = np.asarray(w, np.float64)
+    out = (x.shape[1] - w.shape[2]) // stride + 1
+    y = np.zeros((w.shape[0], out))
+    for f in range(w.shape[0]):
+        for r in range(out):
+            y[f, r] = np.sum(x[:, r * stride:r * stride + w.shape[2]] * w[f]) + b[f]
+    return y
+
+
+def test_conv_classifier_is_mnist1d_convbase():
+    model = models.make_model("conv", input_size=1, hidden_size=25, outputs=10, length=40,
+                              dtype=jnp.float64)
+    params = model.init(jax.random.PRNGKey(0))
+    assert sum(w.size for w in jax.tree.leaves(params)) == 5210  # ConvBase's weights
+    xs = jax.random.normal(jax.random.PRNGKey(1), (40, 1), jnp.float64)
+    h = np.asarray(xs).T
+    for (w, b), (_, stride, padding) in zip(params.cell, models.CONV_LAYERS):
+        h = np.maximum(conv_reference(h, w, b, stride, padding), 0)
+    assert h.shape == (25, 5)
+    expected = np.asarray(params.readout.W) @ h.reshape(-1) + np.asarray(params.readout.b)
+    np.testing.assert_allclose(jax.jit(model.apply)(params, xs), expected, rtol=1e-10)
+    with pytest.raises(ValueError, match="conv is a sequence classifier"):
+        models.make_model("conv", input_size=1, hidden_size=4, outputs=2, length=40,
+                          per_step=True)
+    with pytest.raises(ValueError, match="conv needs sequences of one length"):
+        models.make_model("conv", input_size=1, hidden_size=4, outputs=2)
+
+
+def test_paper_sized_models_have_the_papers_weights():
+    """MNIST-1D's GRUBase (bidirectional GRU, hidden 6, readout over 40 states) has 5,134
+    weights; the same shape of gated RNN (with its bias input) 4,930."""
+    def count(cell, hidden, **kwargs):
+        model = models.make_model(cell, input_size=1, hidden_size=hidden, outputs=10, length=40,
+                                  **kwargs)
+        return sum(w.size for w in jax.tree.leaves(model.init(jax.random.PRNGKey(0))))
+
+    assert count("gru", 6, bidirectional=True, readout="all") == 5134
+    assert count("gated", 6, bidirectional=True, readout="all") == 4930
+    with pytest.raises(ValueError, match="readout all needs sequences of one length"):
+        models.make_model("gru", input_size=1, hidden_size=6, outputs=10, readout="all")

@@ -88,21 +88,33 @@ class _Parser(argparse.ArgumentParser):
 _NO_CLIP = "none"
 
 
+def _yes_no(text):
+    if text.lower() in ("yes", "true", "1"):
+        return True
+    if text.lower() in ("no", "false", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected yes or no, got {text!r}")
+
+
 def _clip(text):
     return _NO_CLIP if text.lower() in ("none", "off") else float(text)
 
 
 def _add_train_options(parser):
-    from attnrnn.train.config import (MODEL_TRAINING_DEFAULTS, PROTOCOLS,
+    from attnrnn.train.config import (MODEL_TRAINING_DEFAULTS, PROTOCOLS, TASK_MODEL_DEFAULTS,
                                       TASK_TRAINING_DEFAULTS, TRAINING_DEFAULTS, TrainConfig)
 
     defaults = TrainConfig()
 
     def model_default(name):
-        special = ", ".join(f"{cell} {values[name]}" for cell, values in
-                            MODEL_TRAINING_DEFAULTS.items())
-        return (f"default: the model's ({TRAINING_DEFAULTS[name]}; {special}), or the task's "
-                f"protocol (mnist1d {TASK_TRAINING_DEFAULTS['mnist1d'][name]})")
+        special = "".join(f"; {cell} {values[name]}" for cell, values in
+                          MODEL_TRAINING_DEFAULTS.items() if name in values)
+        task = TASK_TRAINING_DEFAULTS["mnist1d"]
+        models = ", ".join(f"{cell} {values[name]}" for cell, values in
+                           TASK_MODEL_DEFAULTS["mnist1d"].items() if name in values)
+        return (f"default: the model's ({TRAINING_DEFAULTS[name]}{special}), on mnist1d "
+                + (f"the benchmark's {task[name]}" if name in task else
+                   f"the model's best ({models})" if models else "the same"))
 
     parser.add_argument("--task", default=None,
                         help="temporal-order, adding, echo, delayed-letters (generated), "
@@ -120,7 +132,8 @@ def _add_train_options(parser):
                         help="sequence length: the adding problem's minimal length T (default "
                         "100), echo's (64) or delayed-letters' (32); not for temporal-order")
     parser.add_argument("--model", default=defaults.model,
-                        help="gated, lstm, lstm1997, attention:K or attention:inf (default "
+                        help="gated, lstm, gru, lstm1997, attention:K, attention:inf (the "
+                        "recurrences) or conv (MNIST-1D's convolutional classifier) (default "
                         "%(default)s); attention is bounded unless 'attention:K,raw'; "
                         "lstm1997 takes ',truncated' and ',logistic'")
     parser.add_argument("--protocol", default=None, choices=PROTOCOLS,
@@ -128,7 +141,17 @@ def _add_train_options(parser):
                         "fixed held-out set every --eval-every steps; test (mnist1d, --data): "
                         "the task's test split, the same way; 1997: the paper's ST3/ABS "
                         "stopping rule, then a fresh test set")
-    parser.add_argument("--hidden", type=int, default=defaults.hidden, help="state size m")
+    parser.add_argument("--hidden", type=int, default=None,
+                        help="state size m (conv: channels) (" + model_default("hidden") + ")")
+    parser.add_argument("--layers", type=int, default=None,
+                        help="stacked recurrences, tanh between them (" + model_default("layers")
+                        + ")")
+    parser.add_argument("--bidirectional", type=_yes_no, default=None, metavar="yes|no",
+                        help="each layer forward and backward, concatenated ("
+                        + model_default("bidirectional") + ")")
+    parser.add_argument("--readout", choices=("last", "all"), default=None,
+                        help="read out the last valid state, or every state (flattened; "
+                        "sequences of one length) (" + model_default("readout") + ")")
     parser.add_argument("--steps", type=int, default=None,
                         help="training steps, the budget under --protocol 1997 ("
                         + model_default("steps") + ")")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from attnrnn.train.data import file_sha256, load_npz
 from attnrnn.train.evaluation import HELDOUT_SIZE
-from attnrnn.train.models import Model, ModelSpec, model_for, parse_model
+from attnrnn.train.models import BOUNDED, Model, ModelSpec, model_for, parse_model
 from attnrnn.train.protocol import PROTOCOLS, protocol_name, stop_rule
 from attnrnn.train.step import OPTIMIZERS
 from attnrnn.train.tasks import check_batch_size, make_task
@@ -21,7 +21,8 @@ __all__ = ["TrainConfig", "training_defaults", "TRAINING_DEFAULTS", "PROTOCOLS"]
 # clip_by_global_norm(1.0), batch 32, 20 steps per device call (docs/results.md chose these);
 # the 1997 LSTM the paper's online SGD (batch 1, lr 0.5, no clipping), 500 steps a call.
 TRAINING_DEFAULTS = {"optimizer": "adam", "lr": 1e-2, "clip": 1.0, "batch": 32,
-                     "eval_every": 20, "steps": 600}
+                     "eval_every": 20, "steps": 600, "hidden": 32, "layers": 1,
+                     "bidirectional": False, "readout": "last"}
 MODEL_TRAINING_DEFAULTS = {
     "lstm1997": {"optimizer": "sgd", "lr": 0.5, "clip": None, "batch": 1, "eval_every": 500,
                  "steps": 200_000},
@@ -31,14 +32,33 @@ MODEL_TRAINING_DEFAULTS = {
 _MNIST1D = {"optimizer": "adam", "lr": 1e-2, "clip": None, "batch": 100, "eval_every": 100,
             "steps": 6000}
 TASK_TRAINING_DEFAULTS = {"mnist1d": _MNIST1D, "mnist1d,shuffle": _MNIST1D}
+# Each model's best configuration found on MNIST-1D within the benchmark's size (at most the
+# 5,210 weights of its ConvBase; experiments/mnist1d has the runs that chose them), by the
+# model's name without options (``attention:2``), else its cell.
+_STACK = {"layers": 2, "bidirectional": True}
+_MNIST1D_MODELS = {
+    "conv": {"hidden": 25},
+    "gated": {"hidden": 16, **_STACK},
+    "gru": {"hidden": 12, **_STACK},
+    "lstm": {"hidden": 12, **_STACK},
+    "attention:2": {"hidden": 5, **_STACK, "readout": "all"},
+    "attention:inf": {"hidden": 12, **_STACK, "lr": 3e-3},
+    "attention": {"hidden": 5, **_STACK, "readout": "all"},
+}
+TASK_MODEL_DEFAULTS = {"mnist1d": _MNIST1D_MODELS, "mnist1d,shuffle": _MNIST1D_MODELS}
 
 
 def training_defaults(model, task=None) -> dict:
-    """The steps, optimizer, lr, clip, batch and eval_every a model (a ``ModelSpec`` or
-    its string) trains with by default on ``task`` (a task name; a benchmark's protocol
-    overrides the model's)."""
-    return {**TRAINING_DEFAULTS, **MODEL_TRAINING_DEFAULTS.get(parse_model(model).cell, {}),
-            **TASK_TRAINING_DEFAULTS.get(task, {})}
+    """The steps, optimizer, lr, clip, batch, eval_every, and the hidden size, layers,
+    directions and readout a model (a ``ModelSpec`` or its string) trains with by default on
+    ``task`` (a task name): a benchmark's protocol overrides the model's, and its best
+    configuration for the model overrides both."""
+    spec = parse_model(model)
+    recipes = TASK_MODEL_DEFAULTS.get(task, {})
+    name = str(spec._replace(options=BOUNDED)).split(",")[0]  # e.g. attention:2
+    return {**TRAINING_DEFAULTS, **MODEL_TRAINING_DEFAULTS.get(spec.cell, {}),
+            **TASK_TRAINING_DEFAULTS.get(task, {}),
+            **recipes.get(name, recipes.get(spec.cell, {}))}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,10 +67,11 @@ class TrainConfig:
 
     ``model`` is the CLI form (``"gated"``, ``"attention:inf,raw"``, …), parsed once here
     (``spec``); the training code receives the built [`Model`][attnrnn.train.models.Model]
-    (``build_model``). ``steps``, ``optimizer``, ``lr``, ``clip``, ``batch`` and ``eval_every``
-    left as ``"default"`` take the model's
-    ([`training_defaults`][attnrnn.train.config.training_defaults]); the config then records the
-    values used. ``clip=None`` means no clipping. ``length`` is the adding problem's ``T`` (the
+    (``build_model``). ``steps``, ``optimizer``, ``lr``, ``clip``, ``batch``, ``eval_every``
+    and the architecture — ``hidden``, ``layers``, ``bidirectional``, ``readout`` (see
+    [`make_model`][attnrnn.train.models.make_model]) — left as ``"default"`` take the model's
+    on the task ([`training_defaults`][attnrnn.train.config.training_defaults]); the config
+    then records the values used. ``clip=None`` means no clipping. ``length`` is the adding problem's ``T`` (the
     other tasks' default lengths when None).
 
     ``protocol="heldout"``: steps run on device in chunks of ``eval_every``, with a held-out
@@ -72,7 +93,7 @@ class TrainConfig:
     task: str = "temporal-order"
     level: str = "moderate"
     model: str = "gated"
-    hidden: int = 32
+    hidden: int | str = "default"
     steps: int | str = "default"
     batch: int | str = "default"
     optimizer: str = "default"
@@ -86,6 +107,9 @@ class TrainConfig:
     length: int | None = None
     data: str | None = None
     data_sha256: str | None = None
+    layers: int | str = "default"
+    bidirectional: bool | str = "default"
+    readout: str = "default"
 
     def __post_init__(self):
         object.__setattr__(self, "model", str(parse_model(self.model)))
@@ -98,7 +122,7 @@ class TrainConfig:
         for name, value in training_defaults(self.spec, self.task).items():
             if getattr(self, name) == "default":
                 object.__setattr__(self, name, value)
-        for name in ("hidden", "steps", "batch", "eval_every", "heldout", "max_skips"):
+        for name in ("hidden", "steps", "batch", "eval_every", "heldout", "max_skips", "layers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -110,8 +134,11 @@ class TrainConfig:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got "
                              f"{self.optimizer!r}")
+        if not isinstance(self.bidirectional, bool):
+            raise ValueError(f"bidirectional must be True or False, got {self.bidirectional!r}")
         task = self.make_task()
         check_batch_size(task, self.batch)
+        self.build_model(task)  # the architecture fits the task
         if self.protocol == "1997":
             rule = stop_rule(task.name)
             if self.batch > rule.window:
@@ -132,7 +159,8 @@ class TrainConfig:
 
     def build_model(self, task=None) -> Model:
         """The model this config trains, sized for ``task`` (default ``make_task``)."""
-        return model_for(self.spec, task or self.make_task(), self.hidden)
+        return model_for(self.spec, task or self.make_task(), self.hidden, layers=self.layers,
+                         bidirectional=self.bidirectional, readout=self.readout)
 
     def replace(self, **changes) -> TrainConfig:
         """A copy with ``changes`` (re-validated)."""

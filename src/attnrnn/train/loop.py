@@ -33,21 +33,22 @@ def _protocol(config, task, stop_when_solved=False):
                          stop_when_solved=stop_when_solved)
 
 
-def new_train_state(config: TrainConfig, task=None, seed=None, protocol=None) -> TrainState:
+def new_train_state(config: TrainConfig, task=None, seed=None, protocol=None,
+                    model=None) -> TrainState:
     """The untrained state of a run: parameters from ``config.seed`` (or ``seed``, which may
-    be traced, e.g. under ``jax.vmap``), fresh optimizer state, and what the run's protocol
-    carries through the steps (the 1997 rule's state)."""
+    be traced, e.g. under ``jax.vmap``) for ``model`` (default the config's), fresh optimizer
+    state, and what the run's protocol carries through the steps (the 1997 rule's state)."""
     task = task or config.make_task()
     seed = config.seed if seed is None else seed
     protocol = protocol or _protocol(config, task)
     init_key, data_key = jax.random.split(jax.random.PRNGKey(seed))
-    params = config.build_model(task).init(init_key)
+    params = (model or config.build_model(task)).init(init_key)
     optimizer = make_optimizer(config.optimizer, config.lr, config.clip)
     return init_train_state(data_key, params, optimizer, protocol)
 
 
 def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, progress=True,
-        stop_when_solved=False, task=None, devices=None, max_seconds=None):
+        stop_when_solved=False, task=None, model=None, devices=None, max_seconds=None):
     """Trains per ``config``; returns ``(state, history, summary)``.
 
     One loop for every protocol ([`attnrnn.train.protocol`][attnrnn.train.protocol]): the
@@ -69,6 +70,9 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, progress=
       task: a [`Task`][attnrnn.train.tasks.Task] to use instead of ``config.task`` (e.g.
         [`array_task`][attnrnn.train.data.array_task] of your own arrays); the summary's
         ``config.task`` records its name.
+      model: a [`Model`][attnrnn.train.models.Model] to train instead of the config's (any
+        ``init``/``apply``/``loss`` triple, e.g. a Flax module's, in this loop); the
+        config's training settings still apply.
       devices: data-parallel over these devices (an int N for the first N, or None for
         all): the batch is split, parameters and optimizer state are replicated.
       max_seconds: end the loop after the chunk that takes the wall time past this many
@@ -83,13 +87,14 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, progress=
       ``summary.json``.
     """
     task = task or config.make_task()
-    model = config.build_model(task)
+    model = model or config.build_model(task)
     protocol = _protocol(config, task, stop_when_solved)
     mesh = data_parallel_mesh(devices)
     chunk = make_train_chunk(make_optimizer(config.optimizer, config.lr, config.clip), task,
                              model, batch_size=config.batch, steps_per_chunk=config.eval_every,
                              mesh=mesh, protocol=protocol)
-    state = new_train_state(config, task, protocol=protocol) if state is None else state
+    state = (new_train_state(config, task, protocol=protocol, model=model) if state is None
+             else state)
     # A copy: XLA refuses to donate one buffer twice, and the caller's arrays stay alive.
     state = replicate(jax.tree.map(jnp.copy, state), mesh)
     history = list(history)
@@ -141,6 +146,7 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, progress=
     summary.update(protocol=protocol.name, **protocol.report(state, history, model),
                    devices=mesh.size)
     summary["config"]["task"] = task.name
+    summary["model"] = model.name
     return state, history, summary
 
 
@@ -154,14 +160,15 @@ def _progress_bar(progress, **kwargs):
     return tqdm(disable=not progress, unit="step", **kwargs)
 
 
-def fit_trials(config: TrainConfig, seeds, *, progress=False, max_seconds=None):
+def fit_trials(config: TrainConfig, seeds, *, progress=False, max_seconds=None, model=None):
     """Independent runs of ``config`` (one per seed) side by side on device under the 1997
     protocol: one jitted ``jax.vmap`` of the training chunk moves every trial ``eval_every``
     steps per call, a stopped trial stays put, and the loop ends when every trial has
     stopped or the budget is spent. Each trial is the run ``fit`` makes for its seed (the
     same data, initialisation and rule; batched arithmetic may round differently).
     ``max_seconds`` also ends the loop (after the chunk in flight) once that much wall time
-    has passed: a wall-clock cap for long rows, visible in ``sequences_run``.
+    has passed: a wall-clock cap for long rows, visible in ``sequences_run``. ``model``: a
+    [`Model`][attnrnn.train.models.Model] to train instead of the config's (as in ``fit``).
 
     Returns:
       one dict per seed: ``seed``, ``sequences_to_stop`` (None if the budget ran out),
@@ -172,14 +179,14 @@ def fit_trials(config: TrainConfig, seeds, *, progress=False, max_seconds=None):
     if config.protocol != "1997":
         raise ValueError(f"fit_trials runs the 1997 protocol, got protocol={config.protocol!r}")
     task = config.make_task()
-    model = config.build_model(task)
+    model = model or config.build_model(task)
     protocol = _protocol(config, task)
     seeds = [int(s) for s in seeds]
     optimizer = make_optimizer(config.optimizer, config.lr, config.clip)
     chunk = make_train_chunk(optimizer, task, model, batch_size=config.batch,
                              steps_per_chunk=config.eval_every, protocol=protocol, trials=True)
-    state = jax.jit(jax.vmap(lambda seed: new_train_state(config, task, seed, protocol)))(
-        jnp.asarray(seeds))
+    state = jax.jit(jax.vmap(lambda seed: new_train_state(config, task, seed, protocol,
+                                                          model)))(jnp.asarray(seeds))
     start = time.perf_counter()
     bar = _progress_bar(progress, total=config.steps,
                         desc=f"{len(seeds)} x {model.name} on {config.task}")

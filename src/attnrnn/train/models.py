@@ -12,6 +12,7 @@ per-step model reads out every state. Batch with ``jax.vmap`` (``batch_loss`` do
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -21,7 +22,9 @@ import optax
 
 from attnrnn._checks import as_int
 from attnrnn.attention import AttentionOptions, attention_rnn, attention_rnn_init
+from attnrnn.conv import ConvParams, conv, conv_init, conv_output_shape
 from attnrnn.gated import gated_rnn, gated_rnn_init
+from attnrnn.gru import gru, gru_init
 from attnrnn.lstm import lstm, lstm_init
 from attnrnn.lstm1997 import lstm1997, lstm1997_init
 
@@ -37,9 +40,6 @@ __all__ = [
     "parse_model",
 ]
 
-CELLS = ("gated", "attention", "lstm", "lstm1997")
-
-
 # The gated RNN's gate bias starts at 2 (σ(2) = 0.88): the state is kept from the first
 # update, so a distant symbol survives until training can use it (0 learns far slower).
 GATE_OFFSET = 2.0
@@ -52,7 +52,7 @@ RAW = AttentionOptions()
 
 
 class ModelSpec(NamedTuple):
-    """Static model choice: ``cell`` in ``gated, attention, lstm, lstm1997``; ``k`` the
+    """Static model choice: ``cell`` in ``gated, attention, lstm, gru, lstm1997, conv``; ``k`` the
     attention lags (None for AttentionRNN(∞)); ``options`` the attention bounds and stabilisers
     ([`BOUNDED`][attnrnn.train.models.BOUNDED] unless the spec says ``raw``); ``gate_offset``
     the gated RNN's initial gate offset (see
@@ -130,7 +130,7 @@ def _parse_options(parts, spec):
 
 
 def parse_model(spec) -> ModelSpec:
-    """``"gated"``, ``"lstm"``, ``"attention:K"`` or ``"attention:inf"`` as a
+    """``"gated"``, ``"lstm"``, ``"gru"``, ``"conv"``, ``"attention:K"`` or ``"attention:inf"`` as a
     [`ModelSpec`][attnrnn.train.models.ModelSpec]. Attention is bounded by default
     ([`BOUNDED`][attnrnn.train.models.BOUNDED]); options after
     commas: ``raw`` (first: the homework's unbounded model), ``nonexp`` (value maps
@@ -167,10 +167,11 @@ def _parse_model(spec: str) -> ModelSpec:
     elif cell == "lstm1997" and not lags and set(extra) <= {"truncated", "logistic"} and (
             len(set(extra)) == len(extra)):
         return ModelSpec(cell, truncated="truncated" in extra, logistic="logistic" in extra)
-    elif cell in CELLS and not lags and not extra:
+    elif cell in (*CELLS, "conv") and not lags and not extra:
         return ModelSpec(cell)
     raise ValueError(
-        f"model must be 'gated', 'lstm', 'attention:K' (K an int >= 0) or 'attention:inf', "
+        f"model must be 'gated', 'lstm', 'gru', 'conv', 'attention:K' (K an int >= 0) or "
+        f"'attention:inf', "
         f"optionally with options {_OPTION_HELP} (attention), ',offset=B' (gated) or "
         f"',truncated' and/or ',logistic' (lstm1997), got {spec!r}"
     )
@@ -184,7 +185,11 @@ class Readout(NamedTuple):
 
 
 class SequenceModelParams(NamedTuple):
-    cell: NamedTuple
+    """``cell``: the recurrence's parameters — one cell's for one unidirectional layer, else a
+    tuple of layers, each a tuple of its directions' (forward, then backward) — or the
+    convolutions of ``conv``; ``readout``: the linear readout."""
+
+    cell: NamedTuple | tuple
     readout: Readout
 
 
@@ -196,12 +201,13 @@ class Model(NamedTuple):
       ([`SequenceModelParams`][attnrnn.train.models.SequenceModelParams]);
     - ``apply(params, xs, mask=None) -> outputs`` on one sequence ``xs (T, n)``: logits (or
       the net input of ``lstm1997``'s logistic output units, or the regression value),
-      ``(outputs,)`` from the last valid state, or ``(T, outputs)`` from every state for a
-      per-step task;
+      ``(outputs,)`` from the last valid state (or every state: ``readout="all"``), or
+      ``(T, outputs)`` from every state for a per-step task;
     - ``predict(outputs)``: what the model claims in the units of the targets;
     - ``loss(params, xs, labels, mask=None, tolerance=None) -> (loss, aux)`` on a batch
       (``_batch_loss``; no mask: every step valid);
-    - ``name``: the CLI form of the configuration (``str(ModelSpec)``), for records.
+    - ``name``: the configuration in words (``str(ModelSpec)``, then ``,bi``, ``,layers=L``,
+      ``,readout=all`` where they apply), for records.
     """
 
     init: Callable
@@ -216,31 +222,86 @@ def _with_bias_input(xs):
     return jnp.concatenate([xs, jnp.ones(xs.shape[:-1] + (1,), xs.dtype)], axis=-1)
 
 
+def _gated_init(key, n, m, spec, regression, dtype):
+    params = gated_rnn_init(key, n + 1, m, dtype=dtype)
+    return params._replace(W_c=params.W_c.at[:, -1].set(spec.gate_offset))
+
+
+class Cell(NamedTuple):
+    """A recurrence as the models use it: ``init(key, n, m, spec, regression, dtype)`` and
+    ``run(params, xs, mask, reverse, spec) -> hs (T, width)``; ``width(params)`` is the
+    state size the readout sees."""
+
+    init: Callable
+    run: Callable
+    width: Callable
+
+
+# One entry per recurrence: adding a cell is adding a line here.
+CELLS = {
+    "gated": Cell(_gated_init,
+                  lambda p, xs, mask, reverse, spec: gated_rnn(p, _with_bias_input(xs),
+                                                               mask=mask, reverse=reverse),
+                  lambda p: p.W_h.shape[0]),
+    "attention": Cell(lambda key, n, m, spec, regression, dtype:
+                      attention_rnn_init(key, n, m, k=spec.k, dtype=dtype),
+                      lambda p, xs, mask, reverse, spec: attention_rnn(
+                          p, xs, k=spec.k, mask=mask, reverse=reverse, options=spec.options),
+                      lambda p: p.V_x.shape[0]),
+    "lstm": Cell(lambda key, n, m, spec, regression, dtype: lstm_init(key, n, m, dtype=dtype),
+                 lambda p, xs, mask, reverse, spec: lstm(p, xs, mask=mask, reverse=reverse),
+                 lambda p: p.W_h.shape[1]),
+    "gru": Cell(lambda key, n, m, spec, regression, dtype: gru_init(key, n, m, dtype=dtype),
+                lambda p, xs, mask, reverse, spec: gru(p, xs, mask=mask, reverse=reverse),
+                lambda p: p.W_h.shape[1]),
+    "lstm1997": Cell(lambda key, n, m, spec, regression, dtype: lstm1997_init(
+                         key, n, input_gate_bias=(-3.0, -6.0) if regression else (-2.0, -4.0),
+                         dtype=dtype),
+                     lambda p, xs, mask, reverse, spec: lstm1997(
+                         p, xs, mask=mask, reverse=reverse, truncated=spec.truncated),
+                     lambda p: p.W_c.shape[0]),
+}
+READOUTS = ("last", "all")
+
+# ConvBase of the MNIST-1D benchmark (Greydanus 2020): three 1-D convolutions with ReLU,
+# (kernel, stride, padding) each, then a linear classifier on the flattened features.
+CONV_LAYERS = ((5, 2, 1), (3, 2, 1), (3, 2, 1))
+
+
 @functools.lru_cache(maxsize=64)
 def make_model(cell="gated", *, input_size, hidden_size, outputs, k=None, options=BOUNDED,
                gate_offset=GATE_OFFSET, truncated=False, logistic=False, per_step=False,
-               regression=False, dtype=jnp.float32) -> Model:
-    """A recurrence plus a linear readout, as one [`Model`][attnrnn.train.models.Model] value.
+               regression=False, layers=1, bidirectional=False, readout="last", length=None,
+               dtype=jnp.float32) -> Model:
+    """A recurrence (or a convolutional classifier) plus a linear readout, as one
+    [`Model`][attnrnn.train.models.Model] value.
 
     The gated RNN reads ``[x, 1]``: the constant feature gives each of its matrices a bias
     column (without one its gate cannot start closed on real-valued inputs, such as the
     adding problem's); the gate's bias column starts at ``gate_offset`` — for one-hot inputs
     exactly an offset added to every entry of ``W_c``. The readout starts at
-    ``N(0, 0.01 / m)`` so that a fresh classifier's loss is close to ``ln(classes)`` and its
-    accuracy close to ``1 / classes``. ``lstm1997`` is the paper's whole network:
+    ``N(0, 0.01 / fan_in)`` so that a fresh classifier's loss is close to ``ln(classes)`` and
+    its accuracy close to ``1 / classes``. ``lstm1997`` is the paper's whole network:
     ``hidden_size`` is ignored (2 blocks of 2 cells), its input-gate biases are -2, -4 for
     a classifier and -3, -6 for a regression (the adding problem), and its output layer
     starts at ``U[-0.1, 0.1]`` like the rest. Its classifier's output units are logistic, as
-    the paper's; its regression output unit is linear unless ``logistic``. The paper's text
-    makes every output unit logistic, but with a logistic output our adding network learns
-    the task in about as many sequences as the paper reports and then misses the targets
-    near 0 and 1 for hundreds of thousands more (the composed squashings flatten there), while
-    a linear output stops when the paper's did (docs/results.md has both, measured).
+    the paper's; its regression output unit is linear unless ``logistic`` (docs/results.md
+    compares the two).
+
+    Stacks and directions: ``layers`` recurrences of the same cell, each reading the
+    previous one's states through ``tanh`` (the first reads the inputs); ``bidirectional``
+    runs each layer forward and with ``reverse=True`` and concatenates the two (the last
+    valid state of a bidirectional layer is the forward one's last and the backward one's
+    first). ``conv`` is MNIST-1D's ConvBase made of [`attnrnn.conv`][attnrnn.conv.conv]:
+    three 1-D convolutions of ``hidden_size`` channels (kernels 5, 3, 3, stride 2, padding 1,
+    ReLU) over the sequence's ``length`` steps, then the readout on every feature (a
+    sequence classifier; the mask is not read, so sequences must be whole).
 
     Args:
-      cell: ``"gated"``, ``"attention"``, ``"lstm"`` or ``"lstm1997"``.
+      cell: ``"gated"``, ``"attention"``, ``"lstm"``, ``"gru"``, ``"lstm1997"`` or
+        ``"conv"``.
       input_size: ``n``, features per step.
-      hidden_size: ``m``.
+      hidden_size: ``m`` (``conv``: channels).
       outputs: output units (classes; 1 for a regression).
       k: AttentionRNN's lags (None: AttentionRNN(∞)).
       options: [`attnrnn.AttentionOptions`][attnrnn.attention.AttentionOptions] (default
@@ -250,6 +311,11 @@ def make_model(cell="gated", *, input_size, hidden_size, outputs, k=None, option
       logistic: ``lstm1997``'s regression output unit logistic (``σ(net)``) instead of linear.
       per_step: read out every state (a label per step) instead of the last.
       regression: squared-error loss on one real output; otherwise a classifier.
+      layers: stacked recurrences.
+      bidirectional: each layer forward and backward, concatenated.
+      readout: ``"last"`` (the last valid state) or ``"all"`` (every state, flattened: the
+        MNIST-1D GRU's readout; needs ``length``).
+      length: the sequences' length ``T`` (``readout="all"`` and ``conv``).
       dtype: the parameters' dtype.
 
     Returns:
@@ -257,45 +323,72 @@ def make_model(cell="gated", *, input_size, hidden_size, outputs, k=None, option
       so functions jitted with the model as a static argument (``evaluate``) compile once per
       configuration, not once per run.
     """
-    if cell not in CELLS:
-        raise ValueError(f"cell must be one of {list(CELLS)}, got {cell!r}")
+    if cell not in (*CELLS, "conv"):
+        raise ValueError(f"cell must be one of {[*CELLS, 'conv']}, got {cell!r}")
     n = as_int("input_size", input_size, minimum=1)
     m = as_int("hidden_size", hidden_size, minimum=1)
     classes = as_int("outputs", outputs, minimum=1)
+    layers = as_int("layers", layers, minimum=1)
+    if readout not in READOUTS:
+        raise ValueError(f"readout must be one of {list(READOUTS)}, got {readout!r}")
+    if readout == "all" and per_step:
+        raise ValueError("readout all is for a label per sequence; a per-step task reads out "
+                         "every state already")
+    if (readout == "all" or cell == "conv") and length is None:
+        raise ValueError(f"{'conv' if cell == 'conv' else 'readout all'} needs sequences of one "
+                         "length (a task made from arrays)")
+    if cell == "conv" and (per_step or regression):
+        raise ValueError("conv is a sequence classifier; per-step and regression tasks need "
+                         "a recurrence")
+    if cell == "lstm1997" and (layers > 1 or bidirectional or readout != "last"):
+        raise ValueError("lstm1997 is the paper's whole network: one layer, forward, read "
+                         "out at the end")
     spec = ModelSpec(cell, k if cell == "attention" else None,
                      options if cell == "attention" else BOUNDED,
                      float(gate_offset), cell == "lstm1997" and bool(truncated),
                      cell == "lstm1997" and bool(logistic))
+    name = ",".join([str(spec)] + ["bi"] * bool(bidirectional)
+                    + [f"layers={layers}"] * (layers > 1) + ["readout=all"] * (readout == "all"))
+    if cell == "conv":
+        return _conv_model(n, m, classes, as_int("length", length, minimum=1), dtype, name)
+    recurrence = CELLS[cell]
+    directions = 2 if bidirectional else 1
+    plain = layers == 1 and directions == 1  # SequenceModelParams.cell is the cell's params
 
     def init(key):
         k_cell, k_out, k_bias = jax.random.split(key, 3)
-        if cell == "gated":
-            params = gated_rnn_init(k_cell, n + 1, m, dtype=dtype)
-            params = params._replace(W_c=params.W_c.at[:, -1].set(gate_offset))
-        elif cell == "lstm":
-            params = lstm_init(k_cell, n, m, dtype=dtype)
-        elif cell == "lstm1997":
-            params = lstm1997_init(k_cell, n, input_gate_bias=(-3.0, -6.0) if regression else
-                                   (-2.0, -4.0), dtype=dtype)
-            cells = params.W_c.shape[0]
-            return SequenceModelParams(params, Readout(
-                jax.random.uniform(k_out, (classes, cells), dtype, -0.1, 0.1),
-                jax.random.uniform(k_bias, (classes,), dtype, -0.1, 0.1)))
+        if plain:
+            cell_params = top = recurrence.init(k_cell, n, m, spec, regression, dtype)
         else:
-            params = attention_rnn_init(k_cell, n, m, k=k, dtype=dtype)
-        W = 0.1 * jax.random.normal(k_out, (classes, m), dtype) / jnp.sqrt(m).astype(dtype)
-        return SequenceModelParams(params, Readout(W, jnp.zeros((classes,), dtype)))
+            keys = jax.random.split(k_cell, layers * directions).reshape(layers, directions, -1)
+            cell_params = tuple(tuple(recurrence.init(keys[i, d], n if i == 0 else m * directions,
+                                                      m, spec, regression, dtype)
+                                      for d in range(directions)) for i in range(layers))
+            top = cell_params[-1][0]
+        fan_in = recurrence.width(top) * directions * (length if readout == "all" else 1)
+        if cell == "lstm1997":
+            return SequenceModelParams(cell_params, Readout(
+                jax.random.uniform(k_out, (classes, fan_in), dtype, -0.1, 0.1),
+                jax.random.uniform(k_bias, (classes,), dtype, -0.1, 0.1)))
+        W = 0.1 * jax.random.normal(k_out, (classes, fan_in), dtype) / jnp.sqrt(fan_in).astype(
+            dtype)
+        return SequenceModelParams(cell_params, Readout(W, jnp.zeros((classes,), dtype)))
+
+    def states(params, xs, mask):
+        """The last layer's states ``(T, width)`` and its last valid state."""
+        stack = ((params.cell,),) if plain else params.cell
+        hs = xs
+        for i, layer in enumerate(stack):
+            inputs = hs if i == 0 else jnp.tanh(hs)
+            runs = [recurrence.run(p, inputs, mask, d == 1, spec) for d, p in enumerate(layer)]
+            hs = runs[0] if len(runs) == 1 else jnp.concatenate(runs, axis=-1)
+        last = runs[0][-1] if len(runs) == 1 else jnp.concatenate([runs[0][-1], runs[1][0]])
+        return hs, last
 
     def apply(params, xs, mask=None):
-        if cell == "gated":
-            hs = gated_rnn(params.cell, _with_bias_input(xs), mask=mask)
-        elif cell == "lstm":
-            hs = lstm(params.cell, xs, mask=mask)
-        elif cell == "lstm1997":
-            hs = lstm1997(params.cell, xs, mask=mask, truncated=truncated)
-        else:
-            hs = attention_rnn(params.cell, xs, k=k, mask=mask, options=options)
-        logits = (hs if per_step else hs[-1]) @ params.readout.W.T
+        hs, last = states(params, xs, mask)
+        features = hs if per_step else hs.reshape(-1) if readout == "all" else last
+        logits = features @ params.readout.W.T
         return logits + jnp.broadcast_to(params.readout.b, logits.shape)
 
     def predict(outputs):
@@ -309,18 +402,58 @@ def make_model(cell="gated", *, input_size, hidden_size, outputs, k=None, option
         return _batch_loss(apply, predict, cell == "lstm1997", per_step, regression,
                            params, xs, labels, mask, tolerance)
 
-    return Model(init, apply, predict, loss, str(spec))
+    return Model(init, apply, predict, loss, name)
 
 
-def model_for(spec, task, hidden_size, dtype=jnp.float32) -> Model:
+def _conv_model(n, channels, classes, length, dtype, name):
+    """MNIST-1D's ConvBase of ``attnrnn.conv`` (see ``make_model``)."""
+    size = length
+    for kernel, stride, padding in CONV_LAYERS:
+        size = conv_output_shape((size,), (kernel,), stride=stride, padding=padding)[0]
+    if size < 1:
+        raise ValueError(f"conv needs sequences of at least 7 steps, got length {length}")
+
+    def init(key):
+        keys = jax.random.split(key, len(CONV_LAYERS) + 1)
+        convs = tuple(ConvParams(*conv_init(k, n if i == 0 else channels, channels, kernel,
+                                            dtype=dtype))
+                      for i, (k, (kernel, _, _)) in enumerate(zip(keys, CONV_LAYERS)))
+        bound = 1 / math.sqrt(channels * size)  # PyTorch's nn.Linear, as ConvBase's
+        k_w, k_b = jax.random.split(keys[-1])
+        return SequenceModelParams(convs, Readout(
+            jax.random.uniform(k_w, (classes, channels * size), dtype, -bound, bound),
+            jax.random.uniform(k_b, (classes,), dtype, -bound, bound)))
+
+    def apply(params, xs, mask=None):
+        h = xs.T  # (n, T): channels first
+        for (w, b), (_, stride, padding) in zip(params.cell, CONV_LAYERS):
+            h = jax.nn.relu(conv(h, w, stride=stride, padding=padding) + b[:, None])
+        return params.readout.W @ h.reshape(-1) + params.readout.b
+
+    def predict(outputs):
+        return jax.nn.softmax(outputs, axis=-1)
+
+    def loss(params, xs, labels, mask=None, tolerance=None):
+        if mask is None:
+            mask = jnp.ones(xs.shape[:2], bool)
+        return _batch_loss(apply, predict, False, False, False, params, xs, labels, mask,
+                           tolerance)
+
+    return Model(init, apply, predict, loss, name)
+
+
+def model_for(spec, task, hidden_size, dtype=jnp.float32, *, layers=1, bidirectional=False,
+              readout="last") -> Model:
     """The [`Model`][attnrnn.train.models.Model] of a
     [`ModelSpec`][attnrnn.train.models.ModelSpec] (or its string) sized for ``task``."""
     spec = parse_model(spec)
+    length = task.train[0].shape[1] if getattr(task, "train", None) is not None else None
     return make_model(spec.cell, input_size=task.features, hidden_size=hidden_size,
                       outputs=task.classes, k=spec.k, options=spec.options,
                       gate_offset=spec.gate_offset, truncated=spec.truncated,
-                      logistic=spec.logistic,
-                      per_step=task.per_step, regression=task.regression, dtype=dtype)
+                      logistic=spec.logistic, per_step=task.per_step,
+                      regression=task.regression, layers=layers, bidirectional=bidirectional,
+                      readout=readout, length=length, dtype=dtype)
 
 
 def _batch_loss(apply, predict, squared_error, per_step, regression, params, xs, labels, mask,
