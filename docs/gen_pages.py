@@ -20,8 +20,8 @@ LIBRARY = ["attnrnn.conv", "attnrnn.gated", "attnrnn.attention", "attnrnn.spectr
            "attnrnn.analysis", "attnrnn.lstm", "attnrnn.lstm1997", "attnrnn.gru", "attnrnn.nnx"]
 PAGES = [("Home", "index.md"), ("Theory", "theory.md"), ("Ecosystem: Flax NNX, Equinox",
          "ecosystem.md")]
-RESULTS = [("What the models learn", "results.md"), ("1997 table", "results-1997.md"),
-           ("Held-out table", "results-heldout.md")]
+RESULTS = [("What the models learn", "results.md"), ("MNIST-1D table", "results-mnist1d.md"),
+           ("1997 table", "results-1997.md"), ("Held-out table", "results-heldout.md")]
 SPEED = [("Performance", "performance.md"), ("Benchmarks (CPU)", "benchmarks.md"),
          ("Benchmarks (GPU)", "benchmarks-gpu.md")]
 

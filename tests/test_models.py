@@ -167,3 +167,21 @@ def test_paper_sized_models_have_the_papers_weights():
     assert count("gated", 6, bidirectional=True, readout="all") == 4930
     with pytest.raises(ValueError, match="readout all needs sequences of one length"):
         models.make_model("gru", input_size=1, hidden_size=6, outputs=10, readout="all")
+
+
+def test_position_is_one_more_input():
+    """``position`` runs the recurrence on ``[x, step position in [-1, 1]]``."""
+    xs = jax.random.normal(jax.random.PRNGKey(0), (7, 2), jnp.float64)
+    with_position = models.make_model("attention", k=None, input_size=2, hidden_size=4,
+                                      outputs=3, position=True, dtype=jnp.float64)
+    plain = models.make_model("attention", k=None, input_size=3, hidden_size=4, outputs=3,
+                              dtype=jnp.float64)
+    params = with_position.init(jax.random.PRNGKey(1))
+    assert params.cell.Q_x.shape == (4, 3) and with_position.name.endswith(",position")
+    steps = np.linspace(-1, 1, 7)[:, None]
+    np.testing.assert_allclose(with_position.apply(params, xs),
+                               plain.apply(params, jnp.concatenate([xs, steps], -1)),
+                               rtol=1e-12)
+    with pytest.raises(ValueError, match="position is an input of the recurrences"):
+        models.make_model("conv", input_size=1, hidden_size=4, outputs=2, length=40,
+                          position=True)

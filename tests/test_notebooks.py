@@ -1,4 +1,4 @@
-"""The four notebooks use the public API only and are saved executed, outputs included (the
+"""The notebooks use the public API only and are saved executed, outputs included (the
 site renders the saved outputs; pytest --nbmake executes them afresh)."""
 
 import json
@@ -9,9 +9,9 @@ import pytest
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 
 
-def test_four_notebooks_public_api_only():
+def test_notebooks_public_api_only():
     assert [p.stem for p in NOTEBOOKS] == ["01_convolution", "02_gated_rnn", "03_attention_rnn",
-                                           "04_training"]
+                                           "04_training", "05_mnist1d"]
     for path in NOTEBOOKS:
         for cell in json.loads(path.read_text())["cells"]:
             if cell["cell_type"] == "code":

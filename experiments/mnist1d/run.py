@@ -8,8 +8,9 @@ of its ConvBase) and as its training default on MNIST-1D (the best configuration
 that size); Flax's `nnx.GRUCell` in `nnx.Bidirectional(nnx.RNN(...))` is the peer row: its
 own cell and time loop, our training loop (`fit(..., model=...)`). Five seeds each.
 
-    python experiments/mnist1d/run.py                 # every row: about 40 min on 2 cores
+    python experiments/mnist1d/run.py                 # every row, 5 seeds, plain and shuffled
     python experiments/mnist1d/run.py --seeds 1 --rows conv gated   # a quick look
+    python experiments/mnist1d/run.py --probes --seeds 3 --tasks mnist1d   # AttentionRNN(∞)
 
 Writes the raw rows (`--jsonl`, one line per run) and the table (`--out`).
 """
@@ -29,7 +30,8 @@ ROOT = HERE.parents[1]
 # The paper's README table (MNIST-1D test accuracy, %), plain / shuffled time axis.
 PAPER = {"logistic regression": (32, 32), "MLP": (68, 68), "CNN": (94, 56), "GRU": (91, 57)}
 PAPER_ROW = {"conv": "CNN", "gru": "GRU", "flax-gru": "GRU"}
-PAPER_SIZE = {"hidden": 6, "bidirectional": True, "readout": "all"}
+PAPER_SIZE = {"hidden": 6, "layers": 1, "bidirectional": True, "readout": "all",
+              "position": False}
 
 # (row name, model, overrides of the model's MNIST-1D defaults)
 ROWS = {
@@ -45,6 +47,20 @@ ROWS = {
     "attention:2 (paper's size)": ("attention:2", {**PAPER_SIZE, "hidden": 5}),
     "attention:inf": ("attention:inf", {}),
     "attention:inf (paper's size)": ("attention:inf", PAPER_SIZE),
+}
+# What limits AttentionRNN(∞) here (--probes): its window, its bounds, what its scores can see.
+_TWO_OF_12 = {"hidden": 12, "layers": 2, "bidirectional": True, "readout": "last",
+              "position": False}
+PROBES = {
+    "attention:1 (paper's size)": ("attention:1", PAPER_SIZE),
+    "attention:8 (paper's size)": ("attention:8", PAPER_SIZE),
+    "attention:inf, 2 layers of 12": ("attention:inf", _TWO_OF_12),
+    "attention:inf,raw, 2 layers of 12": ("attention:inf,raw", _TWO_OF_12),
+    "attention:inf,norm, 2 layers of 12": ("attention:inf,norm", _TWO_OF_12),
+    "attention:inf, 2 layers of 12, position": ("attention:inf", {**_TWO_OF_12,
+                                                                 "position": True}),
+    "attention:inf,norm, 2 layers of 12, position": ("attention:inf,norm",
+                                                     {**_TWO_OF_12, "position": True}),
 }
 TASKS = ("mnist1d", "mnist1d,shuffle")
 
@@ -99,27 +115,34 @@ def run_one(job):
     row, task_name, seed = job
     from attnrnn import train
 
-    model_name, overrides = ROWS[row]
+    model_name, overrides = {**ROWS, **PROBES}[row]
     peer = model_name == "flax-gru"
     config = train.TrainConfig(task=task_name, model="gru" if peer else model_name, seed=seed,
                                **overrides)
     task = config.make_task()
-    model = flax_gru_model(task, config.hidden) if peer else None
+    model = None  # the config's: the model's MNIST-1D default
+    if peer:
+        model = flax_gru_model(task, config.hidden)
+    elif overrides:  # exactly the model named, without the default's options (norm)
+        model = train.model_for(model_name, task, config.hidden, layers=config.layers,
+                                bidirectional=config.bidirectional, readout=config.readout,
+                                position=config.position)
     start = time.perf_counter()
     _, _, summary = train.fit(config, model=model, progress=False)
     return {"row": row, "task": task_name, "seed": seed, "model": summary["model"],
             "hidden": config.hidden, "layers": config.layers,
             "bidirectional": config.bidirectional, "readout": config.readout,
+            "position": config.position,
             "num_params": summary["num_params"], "test_accuracy": summary["test_accuracy"],
             "test_loss": summary["test_loss"], "steps": summary["steps"],
             "wall_seconds": round(time.perf_counter() - start, 1)}
 
 
-def table(records):
+def table(records, rows=ROWS):
     """The markdown table: one line per row, plain and shuffled side by side."""
     lines = ["| model | configuration | weights | MNIST-1D (%) | shuffled (%) | paper: plain / "
              "shuffled (%) | s per run |", "|---|---|---|---|---|---|---|"]
-    for row in ROWS:
+    for row in rows:
         cells = []
         for task in TASKS:
             runs = [r for r in records if r["row"] == row and r["task"] == task]
@@ -132,7 +155,7 @@ def table(records):
         runs = [r for r in records if r["row"] == row]
         if not runs:
             continue
-        paper = PAPER.get(PAPER_ROW.get(ROWS[row][0]))
+        paper = PAPER.get(PAPER_ROW.get(rows[row][0]))
         lines.append(f"| {row} | `{runs[0]['model']}`, hidden {runs[0]['hidden']} | "
                      f"{runs[0]['num_params']:,} | {cells[0]} | {cells[1]} | "
                      f"{f'{paper[0]} / {paper[1]}' if paper and 'size' not in row else ''} | "
@@ -142,13 +165,22 @@ def table(records):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    parser.add_argument("--rows", nargs="+", default=None, choices=[*ROWS, *PROBES])
+    parser.add_argument("--probes", action="store_true",
+                        help="the AttentionRNN(∞) probes instead of the table's rows (written "
+                        "to probes.jsonl and probes.md here)")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument("--jsonl", default=str(HERE / "results.jsonl"))
-    parser.add_argument("--out", default=str(ROOT / "docs" / "results-mnist1d.md"))
+    parser.add_argument("--jsonl", default=None, help="default: results.jsonl (probes.jsonl)")
+    parser.add_argument("--out", default=None,
+                        help="default: docs/results-mnist1d.md (probes.md here)")
     args = parser.parse_args(argv)
+    rows = PROBES if args.probes else ROWS
+    args.rows = args.rows or list(rows)
+    args.jsonl = args.jsonl or str(HERE / ("probes.jsonl" if args.probes else "results.jsonl"))
+    args.out = args.out or str(HERE / "probes.md" if args.probes
+                               else ROOT / "docs" / "results-mnist1d.md")
     jobs = [(row, task, seed) for task in args.tasks for row in args.rows
             for seed in range(args.seeds)]
     records = []
@@ -157,8 +189,8 @@ def main(argv=None):
             records.append(record)
             print(json.dumps(record), flush=True)
     Path(args.jsonl).write_text("".join(json.dumps(r) + "\n" for r in records))
-    Path(args.out).write_text(table(records))
-    print(table(records))
+    Path(args.out).write_text(table(records, rows))
+    print(table(records, rows))
 
 
 if __name__ == "__main__":

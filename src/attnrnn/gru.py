@@ -82,23 +82,26 @@ def gru(params: GRUParams, xs, *, initial_state=None, mask=None, reverse=False, 
     else:
         check_shape("initial_state", initial_state, (m,), "(m,)")
         h0 = jnp.asarray(initial_state, dtype)
-    # The recurrent weights read [h, 1], so W_h h + b_h is one product (b_hn sits inside r ⊙ ·).
-    recurrent = jnp.concatenate([W_h, b_h[:, None]], axis=1)[None]
-    recurrence = _scan.Recurrence(
-        project_inputs=lambda inputs, xs: xs @ inputs[0].T + inputs[1][None, :],
-        read=lambda h, z: (jnp.append(h, jnp.ones((), h.dtype))[None], None),
-        update=_update)
-    h_last, hs = _scan.run(recurrence, recurrent, (W_x, b_x), h0, jnp.asarray(xs, dtype),
+    recurrence = _scan.Recurrence(project_inputs=_project, read=lambda h, z: (h[None], None),
+                                  update=_update)
+    h_last, hs = _scan.run(recurrence, W_h[None], (W_x, b_x, b_h), h0, jnp.asarray(xs, dtype),
                            mask=mask, reverse=reverse, unroll=_scan.check_unroll(unroll),
                            remat_chunk=_scan.check_remat_chunk(remat_chunk, T),
                            backward=backward)
     return (hs, h_last) if return_state else hs
 
 
+def _project(inputs, xs):
+    """Every step's ``W_x x[t] + b_x``, and ``b_h`` beside it (``b_hn`` sits inside
+    ``r ⊙ ·``, so it cannot join the input projection)."""
+    W_x, b_x, b_h = inputs
+    return xs @ W_x.T + b_x[None, :], jnp.broadcast_to(b_h, (xs.shape[0], b_h.shape[0]))
+
+
 def _update(h, z, context, WP):
-    """One step given ``W_h h[t-1] + b_h = WP[0]``."""
-    x_r, x_z, x_n = jnp.split(z, 3)
-    h_r, h_z, h_n = jnp.split(WP[0], 3)
+    """One step given ``W_h h[t-1] = WP[0]``."""
+    x_r, x_z, x_n = jnp.split(z[0], 3)
+    h_r, h_z, h_n = jnp.split(WP[0] + z[1], 3)
     r, update = jax.nn.sigmoid(x_r + h_r), jax.nn.sigmoid(x_z + h_z)
     n = jnp.tanh(x_n + r * h_n)
     h = (1 - update) * n + update * h

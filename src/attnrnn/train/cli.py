@@ -149,6 +149,9 @@ def _add_train_options(parser):
     parser.add_argument("--bidirectional", type=_yes_no, default=None, metavar="yes|no",
                         help="each layer forward and backward, concatenated ("
                         + model_default("bidirectional") + ")")
+    parser.add_argument("--position", type=_yes_no, default=None, metavar="yes|no",
+                        help="append each step's position (in [-1, 1]) to its inputs ("
+                        + model_default("position") + ")")
     parser.add_argument("--readout", choices=("last", "all"), default=None,
                         help="read out the last valid state, or every state (flattened; "
                         "sequences of one length) (" + model_default("readout") + ")")

@@ -22,7 +22,7 @@ __all__ = ["TrainConfig", "training_defaults", "TRAINING_DEFAULTS", "PROTOCOLS"]
 # the 1997 LSTM the paper's online SGD (batch 1, lr 0.5, no clipping), 500 steps a call.
 TRAINING_DEFAULTS = {"optimizer": "adam", "lr": 1e-2, "clip": 1.0, "batch": 32,
                      "eval_every": 20, "steps": 600, "hidden": 32, "layers": 1,
-                     "bidirectional": False, "readout": "last"}
+                     "bidirectional": False, "readout": "last", "position": False}
 MODEL_TRAINING_DEFAULTS = {
     "lstm1997": {"optimizer": "sgd", "lr": 0.5, "clip": None, "batch": 1, "eval_every": 500,
                  "steps": 200_000},
@@ -42,10 +42,14 @@ _MNIST1D_MODELS = {
     "gru": {"hidden": 12, **_STACK},
     "lstm": {"hidden": 12, **_STACK},
     "attention:2": {"hidden": 5, **_STACK, "readout": "all"},
-    "attention:inf": {"hidden": 12, **_STACK, "lr": 3e-3},
+    "attention:inf": {"hidden": 12, **_STACK, "position": True},
     "attention": {"hidden": 5, **_STACK, "readout": "all"},
 }
 TASK_MODEL_DEFAULTS = {"mnist1d": _MNIST1D_MODELS, "mnist1d,shuffle": _MNIST1D_MODELS}
+# ... and the model options of that configuration, taken when the model is named without any
+# (AttentionRNN(∞) reads its past states normalised there: `attention:inf,norm`).
+_MNIST1D_OPTIONS = {"attention:inf": "norm"}
+TASK_MODEL_OPTIONS = {"mnist1d": _MNIST1D_OPTIONS, "mnist1d,shuffle": _MNIST1D_OPTIONS}
 
 
 def training_defaults(model, task=None) -> dict:
@@ -68,10 +72,12 @@ class TrainConfig:
     ``model`` is the CLI form (``"gated"``, ``"attention:inf,raw"``, …), parsed once here
     (``spec``); the training code receives the built [`Model`][attnrnn.train.models.Model]
     (``build_model``). ``steps``, ``optimizer``, ``lr``, ``clip``, ``batch``, ``eval_every``
-    and the architecture — ``hidden``, ``layers``, ``bidirectional``, ``readout`` (see
+    and the architecture — ``hidden``, ``layers``, ``bidirectional``, ``readout``,
+    ``position`` (see
     [`make_model`][attnrnn.train.models.make_model]) — left as ``"default"`` take the model's
     on the task ([`training_defaults`][attnrnn.train.config.training_defaults]); the config
-    then records the values used. ``clip=None`` means no clipping. ``length`` is the adding problem's ``T`` (the
+    then records the values used. A model named without options takes the task's options for
+    it too (on MNIST-1D ``attention:inf`` is ``attention:inf,norm``). ``clip=None`` means no clipping. ``length`` is the adding problem's ``T`` (the
     other tasks' default lengths when None).
 
     ``protocol="heldout"``: steps run on device in chunks of ``eval_every``, with a held-out
@@ -110,9 +116,12 @@ class TrainConfig:
     layers: int | str = "default"
     bidirectional: bool | str = "default"
     readout: str = "default"
+    position: bool | str = "default"
 
     def __post_init__(self):
-        object.__setattr__(self, "model", str(parse_model(self.model)))
+        model = str(parse_model(self.model))
+        options = TASK_MODEL_OPTIONS.get(self.task, {}).get(model)
+        object.__setattr__(self, "model", f"{model},{options}" if options else model)
         if self.data is not None:
             data = Path(self.data).absolute()
             object.__setattr__(self, "data", str(data))
@@ -134,8 +143,9 @@ class TrainConfig:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got "
                              f"{self.optimizer!r}")
-        if not isinstance(self.bidirectional, bool):
-            raise ValueError(f"bidirectional must be True or False, got {self.bidirectional!r}")
+        for name in ("bidirectional", "position"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         task = self.make_task()
         check_batch_size(task, self.batch)
         self.build_model(task)  # the architecture fits the task
@@ -160,7 +170,8 @@ class TrainConfig:
     def build_model(self, task=None) -> Model:
         """The model this config trains, sized for ``task`` (default ``make_task``)."""
         return model_for(self.spec, task or self.make_task(), self.hidden, layers=self.layers,
-                         bidirectional=self.bidirectional, readout=self.readout)
+                         bidirectional=self.bidirectional, readout=self.readout,
+                         position=self.position)
 
     def replace(self, **changes) -> TrainConfig:
         """A copy with ``changes`` (re-validated)."""

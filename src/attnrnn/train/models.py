@@ -272,7 +272,7 @@ CONV_LAYERS = ((5, 2, 1), (3, 2, 1), (3, 2, 1))
 def make_model(cell="gated", *, input_size, hidden_size, outputs, k=None, options=BOUNDED,
                gate_offset=GATE_OFFSET, truncated=False, logistic=False, per_step=False,
                regression=False, layers=1, bidirectional=False, readout="last", length=None,
-               dtype=jnp.float32) -> Model:
+               position=False, dtype=jnp.float32) -> Model:
     """A recurrence (or a convolutional classifier) plus a linear readout, as one
     [`Model`][attnrnn.train.models.Model] value.
 
@@ -292,7 +292,10 @@ def make_model(cell="gated", *, input_size, hidden_size, outputs, k=None, option
     previous one's states through ``tanh`` (the first reads the inputs); ``bidirectional``
     runs each layer forward and with ``reverse=True`` and concatenates the two (the last
     valid state of a bidirectional layer is the forward one's last and the backward one's
-    first). ``conv`` is MNIST-1D's ConvBase made of [`attnrnn.conv`][attnrnn.conv.conv]:
+    first). ``position`` appends each step's position to its inputs — the step's index
+    in the (padded) sequence scaled to ``[-1, 1]``, a feature the recurrence reads like any
+    other (AttentionRNN(∞)'s scores of past states do not depend on where they were made;
+    with it the states can carry that). ``conv`` is MNIST-1D's ConvBase made of [`attnrnn.conv`][attnrnn.conv.conv]:
     three 1-D convolutions of ``hidden_size`` channels (kernels 5, 3, 3, stride 2, padding 1,
     ReLU) over the sequence's ``length`` steps, then the readout on every feature (a
     sequence classifier; the mask is not read, so sequences must be whole).
@@ -316,6 +319,7 @@ def make_model(cell="gated", *, input_size, hidden_size, outputs, k=None, option
       readout: ``"last"`` (the last valid state) or ``"all"`` (every state, flattened: the
         MNIST-1D GRU's readout; needs ``length``).
       length: the sequences' length ``T`` (``readout="all"`` and ``conv``).
+      position: append each step's position (in ``[-1, 1]``) to its inputs.
       dtype: the parameters' dtype.
 
     Returns:
@@ -348,7 +352,11 @@ def make_model(cell="gated", *, input_size, hidden_size, outputs, k=None, option
                      float(gate_offset), cell == "lstm1997" and bool(truncated),
                      cell == "lstm1997" and bool(logistic))
     name = ",".join([str(spec)] + ["bi"] * bool(bidirectional)
-                    + [f"layers={layers}"] * (layers > 1) + ["readout=all"] * (readout == "all"))
+                    + [f"layers={layers}"] * (layers > 1) + ["readout=all"] * (readout == "all")
+                    + ["position"] * bool(position))
+    if position and cell in ("conv", "lstm1997"):
+        raise ValueError(f"position is an input of the recurrences, not of {cell}")
+    n_inputs = n + bool(position)
     if cell == "conv":
         return _conv_model(n, m, classes, as_int("length", length, minimum=1), dtype, name)
     recurrence = CELLS[cell]
@@ -358,10 +366,11 @@ def make_model(cell="gated", *, input_size, hidden_size, outputs, k=None, option
     def init(key):
         k_cell, k_out, k_bias = jax.random.split(key, 3)
         if plain:
-            cell_params = top = recurrence.init(k_cell, n, m, spec, regression, dtype)
+            cell_params = top = recurrence.init(k_cell, n_inputs, m, spec, regression, dtype)
         else:
             keys = jax.random.split(k_cell, layers * directions).reshape(layers, directions, -1)
-            cell_params = tuple(tuple(recurrence.init(keys[i, d], n if i == 0 else m * directions,
+            cell_params = tuple(tuple(recurrence.init(keys[i, d],
+                                                      n_inputs if i == 0 else m * directions,
                                                       m, spec, regression, dtype)
                                       for d in range(directions)) for i in range(layers))
             top = cell_params[-1][0]
@@ -378,6 +387,9 @@ def make_model(cell="gated", *, input_size, hidden_size, outputs, k=None, option
         """The last layer's states ``(T, width)`` and its last valid state."""
         stack = ((params.cell,),) if plain else params.cell
         hs = xs
+        if position:
+            steps = jnp.linspace(-1, 1, xs.shape[0], dtype=xs.dtype)
+            hs = jnp.concatenate([xs, steps[:, None]], axis=-1)
         for i, layer in enumerate(stack):
             inputs = hs if i == 0 else jnp.tanh(hs)
             runs = [recurrence.run(p, inputs, mask, d == 1, spec) for d, p in enumerate(layer)]
@@ -443,7 +455,7 @@ def _conv_model(n, channels, classes, length, dtype, name):
 
 
 def model_for(spec, task, hidden_size, dtype=jnp.float32, *, layers=1, bidirectional=False,
-              readout="last") -> Model:
+              readout="last", position=False) -> Model:
     """The [`Model`][attnrnn.train.models.Model] of a
     [`ModelSpec`][attnrnn.train.models.ModelSpec] (or its string) sized for ``task``."""
     spec = parse_model(spec)
@@ -453,7 +465,7 @@ def model_for(spec, task, hidden_size, dtype=jnp.float32, *, layers=1, bidirecti
                       gate_offset=spec.gate_offset, truncated=spec.truncated,
                       logistic=spec.logistic, per_step=task.per_step,
                       regression=task.regression, layers=layers, bidirectional=bidirectional,
-                      readout=readout, length=length, dtype=dtype)
+                      readout=readout, length=length, position=position, dtype=dtype)
 
 
 def _batch_loss(apply, predict, squared_error, per_step, regression, params, xs, labels, mask,
