@@ -159,11 +159,11 @@ def factory_case(draw):
             "length": lambda: draw(st.sampled_from([5, -1, 2.5]))}
     if which == "make_model":
         return make_model, {"cell": "gated", "input_size": 3, "hidden_size": 4, "outputs": 2}, {
-            "cell": lambda: "gru", "input_size": lambda: broken_int(draw),
+            "cell": lambda: "transformer", "input_size": lambda: broken_int(draw),
             "hidden_size": lambda: broken_int(draw), "outputs": lambda: broken_int(draw)}
     if which == "parse_model":
         return parse_model, {"spec": "attention:2"}, {
-            "spec": lambda: draw(st.sampled_from(["attention:x", "gru", 7]))}
+            "spec": lambda: draw(st.sampled_from(["attention:x", "gru:2", 7]))}
     shape = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
     return ar.spectral_norm, {"w": array(shape)}, {
         "w": lambda: draw(st.sampled_from([array((3,)), array(shape, jnp.int32), "w"]))}
