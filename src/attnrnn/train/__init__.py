@@ -31,10 +31,10 @@ from attnrnn.train.tasks import Task, make_task, next_batch
 
 __all__ = [
     "BOUNDED", "RAW", "DataError", "Model", "ModelSpec", "Protocol", "Task", "TrainConfig",
-    "TrainState", "array_task", "consecutive_skips", "data_parallel_mesh", "evaluate", "fit", "fit_trials",
-    "guard_non_finite", "heldout_set", "init_train_state", "load_npz", "make_model",
-    "make_optimizer", "make_protocol", "make_task", "make_train_chunk", "make_train_step",
-    "model_for", "new_train_state", "next_batch",
-    "parse_model", "replicate", "shard_batch", "skipped_updates", "solved", "summarize",
+    "TrainState", "array_task", "consecutive_skips", "data_parallel_mesh", "evaluate",
+    "fit", "fit_trials", "guard_non_finite", "heldout_set", "init_train_state", "load_npz",
+    "make_model", "make_optimizer", "make_protocol", "make_task", "make_train_chunk",
+    "make_train_step", "model_for", "new_train_state", "next_batch", "parse_model",
+    "replicate", "shard_batch", "skipped_updates", "solved", "summarize",
     "training_defaults",
 ]

@@ -73,12 +73,12 @@ class TrainConfig:
     (``spec``); the training code receives the built [`Model`][attnrnn.train.models.Model]
     (``build_model``). ``steps``, ``optimizer``, ``lr``, ``clip``, ``batch``, ``eval_every``
     and the architecture — ``hidden``, ``layers``, ``bidirectional``, ``readout``,
-    ``position`` (see
-    [`make_model`][attnrnn.train.models.make_model]) — left as ``"default"`` take the model's
-    on the task ([`training_defaults`][attnrnn.train.config.training_defaults]); the config
-    then records the values used. A model named without options takes the task's options for
-    it too (on MNIST-1D ``attention:inf`` is ``attention:inf,norm``). ``clip=None`` means no clipping. ``length`` is the adding problem's ``T`` (the
-    other tasks' default lengths when None).
+    ``position`` (see [`make_model`][attnrnn.train.models.make_model]) — left as
+    ``"default"`` take the model's on the task
+    ([`training_defaults`][attnrnn.train.config.training_defaults]); the config then records
+    the values used. A model named without options takes the task's options for it too (on
+    MNIST-1D ``attention:inf`` is ``attention:inf,norm``). ``clip=None`` means no clipping.
+    ``length`` is the adding problem's ``T`` (the other tasks' default lengths when None).
 
     ``protocol="heldout"``: steps run on device in chunks of ``eval_every``, with a held-out
     evaluation after each, so a run ends at the first chunk boundary at or after ``steps``; a

@@ -207,7 +207,7 @@ class Model(NamedTuple):
     - ``loss(params, xs, labels, mask=None, tolerance=None) -> (loss, aux)`` on a batch
       (``_batch_loss``; no mask: every step valid);
     - ``name``: the configuration in words (``str(ModelSpec)``, then ``,bi``, ``,layers=L``,
-      ``,readout=all`` where they apply), for records.
+      ``,readout=all``, ``,position`` where they apply), for records.
     """
 
     init: Callable
@@ -295,10 +295,11 @@ def make_model(cell="gated", *, input_size, hidden_size, outputs, k=None, option
     first). ``position`` appends each step's position to its inputs — the step's index
     in the (padded) sequence scaled to ``[-1, 1]``, a feature the recurrence reads like any
     other (AttentionRNN(∞)'s scores of past states do not depend on where they were made;
-    with it the states can carry that). ``conv`` is MNIST-1D's ConvBase made of [`attnrnn.conv`][attnrnn.conv.conv]:
-    three 1-D convolutions of ``hidden_size`` channels (kernels 5, 3, 3, stride 2, padding 1,
-    ReLU) over the sequence's ``length`` steps, then the readout on every feature (a
-    sequence classifier; the mask is not read, so sequences must be whole).
+    with it the states can carry that). ``conv`` is MNIST-1D's ConvBase made of
+    [`attnrnn.conv`][attnrnn.conv.conv]: three 1-D convolutions of ``hidden_size`` channels
+    (kernels 5, 3, 3, stride 2, padding 1, ReLU) over the sequence's ``length`` steps, then
+    the readout on every feature (a sequence classifier; the mask is not read, so sequences
+    must be whole).
 
     Args:
       cell: ``"gated"``, ``"attention"``, ``"lstm"``, ``"gru"``, ``"lstm1997"`` or
@@ -351,11 +352,11 @@ def make_model(cell="gated", *, input_size, hidden_size, outputs, k=None, option
                      options if cell == "attention" else BOUNDED,
                      float(gate_offset), cell == "lstm1997" and bool(truncated),
                      cell == "lstm1997" and bool(logistic))
+    if position and cell in ("conv", "lstm1997"):
+        raise ValueError(f"position is an input of the recurrences, not of {cell}")
     name = ",".join([str(spec)] + ["bi"] * bool(bidirectional)
                     + [f"layers={layers}"] * (layers > 1) + ["readout=all"] * (readout == "all")
                     + ["position"] * bool(position))
-    if position and cell in ("conv", "lstm1997"):
-        raise ValueError(f"position is an input of the recurrences, not of {cell}")
     n_inputs = n + bool(position)
     if cell == "conv":
         return _conv_model(n, m, classes, as_int("length", length, minimum=1), dtype, name)

@@ -9,10 +9,10 @@
 - ``1997``: the paper's ST3/ABS stopping rule on the training sequences, checked inside the
   jitted step, then a fresh test set (Hochreiter & Schmidhuber 1997, §5), as below.
 
-The 1997 rule. Training samples every sequence afresh (online). A sequence is processed *correctly* under
-ABS(γ) when every output's absolute error at the sequence end is below γ; for a softmax
-classifier the outputs are its class probabilities against the one-hot target. Training
-stops by ST3(β) when
+The 1997 rule. Training samples every sequence afresh (online). A sequence is processed
+*correctly* under ABS(γ) when every output's absolute error at the sequence end is below γ;
+for a softmax classifier the outputs are its class probabilities against the one-hot target.
+Training stops by ST3(β) when
 
 - the 2,000 most recent training sequences were all processed correctly, and
 - the *average training error* is below β.

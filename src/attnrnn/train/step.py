@@ -121,7 +121,8 @@ def make_train_chunk(optimizer, task, model, *, batch_size, steps_per_chunk, mes
     split as ``train`` (``task.train``): as an argument it is not baked into the compiled
     program as a constant (left out, ``task.train`` is). The input state's buffers are
     donated. A ``protocol`` (the state made with it) observes every step (the 1997 rule: a
-    stopped state stays put). With ``trials=True`` the chunk runs a stack of independent states side by side (``jax.vmap``; see
+    stopped state stays put). With ``trials=True`` the chunk runs a stack of independent
+    states side by side (``jax.vmap``; see
     [`attnrnn.train.loop.fit_trials`][attnrnn.train.loop.fit_trials]).
 
     With a ``mesh`` (see
