@@ -23,7 +23,7 @@ def solved(errors, size) -> bool:
     return errors <= size / HELDOUT_SIZE
 
 
-EVAL_BATCH = 2560  # sequences per evaluation call: the held-out set in one
+EVAL_BATCH = HELDOUT_SIZE  # sequences per evaluation call: the held-out set in one
 
 
 @functools.partial(jax.jit, static_argnames=("model", "tolerance"))

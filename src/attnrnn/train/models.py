@@ -409,13 +409,8 @@ def make_model(cell="gated", *, input_size, hidden_size, outputs, k=None, option
             return jax.nn.sigmoid(outputs)
         return outputs if regression else jax.nn.softmax(outputs, axis=-1)
 
-    def loss(params, xs, labels, mask=None, tolerance=None):
-        if mask is None:  # every step valid
-            mask = jnp.ones(xs.shape[:2], bool)
-        return _batch_loss(apply, predict, cell == "lstm1997", per_step, regression,
-                           params, xs, labels, mask, tolerance)
-
-    return Model(init, apply, predict, loss, name)
+    return Model(init, apply, predict,
+                 _loss(apply, predict, cell == "lstm1997", per_step, regression), name)
 
 
 def _conv_model(n, channels, classes, length, dtype, name):
@@ -446,13 +441,20 @@ def _conv_model(n, channels, classes, length, dtype, name):
     def predict(outputs):
         return jax.nn.softmax(outputs, axis=-1)
 
+    return Model(init, apply, predict, _loss(apply, predict, False, False, False), name)
+
+
+def _loss(apply, predict, squared_error, per_step, regression):
+    """A model's ``loss(params, xs, labels, mask=None, tolerance=None)``: ``_batch_loss`` with
+    its configuration bound (no mask: every step valid)."""
+
     def loss(params, xs, labels, mask=None, tolerance=None):
         if mask is None:
             mask = jnp.ones(xs.shape[:2], bool)
-        return _batch_loss(apply, predict, False, False, False, params, xs, labels, mask,
-                           tolerance)
+        return _batch_loss(apply, predict, squared_error, per_step, regression, params, xs,
+                           labels, mask, tolerance)
 
-    return Model(init, apply, predict, loss, name)
+    return loss
 
 
 def model_for(spec, task, hidden_size, dtype=jnp.float32, *, layers=1, bidirectional=False,
