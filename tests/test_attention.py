@@ -277,6 +277,22 @@ def test_bad_options():
         ar.attention_rnn(params, xs, k=2, options=ar.AttentionOptions(score_cap=-1.0))
     with pytest.raises(TypeError, match="options must be AttentionOptions"):
         ar.attention_rnn(params, xs, k=2, options={"score_scale": 0.5})
+    # Options passed to jax.jit as an argument are traced: say to make them static.
+    with pytest.raises(TypeError, match=r"options.score_scale must be a static Python value.*"
+                                        r"static_argnames=\('options',\)"):
+        jax.jit(lambda o: ar.attention_rnn(params, xs, k=2, options=o))(ar.AttentionOptions())
+    static = jax.jit(lambda x, options: ar.attention_rnn(params, x, k=2, options=options),
+                     static_argnames="options")
+    assert static(xs, ar.AttentionOptions(score_cap=2.0)).shape == xs.shape[:1] + (4,)
+
+
+@pytest.mark.parametrize("k", [0, 2, None])
+def test_empty_sequence(k):
+    """No steps: no states and no weights (the (T, T) weights of k=None are (0, 0))."""
+    params, _ = make(k)
+    hs, a = ar.attention_rnn(params, jnp.zeros((0, 3)), k=k, return_attention=True)
+    assert hs.shape == (0, 4)
+    assert a.shape == ((0, 0) if k is None else (0, k + 1))
 
 
 @pytest.mark.parametrize("k,mask,opts,vmapped", [

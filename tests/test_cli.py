@@ -66,6 +66,10 @@ def test_train_writes_every_file(tmp_path, capsys):
     (["--task", "echo", "--model", "gru", "--readout", "all"], "readout all is for a label per"),
     (["--task", "temporal-order", "--length", "50"],
      "--length is for the adding, echo and delayed-letters tasks; --task temporal-order"),
+    # Sizes a generator checks only when it runs are checked before the folder is made.
+    (["--task", "echo", "--length", "0"], "length must be an int >= 1, got 0"),
+    (["--task", "delayed-letters", "--length", "0"], "length must be an int >= 1, got 0"),
+    (["--model", "lstm1997", "--hidden", "8"], "--hidden is not for lstm1997"),
 ])
 def test_bad_arguments_exit_2_and_write_nothing(tmp_path, capsys, argv, message):
     out = tmp_path / "never"
@@ -151,6 +155,18 @@ def test_compare_plots_runs_side_by_side(tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert cli.main(["compare", str(tmp_path / "nothing"), "--out", str(png)]) == 2
     assert "is not a finished run" in capsys.readouterr().err
+    # A figure in a folder that does not exist yet: the folder is made.
+    nested = tmp_path / "figures" / "new" / "both.png"
+    assert cli.main(["compare", str(tmp_path / "gated"), "--out", str(nested)]) == 0
+    assert nested.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # One that cannot be written is one line.
+    (tmp_path / "a-file").write_text("")
+    capsys.readouterr()
+    assert cli.main(["compare", str(tmp_path / "gated"),
+                     "--out", str(tmp_path / "a-file" / "x.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("attnrnn compare: error: cannot write --out") and len(
+        err.splitlines()) == 1
 
 
 def test_examples_prints_the_worked_examples(capsys):
@@ -165,3 +181,68 @@ def test_examples_prints_the_worked_examples(capsys):
     assert len(differences) == 2 and max(differences) < 1e-10
     rows = re.findall(r"sum ([0-9.]+)", out)
     assert len(rows) == 5 and all(float(r) == 1.0 for r in rows)  # a[t] in R^3 sums to 1
+
+
+def test_exactly_the_steps_asked_for(tmp_path, capsys):
+    """--steps need not be a multiple of --eval-every: the last chunk is shorter, and the
+    evaluations fall at every multiple of --eval-every and at the end."""
+    out = tmp_path / "run"
+    assert cli.main(["train", *EASY, "--steps", "25", "--out", str(out)]) == 0
+    records = run.read_metrics(out)
+    assert [r["step"] for r in records] == list(range(26))
+    assert [r["step"] for r in records if "heldout_accuracy" in r] == [0, 10, 20, 25]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 25 and summary["sequences_seen"] == 25 * 32
+    # The 1997 protocol's budget is exact too: 30 steps of 32 sequences are 960 sequences.
+    out = tmp_path / "run1997"
+    assert cli.main(["train", "--level", "easy", "--hidden", "8", "--protocol", "1997",
+                     "--steps", "30", "--eval-every", "20", "--no-progress",
+                     "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["sequences_seen"] <= 960
+    if summary["sequences_to_stop"] is None:
+        assert summary["sequences_seen"] == 960 and "did not stop within 960 sequences" in printed
+
+
+def test_resume_takes_only_a_new_budget(tmp_path, capsys):
+    """--resume continues the run as configured: flags that would change it are refused in
+    one line; --steps extends it; a finished run with nothing left to do is left as it was.
+    AttentionRNN(0) (zero-size history weights) saves and resumes like any model."""
+    out = tmp_path / "run"
+    assert cli.main(["train", *EASY, "--model", "attention:0", "--steps", "20",
+                     "--out", str(out)]) == 0
+    capsys.readouterr()
+    finished = (out / "summary.json").read_bytes()
+    assert cli.main(["train", "--resume", str(out), "--no-progress"]) == 0
+    assert (out / "summary.json").read_bytes() == finished  # wall_seconds and all
+    capsys.readouterr()
+    assert cli.main(["train", "--resume", str(out), "--model", "lstm", "--lr", "5", "--out",
+                     str(tmp_path / "elsewhere"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--model, --lr, --out would change it" in err
+    assert cli.main(["train", "--resume", str(out), "--steps", "0", "--no-progress"]) == 2
+    assert "steps must be a positive int, got 0" in capsys.readouterr().err
+    assert cli.main(["train", "--resume", str(out), "--steps", "10", "--no-progress"]) == 2
+    assert "--steps 10 is fewer than the 20 steps the run has made" in capsys.readouterr().err
+    assert cli.main(["train", "--resume", str(out), "--steps", "30", "--no-progress"]) == 0
+    assert [r["step"] for r in run.read_metrics(out)] == list(range(31))
+    assert json.loads((out / "summary.json").read_text())["steps"] == 30
+    assert json.loads((out / "config.json").read_text())["config"]["steps"] == 30
+    # ... and equals a run of 30 steps made at once.
+    once = tmp_path / "once"
+    assert cli.main(["train", *EASY, "--model", "attention:0", "--steps", "30",
+                     "--out", str(once)]) == 0
+    assert [{k: v for k, v in r.items()} for r in run.read_metrics(once)] == run.read_metrics(out)
+
+
+def test_out_of_memory_is_one_line(tmp_path, capsys):
+    """An allocation XLA refuses (2,560 held-out sequences of 100,000 steps) is one line that
+    says what to change, and the folder is left for --resume."""
+    out = tmp_path / "run"
+    assert cli.main(["train", "--task", "adding", "--length", "100000", "--out", str(out),
+                     "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("attnrnn train: error: out of memory (RESOURCE_EXHAUSTED")
+    assert f"attnrnn train --resume {out} continues from the start" in err

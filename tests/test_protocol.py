@@ -103,6 +103,9 @@ def test_protocol_1997_run_stops_and_tests():
     # stopped, and the record says so.
     capped = training.fit_trials(config, [0], max_seconds=0)
     assert capped[0]["sequences_run"] == 0 and capped[0]["sequences_to_stop"] is None
+    # The budget is exact: 30 steps with 20 a chunk run 30 steps (once 40).
+    short = training.fit_trials(config.replace(steps=30, eval_every=20), [0])
+    assert short[0]["sequences_run"] == 30 and short[0]["sequences_to_stop"] is None
     # fit's cap ends the loop after the chunk in flight: one chunk ran, unstopped, tested.
     state, history, capped = training.fit(config, progress=False, max_seconds=0)
     assert capped["stop_reason"] == "stopped: wall-clock cap of 0 s"

@@ -1,7 +1,8 @@
 """Nothing lost: a run killed at any moment resumes to the bitwise result of an uninterrupted
 one; a checkpoint that does not restore is passed over for an older one; one process per
-run folder. ``make test`` kills at 2 moments; ``make reliability`` at 20
-(``ATTNRNN_KILL_POINTS``), the figure docs/reliability.md records."""
+run folder. ``make test`` kills at 2 moments (mid-run, before the first checkpoint and after
+one); ``make reliability`` at 20 (``ATTNRNN_KILL_POINTS``: those two and 18 spread over the
+run), the figure docs/reliability.md records."""
 
 import json
 import os
@@ -51,33 +52,75 @@ def _finish(out):
     assert again.wait() == 0, again.stderr.read()
 
 
+def _stage(out):
+    return ("no run folder yet" if not (out / "config.json").exists() else
+            "after the run ended" if (out / "summary.json").exists() else
+            "after a checkpoint" if any(p.name.isdigit() for p in (out / "checkpoints").glob("*"))
+            else
+            "before the first checkpoint")
+
+
+def _wait_for(stage, out, proc, timeout=120):
+    """Polls until the run in ``out`` reaches ``stage`` (the moment to kill it)."""
+    deadline = time.perf_counter() + timeout
+    while _stage(out) != stage:
+        assert proc.poll() is None, f"the run ended before {stage!r}: {proc.stderr.read()}"
+        assert time.perf_counter() < deadline, f"no {stage!r} within {timeout} s"
+        time.sleep(0.005)
+
+
 def test_killed_at_any_moment_resumes_bitwise(reference, tmp_path):
+    """Two kills land where they must (mid-run, before the first checkpoint and after one);
+    with ATTNRNN_KILL_POINTS > 2 the others are spread over the run's duration."""
     out_ref, seconds = reference
     expected_params, expected_metrics = _result(out_ref)
     assert [r["step"] for r in expected_metrics] == list(range(301))
     # Kill moments spread from right after the start to near the end of a run.
-    moments = [0.2 + i * (0.95 * seconds - 0.2) / max(KILL_POINTS - 1, 1)
-               for i in range(KILL_POINTS)]
+    timed = KILL_POINTS - 2
+    moments = ["before the first checkpoint", "after a checkpoint",
+               *(0.2 + i * (0.95 * seconds - 0.2) / max(timed - 1, 1) for i in range(timed))]
     survived, stages = 0, {"no run folder yet": 0, "before the first checkpoint": 0,
                            "after a checkpoint": 0, "after the run ended": 0}
     for i, moment in enumerate(moments):
         out = tmp_path / f"killed-{i}"
         proc = _cli("train", *ARGS, "--out", out)
-        time.sleep(moment)
+        if isinstance(moment, str):
+            _wait_for(moment, out, proc)
+        else:
+            time.sleep(moment)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        stage = ("no run folder yet" if not (out / "config.json").exists() else
-                 "after the run ended" if (out / "summary.json").exists() else
-                 "after a checkpoint" if any((out / "checkpoints").glob("[0-9]*")) else
-                 "before the first checkpoint")
+        stage = _stage(out)
+        assert not isinstance(moment, str) or stage == moment
         stages[stage] += 1
         _finish(out)
         params, metrics = _result(out)
         assert_tree_equal(params, expected_params)
-        assert metrics == expected_metrics, f"killed after {moment:.2f} s"
+        assert metrics == expected_metrics, f"killed at {moment}"
         survived += 1
-    print(f"kill -9 at {KILL_POINTS} moments over {seconds:.1f} s: {survived}/{KILL_POINTS} "
+    assert stages["before the first checkpoint"] >= 1 and stages["after a checkpoint"] >= 1
+    print(f"kill -9 at {len(moments)} moments over {seconds:.1f} s: {survived}/{len(moments)} "
           f"resumed runs bitwise equal to the uninterrupted one; killed {stages}")
+
+
+def test_ctrl_c_is_one_line_and_resumes_bitwise(reference, tmp_path):
+    """SIGINT (Ctrl-C) mid-run after a checkpoint: exit 130, one line saying where the run
+    stands and how to continue; the resumed run ends bitwise like the uninterrupted one."""
+    out_ref, _ = reference
+    expected_params, expected_metrics = _result(out_ref)
+    out = tmp_path / "interrupted"
+    proc = _cli("train", *ARGS, "--out", out)
+    _wait_for("after a checkpoint", out, proc)
+    proc.send_signal(signal.SIGINT)
+    err = proc.stderr.read().strip()
+    assert proc.wait() == 130, err
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("attnrnn train: interrupted; attnrnn train --resume ")
+    assert "continues at the checkpoint of step" in err
+    _finish(out)
+    params, metrics = _result(out)
+    assert_tree_equal(params, expected_params)
+    assert metrics == expected_metrics
 
 
 def test_newest_checkpoint_corrupted_falls_back(reference, tmp_path):

@@ -70,7 +70,8 @@ def check_static(name: str, value) -> None:
     if isinstance(value, jax.core.Tracer):
         raise TypeError(
             f"{name} must be a static Python value, got a traced {value.aval.str_short()}; "
-            f"with jax.jit pass static_argnames=({name.split('[')[0]!r},) (or close over it)"
+            f"with jax.jit pass static_argnames=({name.split('[')[0].split('.')[0]!r},) (or close "
+            "over it)"
         )
 
 

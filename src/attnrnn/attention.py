@@ -34,7 +34,7 @@ from jax import lax
 
 from attnrnn import _scan
 from attnrnn._checks import (as_bool, as_int, check_floating, check_mask, check_rank,
-                             check_shape, initialiser)
+                             check_shape, check_static, initialiser)
 from attnrnn.spectral import rescale_to_bound
 
 __all__ = [
@@ -178,6 +178,8 @@ def _check_options(options):
         return HOMEWORK
     if not isinstance(options, AttentionOptions):
         raise TypeError(f"options must be AttentionOptions, got {type(options).__name__}")
+    for name, value in zip(options._fields, options):  # e.g. options passed to jax.jit
+        check_static(f"options.{name}", value)
     if not options.score_scale > 0:
         raise ValueError(f"options.score_scale must be > 0, got {options.score_scale}")
     for name in ("score_cap", "score_bound", "value_bound"):
@@ -470,6 +472,8 @@ def _infinite_attention(a0, w_state, log_normaliser, valid, reverse=False):
         flipped = (a0[::-1], w_state[::-1], log_normaliser[::-1], valid[::-1])
         return _infinite_attention(*flipped)[::-1]
     T = a0.shape[0]
+    if T == 0:  # no steps: no weights (there is no lag-0 column to fill)
+        return jnp.zeros((0, 0), a0.dtype)
     position = jnp.cumsum(valid)
     steps = jnp.arange(T)
     seen = valid[:, None] & valid[None, :] & (steps[None, :] < steps[:, None])

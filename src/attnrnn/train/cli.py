@@ -86,6 +86,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 _NO_CLIP = "none"
+_DEFAULT_OUT = "runs/latest"
 
 
 def _yes_no(text):
@@ -131,10 +132,10 @@ def _add_train_options(parser):
     parser.add_argument("--length", type=int, default=None,
                         help="sequence length: the adding problem's minimal length T (default "
                         "100), echo's (64) or delayed-letters' (32); not for temporal-order")
-    parser.add_argument("--model", default=defaults.model,
+    parser.add_argument("--model", default=None,
                         help="gated, lstm, gru, lstm1997, attention:K, attention:inf (the "
                         "recurrences) or conv (MNIST-1D's convolutional classifier) (default "
-                        "%(default)s); attention is bounded unless 'attention:K,raw'; "
+                        f"{defaults.model}); attention is bounded unless 'attention:K,raw'; "
                         "lstm1997 takes ',truncated' and ',logistic'")
     parser.add_argument("--protocol", default=None, choices=PROTOCOLS,
                         help="default: the task's own. heldout (generated tasks): evaluate a "
@@ -166,16 +167,16 @@ def _add_train_options(parser):
     parser.add_argument("--clip", type=_clip, default=None,
                         help="global-norm gradient clip, or 'none' (" + model_default("clip")
                         + ")")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--seed", type=int, default=None, help=f"default {defaults.seed}")
     parser.add_argument("--eval-every", type=int, default=None,
                         help="steps run on device in one chunk, with a held-out evaluation "
                         "after each (" + model_default("eval_every") + ")")
-    parser.add_argument("--heldout", type=int, default=defaults.heldout,
-                        help="held-out sequences (default %(default)s)")
-    parser.add_argument("--max-skips", type=int, default=defaults.max_skips,
+    parser.add_argument("--heldout", type=int, default=None,
+                        help=f"held-out sequences (default {defaults.heldout})")
+    parser.add_argument("--max-skips", type=int, default=None,
                         help="stop after this many consecutive non-finite gradients (checked "
                         "after each chunk of --eval-every steps: the run stops at the first "
-                        "chunk end with at least this many; default %(default)s)")
+                        f"chunk end with at least this many; default {defaults.max_skips})")
 
 
 def task_flag(task):
@@ -185,34 +186,46 @@ def task_flag(task):
 def _config_from(args):
     import dataclasses
 
-    from attnrnn.train.config import TRAINING_DEFAULTS, TrainConfig
+    from attnrnn.train.config import TrainConfig
+    from attnrnn.train.models import parse_model
 
-    # One flag per TrainConfig field. A flag not given (None) leaves the model's default
-    # ("default"); --clip none is None.
-    given = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(TrainConfig)}
-    if given["data"] is not None and given["task"] is not None:
+    # One flag per TrainConfig field; a flag not given (None) leaves the config's default
+    # (the model's, for the training settings). --clip none is None.
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+             if getattr(args, f.name, None) is not None}
+    if "data" in given and "task" in given:
         raise ValueError(f"--data and --task name two tasks (--data {given['data']}, --task "
                          f"{given['task']}); give one")
-    task = given["task"] = given["task"] or TrainConfig.task
-    if given["data"] is not None:
-        task = "--data"
+    task = "--data" if "data" in given else given.get("task", TrainConfig.task)
     # A flag the chosen task does not read is a mistake, not something to ignore.
-    if given["level"] is not None and task != "temporal-order":
+    if "level" in given and task != "temporal-order":
         raise ValueError(f"--level is for the temporal-order task; {task_flag(task)} "
                          "does not use it")
-    if given["length"] is not None and task not in ("adding", "echo", "delayed-letters"):
+    if "length" in given and task not in ("adding", "echo", "delayed-letters"):
         raise ValueError(f"--length is for the adding, echo and delayed-letters tasks; "
                          f"{task_flag(task)} does not use it"
                          + (" (its lengths come with --level)"
                             if task == "temporal-order" else ""))
-    if given["level"] is None:
-        given["level"] = TrainConfig.level
-    for name in TRAINING_DEFAULTS:
-        if given[name] is None:
-            given[name] = "default"
-    if given["clip"] == _NO_CLIP:
+    if "hidden" in given and parse_model(given.get("model", TrainConfig.model)).cell == "lstm1997":
+        raise ValueError(f"--hidden is not for lstm1997: the paper's network is fixed (2 blocks "
+                         f"of 2 cells); leave --hidden {given['hidden']} out")
+    if given.get("clip") == _NO_CLIP:
         given["clip"] = None
     return TrainConfig(**given)
+
+
+# What --resume may be given besides the folder: the rest would change the run.
+_RESUME_FLAGS = ("steps", "devices", "no_progress", "resume")
+
+
+def _changing_flags(args) -> list[str]:
+    """The flags given on the command line that --resume cannot honour (they would change
+    the run it continues)."""
+    defaults = {"stop_when_solved": False}
+    return [f"--{name.replace('_', '-')}" for name, value in vars(args).items()
+            if name not in (*_RESUME_FLAGS, "command", "run", "coordinator", "num_processes",
+                            "process_id", "distributed")
+            and value is not None and value != defaults.get(name)]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -223,29 +236,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train a sequence model (the main job)")
     _add_train_options(train)
-    train.add_argument("--out", default="runs/latest",
-                       help="run folder for metrics.jsonl, curves.png, summary.json, params/")
+    train.add_argument("--out", default=None,
+                       help="run folder for metrics.jsonl, curves.png, summary.json, params/ "
+                       f"(default {_DEFAULT_OUT})")
     train.add_argument("--checkpoint-every", type=int, default=None,
                        help="also checkpoint every N steps (rounded up to --eval-every)")
     train.add_argument("--resume", metavar="DIR", default=None,
-                       help="continue the run in DIR from its latest checkpoint")
+                       help="continue the run in DIR from its latest checkpoint, as it was "
+                       "configured; only --steps (a new budget: extends a run, finished or "
+                       "not), --devices and --no-progress may go with it")
     train.add_argument("--stop-when-solved", action="store_true",
                        help="stop once the held-out error is <= 1/2560")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--devices", type=int, default=None,
-                       help="data-parallel over the first N local devices (default: all)")
+                       help="data-parallel over the first N local devices (default: as many as "
+                       "--batch splits over evenly; every device of every process in a "
+                       "multi-host run)")
     multi = train.add_argument_group(
-        "multi-host", "start every process with these (or the environment JAX reads, e.g. "
-        "SLURM); the batch is split over the devices of all processes")
+        "multi-host", "one run over several processes (one per host): start every process "
+        "with the same command and its own --process-id, or with --distributed under SLURM; "
+        "--out must be on a filesystem every host sees; the batch is split over the devices "
+        "of all processes; a lost process stops the others within seconds, and the same "
+        "command with --resume on every host continues")
     multi.add_argument("--coordinator", default=None, help="HOST:PORT of process 0")
     multi.add_argument("--num-processes", type=int, default=None)
     multi.add_argument("--process-id", type=int, default=None)
+    multi.add_argument("--distributed", action="store_true",
+                       help="take the processes from the environment JAX reads (SLURM, or "
+                       "JAX_COORDINATOR_ADDRESS) instead of the three flags above")
     train.set_defaults(run=_train)
 
     compare = commands.add_parser(
         "compare", help="plot finished runs side by side (one figure) and print their results")
     compare.add_argument("runs", nargs="+", metavar="RUN", help="run folders of attnrnn train")
-    compare.add_argument("--out", required=True, help="the PNG to write")
+    compare.add_argument("--out", required=True,
+                         help="the PNG to write (its folder is made if missing)")
     compare.set_defaults(run=_compare)
 
     debug = commands.add_parser("debug-loss", help="the loss-spike study: spikes and their fix")
@@ -258,32 +283,89 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args) -> int:
+    from attnrnn.train import distributed
+
+    out = args.resume if args.resume is not None else args.out or _DEFAULT_OUT
+    if args.distributed or any(v is not None for v in (args.coordinator, args.num_processes,
+                                                       args.process_id)):
+        try:
+            distributed.start(args.coordinator, args.num_processes, args.process_id,
+                              on_lost=lambda message: distributed.exit_lost(message, out))
+        except (ValueError, RuntimeError) as error:  # e.g. no coordinator within the bound
+            print(f"attnrnn train: error: cannot join the multi-process run: "
+                  f"{str(error).strip().splitlines()[0][:300]}", file=sys.stderr)
+            return 2
+    try:
+        return _train_here(args, out)
+    except Exception as error:
+        if not distributed.lost_process(error):
+            raise
+        lost = f"process {1 - jax.process_index()}" if jax.process_count() == 2 else \
+            "another process"
+        distributed.exit_lost(f"lost {lost} of the run "
+                              f"({str(error).strip().splitlines()[0][:160]})", out)
+    finally:
+        distributed.finish()
+
+
+def _train_here(args, out) -> int:
+    from attnrnn.train import distributed
     from attnrnn.train.run import RunError, resume_run, start_run
 
-    if any(v is not None for v in (args.coordinator, args.num_processes, args.process_id)):
-        jax.distributed.initialize(coordinator_address=args.coordinator,
-                                   num_processes=args.num_processes, process_id=args.process_id)
     def one_line(message, category, *_args, **_kwargs):
         print(f"attnrnn train: warning: {message}", file=sys.stderr)
 
     try:
         if args.resume is not None:
+            changing = _changing_flags(args)
+            if changing:
+                raise ValueError(f"--resume continues {args.resume} as it was configured; "
+                                 f"{', '.join(changing)} would change it (only --steps, "
+                                 "--devices and --no-progress go with --resume)")
             with warnings.catch_warnings():
                 warnings.showwarning = one_line  # restored on leaving the block
                 summary = resume_run(args.resume, progress=not args.no_progress,
-                                     devices=args.devices)
+                                     devices=args.devices, steps=args.steps)
         else:
-            summary = start_run(_config_from(args), args.out,
+            summary = start_run(_config_from(args), out,
                                 checkpoint_every=args.checkpoint_every,
                                 progress=not args.no_progress,
                                 stop_when_solved=args.stop_when_solved, devices=args.devices)
     except (ValueError, TypeError, RunError) as error:
+        if distributed.lost_process(error):  # a collective with a lost process: see _train
+            raise
         print(f"attnrnn train: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"attnrnn train: interrupted{_resumable(out)}", file=sys.stderr)
+        return 130
+    except jax.errors.JaxRuntimeError as error:
+        if "RESOURCE_EXHAUSTED" not in str(error):
+            raise
+        print(f"attnrnn train: error: out of memory ({_first_line(error)}); try a smaller "
+              f"--batch, --heldout or sequence length{_resumable(out)}", file=sys.stderr)
+        return 1
     _print_summary(summary)
-    out = args.resume if args.resume is not None else args.out
     print(f"wrote {out}/: metrics.jsonl, curves.png, summary.json, params/, checkpoints/")
     return 0 if summary["stop_reason"] in ("completed", "solved", "stopped: ST3") else 1
+
+
+def _first_line(error) -> str:
+    line = next((line for line in str(error).splitlines() if "RESOURCE_EXHAUSTED" in line),
+                str(error).splitlines()[0])
+    return line.strip()[:200]
+
+
+def _resumable(out) -> str:
+    """Where a stopped run stands, for the one line that says so."""
+    from pathlib import Path
+
+    folder = Path(out)
+    if not (folder / "config.json").exists():
+        return " before the run folder was made"
+    steps = [int(p.name) for p in (folder / "checkpoints").glob("[0-9]*") if p.name.isdigit()]
+    where = f"at the checkpoint of step {max(steps)}" if steps else "from the start"
+    return f"; attnrnn train --resume {out} continues {where}"
 
 
 def _print_summary(summary):
@@ -334,7 +416,13 @@ def _compare(args) -> int:
         titles.append(task_title(config))
         print(f"{folder}: ", end="")
         _print_summary(summary)
-    plot_curves(runs, args.out, title=", ".join(sorted(set(titles))))
+    try:  # a new folder for the figure is made; one that cannot be written is one line
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        plot_curves(runs, args.out, title=", ".join(sorted(set(titles))))
+    except OSError as error:
+        print(f"attnrnn compare: error: cannot write --out {args.out}: "
+              f"{error.strerror or error}", file=sys.stderr)
+        return 2
     print(f"wrote {args.out}")
     return 0
 

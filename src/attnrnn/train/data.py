@@ -1,9 +1,11 @@
 """Tasks made from arrays: your own sequences, in memory or in an ``.npz`` file, and MNIST-1D.
 
-A task made from arrays holds a training and a test split, each ``(xs, labels, mask)``:
-``xs (N, T, n)`` (or ``(N, T)``, one feature per step), integer ``labels`` — ``(N,)``, one
-class per sequence, or ``(N, T)``, one per step — and an optional boolean ``mask (N, T)``
-(True on the steps that count; all True when left out). Training walks through the training
+A task made from arrays holds a training and a test split, each ``(xs, labels)`` or
+``(xs, labels, mask)``: ``xs (N, T, n)`` (or ``(N, T)``, one feature per step), integer
+``labels`` — ``(N,)``, one class per sequence, or ``(N, T)``, one per step — and an optional
+boolean ``mask (N, T)`` (True on the steps that count). A split without a mask stays without
+one: every step counts, and the recurrences run without masking (a mask of all True would
+give the same result, slower). Training walks through the training
 split in epochs ([`next_batch`][attnrnn.train.tasks.next_batch]); runs are evaluated on the
 whole test split (the ``test`` protocol of [`attnrnn.train.protocol`][attnrnn.train.protocol]).
 
@@ -40,7 +42,8 @@ class DataError(ValueError):
 
 
 def _split(where, part, xs, labels, mask):
-    """One split checked and converted: ``(xs float32 (N, T, n), labels int32, mask bool)``."""
+    """One split checked and converted: ``(xs float32 (N, T, n), labels int32)``, and the
+    ``mask`` (bool) after them when there is one."""
     x_name, y_name, m_name = (f"{where}{name}_{part}" for name in ("x", "y", "mask"))
     arrays = {}
     for name, value in ((x_name, xs), (y_name, labels), (m_name, mask)):
@@ -69,14 +72,13 @@ def _split(where, part, xs, labels, mask):
                         f"{xs.shape}, got {labels.shape}")
     if labels.min() < 0:
         raise DataError(f"{y_name} holds the label {labels.min()}; labels are classes 0, 1, …")
-    if mask is None:
-        mask = np.ones((n, length), bool)
-    else:
+    if mask is not None:
         mask = arrays[m_name]
         if mask.dtype != bool or mask.shape != (n, length):
             raise DataError(f"{m_name} must be a boolean array of shape ({n}, {length}), got "
                             f"{mask.dtype} {mask.shape}")
-    return xs.astype(np.float32), labels.astype(np.int32), mask
+    split = (xs.astype(np.float32), labels.astype(np.int32))
+    return split if mask is None else (*split, mask)
 
 
 def array_task(train, test, *, name="arrays", classes=None, shuffle=True, where="") -> Task:
@@ -97,7 +99,8 @@ def array_task(train, test, *, name="arrays", classes=None, shuffle=True, where=
 
     Returns:
       a task whose ``sample(key, B)`` draws ``B`` training sequences at random (with
-      replacement, for your own loops), whose ``train``/``test`` hold the splits as jax arrays,
+      replacement, for your own loops), whose ``train``/``test`` hold the splits as jax arrays
+      (``(xs, labels)``, or ``(xs, labels, mask)`` where a mask was given),
       and which [`fit`][attnrnn.train.loop.fit] trains in epochs and evaluates on ``test``.
     """
     for part, value in (("train", train), ("test", test)):
@@ -106,8 +109,9 @@ def array_task(train, test, *, name="arrays", classes=None, shuffle=True, where=
                             f"{type(value).__name__}"
                             + (f" of length {len(value)}" if isinstance(value, (tuple, list))
                                else ""))
-    x_train, y_train, m_train = _split(where, "train", *train, *([None] * (3 - len(train))))
-    x_test, y_test, m_test = _split(where, "test", *test, *([None] * (3 - len(test))))
+    train = _split(where, "train", *train, *([None] * (3 - len(train))))
+    test = _split(where, "test", *test, *([None] * (3 - len(test))))
+    (x_train, y_train), (x_test, y_test) = train[:2], test[:2]
     if x_train.shape[-1] != x_test.shape[-1]:
         raise DataError(f"{where}x_train has {x_train.shape[-1]} features per step but x_test "
                         f"{x_test.shape[-1]}; both splits must have the same")
@@ -120,8 +124,7 @@ def array_task(train, test, *, name="arrays", classes=None, shuffle=True, where=
             raise DataError(f"{where}{label_name} holds the label {labels.max()}, out of "
                             f"range for {classes} classes (0..{classes - 1}; by default the "
                             "classes are those of y_train)")
-    splits = tuple(tuple(map(jnp.asarray, split)) for split in
-                   ((x_train, y_train, m_train), (x_test, y_test, m_test)))
+    splits = tuple(tuple(map(jnp.asarray, split)) for split in (train, test))
 
     def sample(key, batch_size):
         index = jax.random.randint(key, (batch_size,), 0, x_train.shape[0])

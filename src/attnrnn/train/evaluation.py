@@ -7,7 +7,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-__all__ = ["HELDOUT_KEY", "HELDOUT_SIZE", "heldout_set", "evaluate", "solved", "with_mask"]
+__all__ = ["HELDOUT_KEY", "HELDOUT_SIZE", "heldout_set", "evaluate", "solved", "check_batch"]
 
 HELDOUT_KEY = 2**31 - 1  # the held-out set never shares a key with training data
 HELDOUT_SIZE = 2560  # the held-out set; "solved" allows one error per this many sequences
@@ -48,7 +48,7 @@ def evaluate(params, data, *, model, tolerance=None, batch_size=EVAL_BATCH):
     large test split fits in memory; the loss is the mean over every unit, whatever the
     batching) — one compilation per distinct batch shape, the last partial batch included.
     """
-    data = with_mask(data)
+    data = check_batch(data)
     size = data[0].shape[0]
     if size <= batch_size:
         loss, errors, count = _evaluate(params, data, model=model, tolerance=tolerance)
@@ -63,14 +63,11 @@ def evaluate(params, data, *, model, tolerance=None, batch_size=EVAL_BATCH):
     return {"loss": loss, "accuracy": 1 - errors / count, "errors": errors}
 
 
-def with_mask(batch):
-    """``(xs, labels)`` as ``(xs, labels, mask)`` with every step valid; a batch that has a
-    mask as it is."""
+def check_batch(batch) -> tuple:
+    """``batch`` as a tuple of ``(xs, labels)`` (every step valid: the recurrences run
+    without a mask) or ``(xs, labels, mask)``."""
     batch = tuple(batch)
-    if len(batch) == 3:
-        return batch
-    if len(batch) != 2:
+    if len(batch) not in (2, 3):
         raise ValueError(f"a batch must be (xs, labels) or (xs, labels, mask), got "
                          f"{len(batch)} arrays")
-    xs = batch[0]
-    return (*batch, jnp.ones(xs.shape[:2], bool))
+    return batch

@@ -73,8 +73,9 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, progress=
       model: a [`Model`][attnrnn.train.models.Model] to train instead of the config's (any
         ``init``/``apply``/``loss`` triple, e.g. a Flax module's, in this loop); the
         config's training settings still apply.
-      devices: data-parallel over these devices (an int N for the first N, or None for
-        all): the batch is split, parameters and optimizer state are replicated.
+      devices: data-parallel over these devices (an int N for the first N; None: as many
+        as the batch splits over evenly, every device of every process in a multi-host
+        run): the batch is split, parameters and optimizer state are replicated.
       max_seconds: end the loop after the chunk that takes the wall time past this many
         seconds (``stop_reason`` says so; a 1997-protocol run is then tested unstopped, like
         an exhausted budget). None: no cap.
@@ -89,14 +90,15 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, progress=
     task = task or config.make_task()
     model = model or config.build_model(task)
     protocol = _protocol(config, task, stop_when_solved)
-    mesh = data_parallel_mesh(devices)
-    chunk = make_train_chunk(make_optimizer(config.optimizer, config.lr, config.clip), task,
-                             model, batch_size=config.batch, steps_per_chunk=config.eval_every,
-                             mesh=mesh, protocol=protocol)
+    mesh = data_parallel_mesh(devices, config.batch)
+    chunk = _chunks(config, make_optimizer(config.optimizer, config.lr, config.clip), task,
+                    model, mesh=mesh, protocol=protocol)
     state = (new_train_state(config, task, protocol=protocol, model=model) if state is None
              else state)
     # A copy: XLA refuses to donate one buffer twice, and the caller's arrays stay alive.
     state = replicate(jax.tree.map(jnp.copy, state), mesh)
+    # Whole on every device (of every process: a jitted program's inputs are global arrays).
+    train = None if task.train is None else replicate(task.train, mesh)
     history = list(history)
     eval_set = protocol.eval_set
     if eval_set is not None and eval_set[0].shape[0] % mesh.size == 0:
@@ -119,7 +121,7 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, progress=
                         desc=f"{model.name} on {task.name}")
     while int(state.step) < config.steps:
         before = int(state.step)
-        state, metrics = chunk(state, task.train)
+        state, metrics = chunk(before)(state, train)
         step = int(state.step)  # less than before + eval_every where the 1997 rule stopped
         rows = jax.device_get(metrics)
         records = [_record(before + 1 + i, config.batch, {k: v[i] for k, v in rows.items()})
@@ -148,6 +150,23 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, progress=
     summary["config"]["task"] = task.name
     summary["model"] = model.name
     return state, history, summary
+
+
+def _chunks(config, optimizer, task, model, **options):
+    """``chunk(step)``: the jitted training chunk that runs from ``step`` to the next multiple
+    of ``config.eval_every``, or to ``config.steps`` if that comes first — so exactly
+    ``steps`` steps run, and the chunks (and evaluations) of a resumed run fall where an
+    uninterrupted run's do. One compilation per chunk length (at most three)."""
+    compiled = {}
+
+    def chunk(step):
+        length = min(config.eval_every - step % config.eval_every, config.steps - step)
+        if length not in compiled:
+            compiled[length] = make_train_chunk(optimizer, task, model, batch_size=config.batch,
+                                                steps_per_chunk=length, **options)
+        return compiled[length]
+
+    return chunk
 
 
 def _progress_bar(progress, **kwargs):
@@ -182,9 +201,8 @@ def fit_trials(config: TrainConfig, seeds, *, progress=False, max_seconds=None, 
     model = model or config.build_model(task)
     protocol = _protocol(config, task)
     seeds = [int(s) for s in seeds]
-    optimizer = make_optimizer(config.optimizer, config.lr, config.clip)
-    chunk = make_train_chunk(optimizer, task, model, batch_size=config.batch,
-                             steps_per_chunk=config.eval_every, protocol=protocol, trials=True)
+    chunk = _chunks(config, make_optimizer(config.optimizer, config.lr, config.clip), task,
+                    model, protocol=protocol, trials=True)
     state = jax.jit(jax.vmap(lambda seed: new_train_state(config, task, seed, protocol,
                                                           model)))(jnp.asarray(seeds))
     start = time.perf_counter()
@@ -194,7 +212,7 @@ def fit_trials(config: TrainConfig, seeds, *, progress=False, max_seconds=None, 
         if max_seconds is not None and time.perf_counter() - start > max_seconds:
             break
         before = int(state.step.max())
-        state, _ = chunk(state)
+        state, _ = chunk(before)(state)
         bar.update(int(state.step.max()) - before)
     bar.close()
     wall = time.perf_counter() - start

@@ -449,8 +449,6 @@ def _loss(apply, predict, squared_error, per_step, regression):
     its configuration bound (no mask: every step valid)."""
 
     def loss(params, xs, labels, mask=None, tolerance=None):
-        if mask is None:
-            mask = jnp.ones(xs.shape[:2], bool)
         return _batch_loss(apply, predict, squared_error, per_step, regression, params, xs,
                            labels, mask, tolerance)
 
@@ -488,7 +486,10 @@ def _batch_loss(apply, predict, squared_error, per_step, regression, params, xs,
       sequence tasks, per sequence ``aux["squared_error"]`` (``E``, on probabilities for a
       classifier) and ``aux["abs_error"]`` (``max_j |y_j - t_j|``).
     """
-    outputs = jax.vmap(lambda x, m: apply(params, x, m))(xs, mask)
+    if mask is None:  # every step valid: the recurrences run without a mask
+        outputs = jax.vmap(lambda x: apply(params, x))(xs)
+    else:
+        outputs = jax.vmap(lambda x, m: apply(params, x, m))(xs, mask)
     y = predict(outputs)
     targets = labels[..., None] if regression else jax.nn.one_hot(labels, outputs.shape[-1],
                                                                    dtype=y.dtype)
@@ -500,7 +501,8 @@ def _batch_loss(apply, predict, squared_error, per_step, regression, params, xs,
         losses = (squared if squared_error else
                   optax.softmax_cross_entropy_with_integer_labels(outputs, labels))
         wrong = jnp.argmax(outputs, axis=-1) != labels
-    weights = mask.astype(losses.dtype) if per_step else jnp.ones_like(losses)
+    weights = (mask.astype(losses.dtype) if per_step and mask is not None else
+               jnp.ones_like(losses))
     total = jnp.sum(weights)
     errors = jnp.sum(wrong * weights)
     aux = {"accuracy": 1 - errors / total, "errors": errors, "count": total}

@@ -19,6 +19,13 @@ Nothing is lost and nothing is stuck:
 - One process trains in a folder at a time: ``DIR/.lock`` holds an exclusive ``flock`` for
   the run's duration (the kernel drops it when the process dies, so a killed run never
   leaves the folder locked).
+
+A run of several processes (``jax.distributed``, one per host) is one folder that every
+process sees (a shared filesystem: orbax's multi-host checkpoints need one). Process 0 makes
+it, holds its lock and writes ``config.json``, ``metrics.jsonl``, ``curves.png`` and
+``summary.json``; every process takes part in each checkpoint and in saving ``params/``, and
+every process resumes from the same checkpoint. The others learn from process 0 whether
+the folder was made (one collective) before they use it.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import warnings
 from pathlib import Path
 
 import jax
+import numpy as np
 
 from attnrnn.train.checkpoints import (CheckpointError, Checkpoints, CheckpointWarning,
                                        NoCheckpointError, save_params)
@@ -131,13 +139,51 @@ def _create_run_folder(out: Path, config_record) -> object:
     return lock
 
 
+def _primary() -> bool:
+    """Process 0: the one that writes the run folder's files (the only one, in one process)."""
+    return jax.process_index() == 0
+
+
+def _on_primary(action, what, out):
+    """``action()`` on process 0; every process learns whether it succeeded (process 0's
+    error is raised there, a one-line ``RunError`` on the others), and then sees ``out``."""
+    error, result = None, None
+    if _primary():
+        try:
+            result = action()
+        except RunError as caught:
+            error = caught
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        ok = bool(multihost_utils.broadcast_one_to_all(np.int32(error is None)))
+        if not ok and not _primary():
+            raise RunError(f"process 0 could not {what} (its message says why)")
+    if error is not None:
+        raise error
+    if not out.is_dir():
+        raise RunError(f"process {jax.process_index()} does not see {out}, which process 0 "
+                       "made: a run of several hosts needs --out on a filesystem every host "
+                       "sees")
+    return result
+
+
+def _sync(name):
+    """Every process waits here for the others (no-op in one process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(f"attnrnn: {name}")
+
+
 def _check_run(config, devices, task, stop_when_solved):
-    """The device count, the batch split and the protocol, checked before anything is
-    written."""
-    check_divides(config.batch, data_parallel_mesh(devices), what="--batch")
+    """The device count, the batch split, the task's sizes, the model and the protocol,
+    checked before anything is written (the model and state are built as shapes only)."""
+    check_divides(config.batch, data_parallel_mesh(devices, config.batch), what="--batch")
     task = task or config.make_task()
     check_batch_size(task, config.batch)
     protocol_name(task, config.protocol, stop_when_solved=stop_when_solved)
+    jax.eval_shape(lambda: new_train_state(config, task))
 
 
 def start_run(config: TrainConfig, out, *, checkpoint_every=None, progress=True,
@@ -151,12 +197,16 @@ def start_run(config: TrainConfig, out, *, checkpoint_every=None, progress=True,
     if checkpoint_every is not None and checkpoint_every < 1:
         raise ValueError(f"checkpoint_every must be a positive int, got {checkpoint_every}")
     _check_run(config, devices, task, stop_when_solved)
-    prepare_folder(out)
     run_options = {"checkpoint_every": checkpoint_every, "stop_when_solved": stop_when_solved}
     record = {"config": dataclasses.asdict(config), **run_options}
     if task is not None:  # recorded by name; resume_run must be given it again
         record.update(given_task=task.name, config={**record["config"], "task": task.name})
-    lock = _create_run_folder(out, record)
+
+    def make_folder():
+        prepare_folder(out)
+        return _create_run_folder(out, record)
+
+    lock = _on_primary(make_folder, f"make the run folder {out}", out)
     try:
         return _execute(config, out, None, [], progress=progress, task=task, devices=devices,
                         **run_options)
@@ -165,10 +215,13 @@ def start_run(config: TrainConfig, out, *, checkpoint_every=None, progress=True,
             lock.close()
 
 
-def resume_run(out, *, progress=True, task=None, devices=None):
+def resume_run(out, *, progress=True, task=None, devices=None, steps=None):
     """Continues the run in folder ``out`` from its latest checkpoint; returns the summary.
     A run of a ``--data`` file refuses a file that changed since (its sha256 is recorded); a
-    run started with ``task=`` needs the same task (by name) here."""
+    run started with ``task=`` needs the same task (by name) here. ``steps``: a new budget
+    (``config.json`` records it), to extend a run, finished or not; it cannot be below the
+    steps already made. A finished run with nothing left to do is left as it is (its summary
+    returned)."""
     out = Path(out)
     try:
         saved = json.loads((out / "config.json").read_text())
@@ -181,12 +234,14 @@ def resume_run(out, *, progress=True, task=None, devices=None):
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise RunError(
             f"--resume {out} is not an attnrnn run folder (config.json: {error})") from None
+    if steps is not None:  # a new budget: checked as a config value, not as the folder
+        config = config.replace(steps=steps)
     given = saved.get("given_task")
     if given is not None and (task is None or task.name != given):
         raise RunError(f"--resume {out}: the run trained on a task given in Python ({given!r}); "
                        f"resume it with resume_run({str(out)!r}, task=<that task>)"
                        + (f", not {task.name!r}" if task is not None else ""))
-    lock = _lock(out)
+    lock = _on_primary(lambda: _lock(out), f"take the lock of {out}", out)
     try:
         checkpoints = Checkpoints(out)
         like = jax.eval_shape(lambda: new_train_state(config, task))
@@ -198,9 +253,22 @@ def resume_run(out, *, progress=True, task=None, devices=None):
                 state, history = None, []
         for warning in skipped:  # reported only when a checkpoint did restore
             warnings.warn(warning.message, warning.category, stacklevel=2)
-        # Drop what was logged after the checkpoint: those steps are about to be redone.
-        _write_metrics(out / "metrics.jsonl.tmp", history, "w")
-        os.replace(out / "metrics.jsonl.tmp", out / "metrics.jsonl")
+        made = 0 if state is None else int(state.step)
+        if made > config.steps:
+            raise RunError(f"--resume {out}: --steps {config.steps} is fewer than the {made} "
+                           "steps the run has made")
+        finished = _finished_summary(out)
+        if finished is not None and finished["steps"] == made and (
+                made == config.steps or finished["stop_reason"] != "completed"):
+            return finished  # nothing left to do: the results stay as they were
+        _sync("restored")  # every process has read the folder before process 0 changes it
+        if _primary():
+            if steps is not None and steps != saved["config"]["steps"]:
+                write_json_atomic(out / "config.json",
+                                  {**saved, "config": {**saved["config"], "steps": steps}})
+            # Drop what was logged after the checkpoint: those steps are about to be redone.
+            _write_metrics(out / "metrics.jsonl.tmp", history, "w")
+            os.replace(out / "metrics.jsonl.tmp", out / "metrics.jsonl")
         return _execute(config, out, state, history, progress=progress, task=task,
                         devices=devices, checkpoint_every=saved.get("checkpoint_every"),
                         stop_when_solved=saved.get("stop_when_solved", False),
@@ -212,6 +280,14 @@ def resume_run(out, *, progress=True, task=None, devices=None):
             lock.close()
 
 
+def _finished_summary(out: Path):
+    """The run's ``summary.json`` if it finished (None if not, or unreadable)."""
+    try:
+        return json.loads((out / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def _execute(config, out, state, history, *, progress, task, devices, checkpoint_every,
              stop_when_solved, checkpoints=None):
     checkpoints = checkpoints or Checkpoints(out)
@@ -220,23 +296,27 @@ def _execute(config, out, state, history, *, progress, task, devices, checkpoint
         checkpoint_every = -(-checkpoint_every // config.eval_every) * config.eval_every
 
     def on_chunk(state, history, records):
-        _write_metrics(out / "metrics.jsonl", records, "a")
+        if _primary():
+            _write_metrics(out / "metrics.jsonl", records, "a")
         step = int(state.step)
         if checkpoint_every and step and step % checkpoint_every == 0:
-            checkpoints.save(state, history)
+            checkpoints.save(state, history)  # by every process
 
     state, history, summary = fit(config, state=state, history=history, on_chunk=on_chunk,
-                                  progress=progress, stop_when_solved=stop_when_solved,
-                                  task=task, devices=devices)
+                                  progress=progress and _primary(),
+                                  stop_when_solved=stop_when_solved, task=task, devices=devices)
     checkpoints.save(state, history)  # the final state, or the last good one after skips
     checkpoints.close()
-    # A run killed while writing its results left some of them: they are redone whole.
-    for stale in [out / "params", *out.glob("params.orbax-checkpoint-tmp*")]:
-        shutil.rmtree(stale, ignore_errors=True)
+    if _primary():  # a run killed while writing its results left some: they are redone whole
+        for stale in [out / "params", *out.glob("params.orbax-checkpoint-tmp*")]:
+            shutil.rmtree(stale, ignore_errors=True)
+    _sync("results cleared")
     save_params(out / "params", state.params)
-    plot_curves({config.model: history}, out / "curves.png",
-                title=f"{config.model}, {task_title(summary['config'])}, hidden {config.hidden}")
-    write_json_atomic(out / "summary.json", summary)
+    if _primary():
+        plot_curves({config.model: history}, out / "curves.png",
+                    title=f"{config.model}, {task_title(summary['config'])}, "
+                    f"hidden {config.hidden}")
+        write_json_atomic(out / "summary.json", summary)
     return summary
 
 

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from attnrnn.train.evaluation import with_mask
+from attnrnn.train.evaluation import check_batch
 from attnrnn.train.protocol import Protocol, StopState
 from attnrnn.train.sharding import check_divides, constrain_batch
 from attnrnn.train.tasks import next_batch
@@ -86,7 +86,7 @@ def _update(optimizer, loss, state: TrainState, batch, protocol=None):
     step shares. The ``protocol`` observes the step (the 1997 rule: a stopped state stays as
     it is)."""
     tolerance = None if protocol is None else protocol.tolerance
-    batch = with_mask(batch)
+    batch = check_batch(batch)
     (value, aux), grads = jax.value_and_grad(loss, has_aux=True)(state.params, *batch,
                                                                   tolerance=tolerance)
     updates, opt_state = guard_non_finite(optimizer).update(grads, state.opt_state, state.params)

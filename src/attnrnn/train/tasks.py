@@ -178,7 +178,8 @@ def adding(key, batch_size, *, length=100):
 class Task(NamedTuple):
     """A source of sequences with what a model needs to know about it.
 
-    ``sample(key, batch_size) -> (xs, labels, mask)``; ``per_step`` says whether labels are
+    ``sample(key, batch_size) -> (xs, labels, mask)`` (``(xs, labels)`` for a task made from
+    arrays without a mask: every step counts); ``per_step`` says whether labels are
     ``(B, T)`` (one per step) or ``(B,)`` (one per sequence, read from the last valid state);
     ``classes`` is the number of output units (1 for a regression). ``regression`` tasks
     have float targets and a squared-error loss; the others integer classes.
@@ -186,7 +187,7 @@ class Task(NamedTuple):
     A generator (the tasks of [`make_task`][attnrnn.train.tasks.make_task]) draws every batch
     afresh from a key. A task made from arrays
     ([`attnrnn.train.data.array_task`][attnrnn.train.data.array_task]) also holds its
-    ``train`` and ``test`` splits, each ``(xs, labels, mask)``: training walks through
+    ``train`` and ``test`` splits, each ``(xs, labels)`` or ``(xs, labels, mask)``: training walks through
     ``train`` in epochs (see [`next_batch`][attnrnn.train.tasks.next_batch]) and runs are
     evaluated on ``test``. ``shuffle`` says whether each epoch visits ``train`` in a fresh
     order drawn from the run's key, or in the stored order.
@@ -211,7 +212,8 @@ def check_batch_size(task: Task, batch_size):
 
 
 def next_batch(task: Task, key, step, batch_size, train=None):
-    """The training batch of step ``step`` and the key after it: ``(key, (xs, labels, mask))``.
+    """The training batch of step ``step`` and the key after it: ``(key, batch)``, the batch as
+    ``task.sample`` gives it.
 
     A generator splits ``key`` and samples from one half (the other is returned). A task made
     from arrays takes sequences ``step * batch_size`` to ``(step + 1) * batch_size - 1`` of an
@@ -252,18 +254,23 @@ def make_task(name: str, *, level="moderate", length=None, echo_step=3, delay=3)
         return mnist1d(shuffle_time=name.endswith(",shuffle"))
     if name == "temporal-order":
         _check_level(level)
-        return Task(name, len(SYMBOLS), len(CLASSES), False,
+        task = Task(name, len(SYMBOLS), len(CLASSES), False,
                     lambda key, b: temporal_order(key, b, level=level))
-    if name == "adding":
+    elif name == "adding":
         length = as_int("length", 100 if length is None else length, minimum=22)
-        return Task(name, 2, 1, False, lambda key, b: adding(key, b, length=length),
+        task = Task(name, 2, 1, False, lambda key, b: adding(key, b, length=length),
                     regression=True)
-    if name == "echo":
+    elif name == "echo":
         length = 64 if length is None else length
-        return Task(name, 1, 2, True,
+        task = Task(name, 1, 2, True,
                     lambda key, b: echo(key, b, length=length, echo_step=echo_step))
-    if name == "delayed-letters":
+    elif name == "delayed-letters":
         length = 32 if length is None else length
-        return Task(name, 27, 27, True,
+        task = Task(name, 27, 27, True,
                     lambda key, b: delayed_letters(key, b, length=length, delay=delay))
-    raise ValueError(f"task must be one of {list(TASK_NAMES)}, got {name!r}")
+    else:
+        raise ValueError(f"task must be one of {list(TASK_NAMES)}, got {name!r}")
+    # The generator checks its sizes when it runs: run it now (shapes only, nothing computed)
+    # so a bad size is refused here, before a run folder is made.
+    jax.eval_shape(lambda: task.sample(jax.random.PRNGKey(0), 1))
+    return task

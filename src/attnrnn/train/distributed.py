@@ -1,0 +1,101 @@
+"""Several processes, one run (``attnrnn train --coordinator HOST:PORT --num-processes N
+--process-id I``): ``jax.distributed`` with gloo collectives between CPU processes, bounds on
+every wait, and a watchdog so that a lost process stops the others quickly with one line.
+
+Every process writes a heartbeat (a counter) into the coordination service's key-value store
+every ``PERIOD`` seconds and reads the others'. A process whose counter has not moved for
+``LOST_AFTER`` seconds is lost: the others print one line that names it and says how to
+continue, and exit at once (exit 1) — a normal exit would wait at JAX's shutdown barrier for
+the lost process and then abort with pages of logs. A collective that fails because its peer
+is gone (gloo: "Connection closed by peer") ends the same way, usually sooner. When process 0,
+which hosts the coordination service, is lost, the others cannot reach the store and say so.
+JAX's own heartbeat (``HEARTBEAT_TIMEOUT``) is the backstop, set longer than ours.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+
+import jax
+
+__all__ = ["start", "finish", "lost_process", "exit_lost", "PERIOD", "LOST_AFTER",
+           "HEARTBEAT_TIMEOUT"]
+
+PERIOD = 1.0
+LOST_AFTER = 5.0
+HEARTBEAT_TIMEOUT = 30  # JAX's, in whole seconds
+# What a failed collective or the coordination service says when a process is gone.
+_LOST_SIGNS = ("Gloo", "Connection closed by peer", "heartbeat", "UNAVAILABLE",
+               "coordination service")
+_done = threading.Event()
+
+
+def start(coordinator=None, num_processes=None, process_id=None, *, on_lost):
+    """``jax.distributed.initialize`` (the arguments, or the environment JAX reads, e.g.
+    SLURM's) and the watchdog; ``on_lost(message)`` is called from the watchdog's thread
+    with one line when another process is lost (it should exit)."""
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
+                               process_id=process_id, initialization_timeout=120,
+                               heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT,
+                               shutdown_timeout_seconds=60)
+    from jax._src.distributed import global_state  # the client jax.distributed made
+
+    threading.Thread(target=_watch, args=(global_state.client, jax.process_index(),
+                                          jax.process_count(), on_lost),
+                     name="attnrnn-watchdog", daemon=True).start()
+
+
+def finish():
+    """This process is done (whatever the outcome): the others stop watching it."""
+    _done.set()
+
+
+def lost_process(error) -> bool:
+    """Whether ``error`` is a collective or the coordination service failing because a process
+    of a multi-process run is gone."""
+    return jax.process_count() > 1 and any(sign in str(error) for sign in _LOST_SIGNS)
+
+
+def _watch(client, me, count, on_lost):
+    beats, seen = 0, {p: (None, time.monotonic()) for p in range(count) if p != me}
+    while True:
+        beats += 1
+        try:
+            client.key_value_set(f"attnrnn/alive/{me}", "done" if _done.is_set() else str(beats),
+                                 allow_overwrite=True)
+            for process, (before, since) in seen.items():
+                value = _value(client, f"attnrnn/alive/{process}")
+                if value == "done":
+                    continue
+                if value != before:
+                    seen[process] = (value, time.monotonic())
+                elif time.monotonic() - since > LOST_AFTER:
+                    return on_lost(f"process {process} stopped answering "
+                                   f"(no heartbeat for {LOST_AFTER:g} s)")
+        except Exception as error:  # the store is process 0's: it is gone
+            if me != 0:
+                return on_lost("process 0 (the coordinator) cannot be reached "
+                               f"({type(error).__name__})")
+            raise
+        time.sleep(PERIOD)
+
+
+def _value(client, key):
+    try:
+        return client.key_value_try_get(key)
+    except Exception as error:  # not written yet
+        if "NOT_FOUND" in str(error) or "not found" in str(error).lower():
+            return None
+        raise
+
+
+def exit_lost(message, out):
+    """The one line for a lost process, then exit 1 now (see the module docstring)."""
+    print(f"attnrnn train: error: process {jax.process_index()}: {message}; start every "
+          f"process again with --resume {out} to continue from the newest checkpoint",
+          file=sys.stderr, flush=True)
+    os._exit(1)
