@@ -70,11 +70,11 @@ def gated_case(draw):
     params = jax.eval_shape(lambda: ar.gated_rnn_init(KEY, n, m))
     which = draw(st.sampled_from(["gated_rnn", "gated_rnn_step", "gated_rnn_jacobian"]))
     if which == "gated_rnn":
-        args = {"params": params, "xs": array((T, n)), "h0": array((m,)),
+        args = {"params": params, "xs": array((T, n)), "initial_state": array((m,)),
                 "mask": array((T,), jnp.bool_), "unroll": 1, "remat_chunk": 2}
         breakers = {"params": lambda: broken_params(draw, params),
                     "xs": lambda: broken_array(draw, (T, n)),
-                    "h0": lambda: broken_array(draw, (m,)),
+                    "initial_state": lambda: broken_array(draw, (m,)),
                     "mask": lambda: draw(st.sampled_from([array((T + 1,), jnp.bool_),
                                                           array((T,), jnp.float32)])),
                     "unroll": lambda: draw(st.sampled_from([0, -1, 2.5, "3", None])),

@@ -33,7 +33,7 @@ def test_matches_loop_reference(use_h0, reverse, mask):
     }
     m = masks[mask]
     h0 = h0 if use_h0 else None
-    hs = ar.gated_rnn(params, xs, h0, mask=None if m is None else jnp.asarray(m),
+    hs = ar.gated_rnn(params, xs, initial_state=h0, mask=None if m is None else jnp.asarray(m),
                       reverse=reverse)
     np.testing.assert_allclose(hs, references.gated_rnn(params, xs, h0, m, reverse), rtol=1e-12,
                                atol=1e-12)
@@ -41,7 +41,7 @@ def test_matches_loop_reference(use_h0, reverse, mask):
 
 def test_step_and_unroll_agree():
     params, xs, h0 = make(1)
-    hs = ar.gated_rnn(params, xs, h0, unroll=4)
+    hs = ar.gated_rnn(params, xs, initial_state=h0, unroll=4)
     h = h0
     for t in range(xs.shape[0]):
         h = ar.gated_rnn_step(params, h, xs[t])
@@ -69,7 +69,7 @@ def test_dtypes_follow_inputs():
     params, xs, h0 = make(dtype=jnp.float32)
     assert ar.gated_rnn(params, xs).dtype == jnp.float32
     assert ar.gated_rnn(params, xs.astype(jnp.float64)).dtype == jnp.float64
-    assert ar.gated_rnn(params, xs, h0.astype(jnp.float64)).dtype == jnp.float64
+    assert ar.gated_rnn(params, xs, initial_state=h0.astype(jnp.float64)).dtype == jnp.float64
     assert ar.gated_rnn(params, xs.astype(jnp.bfloat16)).dtype == jnp.float32
 
 
@@ -88,11 +88,11 @@ def test_under_jit_vmap_grad_and_finite_differences():
     params, xs, h0 = make(4)
     batch = jnp.stack([xs, -xs, 2 * xs])
     masks = jnp.stack([jnp.ones(9, bool), jnp.arange(9) >= 2, jnp.arange(9) < 7])
-    run = jax.jit(jax.vmap(lambda x, m: ar.gated_rnn(params, x, h0, mask=m, reverse=True)))
+    run = jax.jit(jax.vmap(lambda x, m: ar.gated_rnn(params, x, initial_state=h0, mask=m, reverse=True)))
     out = run(batch, masks)
     np.testing.assert_allclose(out[1], references.gated_rnn(params, -xs, h0, np.asarray(masks[1]),
                                                        True), rtol=1e-12)
-    check_grads(lambda p, x, h: ar.gated_rnn(p, x, h, mask=masks[1]), (params, xs, h0),
+    check_grads(lambda p, x, h: ar.gated_rnn(p, x, initial_state=h, mask=masks[1]), (params, xs, h0),
                 order=1, modes=("rev",))
     jac = jax.jit(jax.vmap(lambda h, x: ar.gated_rnn_jacobian(params, h, x)))(out[0], xs)
     assert jac.shape == (9, 5, 5)
@@ -109,8 +109,9 @@ def bad_cases():
     params, xs, h0 = make()
     return [
         (lambda: ar.gated_rnn(params, xs[0]), ValueError, "xs must have 2 dimensions"),
-        (lambda: ar.gated_rnn(params, xs[:, :2]), ValueError, "xs must have 3 features"),
-        (lambda: ar.gated_rnn(params, xs, h0[:3]), ValueError, r"h0 must have shape \(5,\)"),
+        (lambda: ar.gated_rnn(params, xs[:, :2]), ValueError, r"xs must have shape \(9, 3\)"),
+        (lambda: ar.gated_rnn(params, xs, initial_state=h0[:3]), ValueError,
+         r"initial_state must have shape \(5,\)"),
         (lambda: ar.gated_rnn(params, xs, mask=jnp.ones(4, bool)), ValueError,
          r"mask must have shape \(9,\)"),
         (lambda: ar.gated_rnn(params, xs, mask=jnp.ones(9)), TypeError, "mask must be boolean"),
@@ -140,7 +141,7 @@ def test_bad_input_under_jit():
     params, xs, _ = make()
     with pytest.raises(ValueError, match="mask"):
         jax.jit(lambda x, m: ar.gated_rnn(params, x, mask=m))(xs, jnp.ones(3, bool))
-    with pytest.raises(ValueError, match="xs must have 3 features"):
+    with pytest.raises(ValueError, match=r"xs must have shape \(9, 3\)"):
         jax.jit(lambda x: ar.gated_rnn(params, x))(xs[:, :1])
 
 
@@ -172,7 +173,7 @@ def test_fast_path_equals_the_plain_definition(backward, remat_chunk, reverse):
     def loss(fn, params, xs, h0):
         return jnp.sum(weights * jnp.tanh(fn(params, xs, h0)))
 
-    fast = lambda p, x, h: ar.gated_rnn(p, x, h, mask=mask, reverse=reverse,
+    fast = lambda p, x, h: ar.gated_rnn(p, x, initial_state=h, mask=mask, reverse=reverse,
                                         remat_chunk=remat_chunk, backward=backward)
     plain = lambda p, x, h: obvious_gated_rnn(p, x, h, mask, reverse)
     np.testing.assert_allclose(fast(params, xs, h0), plain(params, xs, h0), rtol=1e-5,
@@ -192,7 +193,8 @@ def test_fast_path_under_vmap(remat_chunk):
     masks = jnp.asarray([[1] * 9, [0, 0, 1, 1, 1, 1, 1, 1, 1], [1, 0, 1, 1, 0, 0, 1, 0, 1]], bool)
 
     def loss(backward, p, x, h, m):
-        hs = ar.gated_rnn(p, x, h, mask=m, backward=backward, remat_chunk=remat_chunk)
+        hs = ar.gated_rnn(p, x, initial_state=h, mask=m, backward=backward,
+                          remat_chunk=remat_chunk)
         return jnp.sum(jnp.sin(hs))
 
     def batch_loss(backward, p, h0_axis):
@@ -202,7 +204,8 @@ def test_fast_path_under_vmap(remat_chunk):
 
     for h0_axis in (0, None):
         np.testing.assert_allclose(
-            jax.vmap(lambda x, h, m: ar.gated_rnn(params, x, h, mask=m), (0, h0_axis, 0))(
+            jax.vmap(lambda x, h, m: ar.gated_rnn(params, x, initial_state=h, mask=m),
+                     (0, h0_axis, 0))(
                 batch, h0s if h0_axis == 0 else h0, masks),
             np.stack([references.gated_rnn(params, x, h, m) for x, h, m in zip(
                 batch, h0s if h0_axis == 0 else [h0] * 3, np.asarray(masks))]), rtol=1e-12)
@@ -225,7 +228,7 @@ def test_fast_path_with_a_batch_of_weights_and_nested_vmap():
     batch = jnp.stack([xs, -xs, 3 * xs])
 
     def total(backward, ps):
-        run = lambda p, x: ar.gated_rnn(p, x, h0, backward=backward)
+        run = lambda p, x: ar.gated_rnn(p, x, initial_state=h0, backward=backward)
         nested = jax.vmap(jax.vmap(run, (None, 0)), (0, None))(ps, batch)  # (2, 3, T, m)
         return jnp.sum(jnp.cos(nested))
 

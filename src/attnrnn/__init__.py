@@ -26,6 +26,7 @@ from attnrnn.gated import (
     GatedRNNParams,
     gated_rnn,
     gated_rnn_init,
+    gated_rnn_initial_state,
     gated_rnn_jacobian,
     gated_rnn_step,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "conv_weight_grad",
     "gated_rnn",
     "gated_rnn_init",
+    "gated_rnn_initial_state",
     "gated_rnn_jacobian",
     "gated_rnn_step",
     "spectral_norm",

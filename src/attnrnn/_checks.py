@@ -138,3 +138,20 @@ def initialiser(init):
         return jax.tree.map(lambda a: a.astype(dtype), params)
 
     return wrapped
+
+
+def check_gate_blocks(params, kind, gates: int) -> tuple[int, int]:
+    """``(n, m)`` of a cell whose parameters stack ``gates`` blocks of ``m`` rows (the LSTM's
+    four, the GRU's three): ``W_x (gates·m, n)``, ``W_h (gates·m, m)`` and biases
+    ``(gates·m,)``, every one floating; ``params`` must be a ``kind``."""
+    if not isinstance(params, kind):
+        raise TypeError(f"params must be {kind.__name__}, got {type(params).__name__}")
+    rows, n = check_rank("params.W_x", params.W_x, 2, f"({gates}m, n)")
+    m = rows // gates
+    check_shape("params.W_x", params.W_x, (gates * m, n), f"({gates}m, n)")
+    check_shape("params.W_h", params.W_h, (gates * m, m), f"({gates}m, m)")
+    for name, w in zip(kind._fields, params):
+        if name not in ("W_x", "W_h"):
+            check_shape(f"params.{name}", w, (gates * m,), f"({gates}m,)")
+        check_floating(f"params.{name}", w)
+    return n, m

@@ -3,6 +3,15 @@ masking, reverse order, unrolling, rematerialisation, the initial and final stat
 choice of backward pass. Models describe their equations (a ``Recurrence``); they never
 see how the loop is differentiated.
 
+The contract every recurrence keeps (the gated RNN, AttentionRNN, the LSTM, the 1997 LSTM,
+the GRU): ``f(params, xs, *, initial_state=None, mask=None, reverse=False, unroll=1,
+remat_chunk=None, backward=..., return_state=False)`` on ``xs (T, n)``, with
+``f_initial_state(params)`` its zero state (the default ``initial_state``); it returns the
+outputs ``(T, ...)``, and ``(outputs, final state)`` with ``return_state``, so two chunks fed
+through the returned state equal one call. Each checks its keywords with ``check_loop``,
+``xs`` with ``check_sequence`` and its initial state with ``initial_state``, the one
+preparation they share.
+
 A mask means the same for every recurrence: where ``mask[t]`` is False the step is skipped —
 the carry passes through unchanged (so nothing enters an attention history and a finite-k
 window does not shift) and the step's output is ``skip_output(carry)`` (the carried state,
@@ -36,10 +45,12 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from attnrnn._checks import as_int, check_static
+from attnrnn._checks import (as_bool, as_int, check_floating, check_mask, check_rank,
+                             check_shape, check_static)
 
-__all__ = ["Recurrence", "run", "contract", "chunks", "unchunk", "check_unroll",
-           "check_remat_chunk", "check_backward"]
+__all__ = ["Recurrence", "Loop", "run", "contract", "chunks", "unchunk", "check_loop",
+           "check_sequence", "initial_state", "state_shapes", "outputs", "check_unroll", "check_remat_chunk",
+           "check_backward"]
 
 BACKWARDS = ("autodiff", "fused")
 
@@ -91,6 +102,69 @@ def check_backward(backward) -> str:
     if not isinstance(backward, str) or backward not in BACKWARDS:
         raise ValueError(f"backward must be 'fused' or 'autodiff', got {backward!r}")
     return backward
+
+
+class Loop(NamedTuple):
+    """The keywords every recurrence of the library takes, checked once
+    ([`check_loop`][attnrnn._scan.check_loop]): ``mask``, ``reverse``, ``unroll``,
+    ``remat_chunk``, ``backward`` (what ``run`` takes) and ``return_state``."""
+
+    mask: jax.Array | None
+    reverse: bool
+    unroll: int | bool
+    remat_chunk: int | None
+    backward: str
+    return_state: bool
+
+    def run_options(self) -> dict:
+        return {"mask": self.mask, "reverse": self.reverse, "unroll": self.unroll,
+                "remat_chunk": self.remat_chunk, "backward": self.backward}
+
+
+def check_loop(T, *, mask, reverse, unroll, remat_chunk, backward, return_state) -> Loop:
+    """The one preparation of the loop's keywords every recurrence shares (a ``ValueError`` or
+    ``TypeError`` naming the keyword)."""
+    return Loop(check_mask(mask, T), as_bool("reverse", reverse), check_unroll(unroll),
+                check_remat_chunk(remat_chunk, T), check_backward(backward),
+                as_bool("return_state", return_state))
+
+
+def check_sequence(xs, n) -> int:
+    """``xs (T, n)`` of floats, ``n`` the input size of the parameters; returns ``T``."""
+    T = check_rank("xs", xs, 2, "(T, n)")[0]
+    check_shape("xs", xs, (T, n), "(T, n), n the input_size of params")
+    check_floating("xs", xs)
+    return T
+
+
+def initial_state(given, shapes, what, *arrays):
+    """``(dtype, carry)``: the computation dtype (of ``arrays`` and ``given``) and the carry
+    to start from — zeros of ``shapes`` (the recurrence's state, a pytree of shape tuples'
+    ``jax.ShapeDtypeStruct``) when ``given`` is None, else ``given`` checked against them
+    (``what`` describes the state in errors) and cast. Gradients flow into ``given``."""
+    if given is not None:
+        if jax.tree.structure(given) != jax.tree.structure(shapes):
+            raise TypeError(f"initial_state must be {what}, got {type(given).__name__}")
+        leaves = jax.tree.leaves(given)
+        for i, (leaf, like) in enumerate(zip(leaves, jax.tree.leaves(shapes))):
+            name = "initial_state" if len(leaves) == 1 else f"initial_state[{i}]"
+            check_shape(name, leaf, like.shape, what)
+            check_floating(name, leaf)
+    dtype = jnp.result_type(*arrays, *jax.tree.leaves(given))
+    if given is None:
+        return dtype, jax.tree.map(lambda like: jnp.zeros(like.shape, dtype), shapes)
+    return dtype, jax.tree.map(lambda leaf: jnp.asarray(leaf, dtype), given)
+
+
+def state_shapes(*shapes):
+    """The state's shapes as ``initial_state`` takes them: one shape, or a tuple of them."""
+    structs = tuple(jax.ShapeDtypeStruct(shape, jnp.float32) for shape in shapes)
+    return structs[0] if len(structs) == 1 else structs
+
+
+def outputs(loop: Loop, outs, final):
+    """``outs``, with the final carry after it when the call asked for ``return_state``."""
+    return (outs, final) if loop.return_state else outs
 
 
 def _flip(tree):

@@ -51,7 +51,7 @@ def state_gradients(step, h0, xs, loss):
 
 def _trajectory(params: GatedRNNParams, xs, h0):
     """``h[t-1]`` and ``∂h[t]/∂h[t-1]`` for ``t = 1..T`` along the run from ``h0``."""
-    hs = gated_rnn(params, xs, h0)
+    hs = gated_rnn(params, xs, initial_state=h0)
     h0 = jnp.zeros_like(hs[0]) if h0 is None else jnp.asarray(h0, hs.dtype)
     h_prev = jnp.concatenate([h0[None], hs[:-1]])
     return h_prev, jax.vmap(lambda h, x: gated_rnn_jacobian(params, h, x))(h_prev, xs)

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from attnrnn import _scan
-from attnrnn._checks import (as_bool, as_int, check_floating, check_mask, check_rank,
+from attnrnn._checks import (as_bool, as_int, check_floating, check_rank,
                              check_shape, check_static, initialiser)
 from attnrnn.spectral import rescale_to_bound
 
@@ -544,16 +544,11 @@ def attention_rnn(
     k = _check_k(k)
     options = _check_options(options)
     n, m, _ = _check_params(params, k)
-    T = check_rank("xs", xs, 2, "(T, n)")[0]
-    check_shape("xs", xs, (T, n), "(T, n), n the input_size of params")
-    check_floating("xs", xs)
-    mask = check_mask(mask, T)
-    unroll = _scan.check_unroll(unroll)
-    chunk = _scan.check_remat_chunk(remat_chunk, T)
-    backward = _scan.check_backward(backward)
-    reverse = as_bool("reverse", reverse)
+    T = _scan.check_sequence(xs, n)
+    loop = _scan.check_loop(T, mask=mask, reverse=reverse, unroll=unroll,
+                            remat_chunk=remat_chunk, backward=backward,
+                            return_state=return_state)
     return_attention = as_bool("return_attention", return_attention)
-    return_state = as_bool("return_state", return_state)
     if initial_state is not None:
         _check_state("initial_state", initial_state, k, m)
     p, dtype = _cast(params, xs, *(initial_state or ()))
@@ -562,12 +557,12 @@ def attention_rnn(
     xs = jnp.asarray(xs, dtype)
     p = _bounded(p, options)
     final, (hs, rows) = _scan.run(_recurrence(k, options), _stack_lags(p), p, init, xs,
-                                  mask=mask, reverse=reverse, unroll=unroll,
-                                  remat_chunk=chunk, backward=backward)
+                                  **loop.run_options())
     if k is None and return_attention:
-        rows = _infinite_attention(*rows, jnp.ones((T,), bool) if mask is None else mask,
-                                   reverse)
-    outputs = (hs,) + ((rows,) if return_attention else ()) + ((final,) if return_state else ())
+        rows = _infinite_attention(
+            *rows, jnp.ones((T,), bool) if loop.mask is None else loop.mask, loop.reverse)
+    outputs = ((hs,) + ((rows,) if return_attention else ())
+               + ((final,) if loop.return_state else ()))
     return outputs[0] if len(outputs) == 1 else outputs
 
 

@@ -32,6 +32,7 @@ __all__ = [
     "gated_rnn_init",
     "gated_rnn_step",
     "gated_rnn",
+    "gated_rnn_initial_state",
     "gated_rnn_jacobian",
 ]
 
@@ -146,8 +147,8 @@ _RECURRENCE = _scan.Recurrence(_project_inputs, read=lambda h, z: (h[None], None
                                update=_update, kernel=gated_kernel)
 
 
-def gated_rnn(params: GatedRNNParams, xs, h0=None, *, mask=None, reverse=False, unroll=1,
-              remat_chunk=None, backward="fused", return_state=False):
+def gated_rnn(params: GatedRNNParams, xs, *, initial_state=None, mask=None, reverse=False,
+              unroll=1, remat_chunk=None, backward="fused", return_state=False):
     """Runs the gated RNN over a sequence.
 
     The input projections ``W_c x[t]`` and ``W_x x[t]`` do not depend on the state, so they
@@ -158,11 +159,16 @@ def gated_rnn(params: GatedRNNParams, xs, h0=None, *, mask=None, reverse=False, 
     batch, ``(B, m) @ (m, m)`` per step. Two chunks of a sequence fed through the returned
     state equal one call.
 
+    The keywords are those of every recurrence of the library (``attnrnn._scan``, the one
+    time loop): ``initial_state``, ``mask``, ``reverse``, ``unroll``, ``remat_chunk``,
+    ``backward``, ``return_state``.
+
     Args:
       params: [`GatedRNNParams`][attnrnn.gated.GatedRNNParams].
       xs: ``(T, n)``.
-      h0: the initial state ``(m,)``; zeros of the computation dtype by default. Gradients
-        flow into it.
+      initial_state: the state before the first step, ``(m,)``; default
+        [`gated_rnn_initial_state`][attnrnn.gated.gated_rnn_initial_state] (zeros of the
+        computation dtype). Gradients flow into it.
       mask: boolean ``(T,)``; where False the step is skipped and its output repeats the
         carried state (pre- and post-padded batches both work).
       reverse: run from ``t = T`` down to 1; ``hs`` stays in original order.
@@ -171,9 +177,10 @@ def gated_rnn(params: GatedRNNParams, xs, h0=None, *, mask=None, reverse=False, 
       remat_chunk: None, an int, or ``"sqrt"`` (``⌈√T⌉``): keep only every ``remat_chunk``-th
         state for the backward pass and recompute the rest, so the memory it needs grows
         with ``T / remat_chunk + remat_chunk`` instead of ``T``.
-      backward: ``"fused"`` (the hand-written reverse pass; reverse mode only, as any
-        ``jax.custom_vjp``) or ``"autodiff"`` (JAX differentiates the scan: forward mode,
-        ``jacfwd`` and higher orders work).
+      backward: ``"fused"`` (the default here: the hand-written reverse pass, the fastest
+        measured for this cell; reverse mode only, as any ``jax.custom_vjp``) or
+        ``"autodiff"`` (JAX differentiates the scan: forward mode, ``jacfwd`` and higher
+        orders work).
       return_state: also return the final state (the state after the last step processed:
         ``h[T]``, or ``h[1]`` with ``reverse``).
 
@@ -181,22 +188,22 @@ def gated_rnn(params: GatedRNNParams, xs, h0=None, *, mask=None, reverse=False, 
       ``hs (T, m)``, ``hs[t-1] = h[t]``; with ``return_state``, ``(hs, final state (m,))``.
     """
     n, m = _check_params(params)
-    (T, _) = _check_x("xs", xs, n, 2, "(T, n)")
-    if h0 is not None:
-        check_shape("h0", h0, (m,), "(m,), the hidden size of params")
-        check_floating("h0", h0)
-    mask = check_mask(mask, T)
-    unroll = _scan.check_unroll(unroll)
-    chunk = _scan.check_remat_chunk(remat_chunk, T)
-    backward = _scan.check_backward(backward)
-    reverse, return_state = as_bool("reverse", reverse), as_bool("return_state", return_state)
-    dtype = jnp.result_type(*params, xs, *(() if h0 is None else (h0,)))
+    T = _scan.check_sequence(xs, n)
+    loop = _scan.check_loop(T, mask=mask, reverse=reverse, unroll=unroll,
+                            remat_chunk=remat_chunk, backward=backward,
+                            return_state=return_state)
+    dtype, h0 = _scan.initial_state(initial_state, _scan.state_shapes((m,)),
+                                    "(m,), the hidden size of params", *params, xs)
     W_c, W_h, W_x = (jnp.asarray(w, dtype) for w in params)
-    h0 = jnp.zeros((m,), dtype) if h0 is None else jnp.asarray(h0, dtype)
     final, hs = _scan.run(_RECURRENCE, W_h[None], (W_c, W_x), h0, jnp.asarray(xs, dtype),
-                          mask=mask, reverse=reverse, unroll=unroll, remat_chunk=chunk,
-                          backward=backward)
-    return (hs, final) if return_state else hs
+                          **loop.run_options())
+    return _scan.outputs(loop, hs, final)
+
+
+def gated_rnn_initial_state(params: GatedRNNParams, dtype=None):
+    """The zero state ``h[0] (m,)`` (in the parameters' dtype unless ``dtype``)."""
+    _, m = _check_params(params)
+    return jnp.zeros((m,), dtype or jnp.result_type(*params))
 
 
 def gated_rnn_jacobian(params: GatedRNNParams, h_prev, x):

@@ -23,8 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from attnrnn import _scan
-from attnrnn._checks import (as_bool, as_int, check_floating, check_mask, check_rank,
-                             check_shape, initialiser)
+from attnrnn._checks import as_int, check_gate_blocks, initialiser
 
 __all__ = ["GRUParams", "gru_init", "gru", "gru_initial_state"]
 
@@ -52,7 +51,7 @@ def gru_init(key, input_size, hidden_size, *, dtype=jnp.float32) -> GRUParams:
 
 def gru_initial_state(params: GRUParams, dtype=None):
     """The zero state ``h[0] (m,)``."""
-    m = check_rank("params.W_h", params.W_h, 2, "(3m, m)")[1]
+    _, m = _check_params(params)
     return jnp.zeros((m,), dtype or jnp.result_type(*params))
 
 
@@ -61,34 +60,27 @@ def gru(params: GRUParams, xs, *, initial_state=None, mask=None, reverse=False, 
     """Runs the GRU over ``xs (T, n)`` from ``initial_state`` (zeros when None); returns
     ``hs (T, m)``, or ``(hs, h_last)`` with ``return_state``. ``mask``, ``reverse``,
     ``unroll``, ``remat_chunk`` and ``backward`` behave as for
-    [`attnrnn.gated_rnn`][attnrnn.gated.gated_rnn] (``"fused"``: the time loop's
-    weight-tapped backward pass)."""
-    three_m, n = check_rank("params.W_x", params.W_x, 2, "(3m, n)")
-    m = three_m // 3
-    check_shape("params.W_x", params.W_x, (3 * m, n), "(3m, n)")
-    check_shape("params.W_h", params.W_h, (3 * m, m), "(3m, m)")
-    check_shape("params.b_x", params.b_x, (3 * m,), "(3m,)")
-    check_shape("params.b_h", params.b_h, (3 * m,), "(3m,)")
-    T = check_rank("xs", xs, 2, "(T, n)")[0]
-    check_shape("xs", xs, (T, n), "(T, n), n the input_size of params")
-    check_floating("xs", xs)
-    mask = check_mask(mask, T)
-    reverse, return_state = as_bool("reverse", reverse), as_bool("return_state", return_state)
-    backward = _scan.check_backward(backward)
-    dtype = jnp.result_type(*params, xs)
+    [`attnrnn.gated_rnn`][attnrnn.gated.gated_rnn], the keywords of every recurrence of the
+    library (``backward="fused"``: the time loop's weight-tapped reverse pass; the default
+    ``"autodiff"`` was the faster of the two for this cell where timed)."""
+    n, m = _check_params(params)
+    T = _scan.check_sequence(xs, n)
+    loop = _scan.check_loop(T, mask=mask, reverse=reverse, unroll=unroll,
+                            remat_chunk=remat_chunk, backward=backward,
+                            return_state=return_state)
+    dtype, h0 = _scan.initial_state(initial_state, _scan.state_shapes((m,)), "(m,)", *params,
+                                    xs)
     W_x, W_h, b_x, b_h = (jnp.asarray(w, dtype) for w in params)
-    if initial_state is None:
-        h0 = jnp.zeros((m,), dtype)
-    else:
-        check_shape("initial_state", initial_state, (m,), "(m,)")
-        h0 = jnp.asarray(initial_state, dtype)
     recurrence = _scan.Recurrence(project_inputs=_project, read=lambda h, z: (h[None], None),
                                   update=_update)
     h_last, hs = _scan.run(recurrence, W_h[None], (W_x, b_x, b_h), h0, jnp.asarray(xs, dtype),
-                           mask=mask, reverse=reverse, unroll=_scan.check_unroll(unroll),
-                           remat_chunk=_scan.check_remat_chunk(remat_chunk, T),
-                           backward=backward)
-    return (hs, h_last) if return_state else hs
+                           **loop.run_options())
+    return _scan.outputs(loop, hs, h_last)
+
+
+def _check_params(params):
+    """``(n, m)`` of checked parameters."""
+    return check_gate_blocks(params, GRUParams, 3)
 
 
 def _project(inputs, xs):

@@ -18,10 +18,9 @@ import jax
 import jax.numpy as jnp
 
 from attnrnn import _scan
-from attnrnn._checks import (as_bool, as_int, check_floating, check_mask, check_rank,
-                             check_shape, initialiser)
+from attnrnn._checks import as_int, check_gate_blocks, initialiser
 
-__all__ = ["LSTMParams", "lstm_init", "lstm"]
+__all__ = ["LSTMParams", "lstm_init", "lstm", "lstm_initial_state"]
 
 
 class LSTMParams(NamedTuple):
@@ -48,29 +47,42 @@ def lstm_init(key, input_size, hidden_size, *, dtype=jnp.float32) -> LSTMParams:
     )
 
 
-def lstm(params: LSTMParams, xs, *, mask=None, reverse=False, unroll=1):
-    """Runs the LSTM from zero state over ``xs (T, n)``; returns ``hs (T, m)``. ``mask``,
-    ``reverse`` and ``unroll`` behave as for [`attnrnn.gated_rnn`][attnrnn.gated.gated_rnn]."""
-    four_m, n = check_rank("params.W_x", params.W_x, 2, "(4m, n)")
-    m = four_m // 4
-    check_shape("params.W_h", params.W_h, (4 * m, m), "(4m, m)")
-    check_shape("params.b", params.b, (4 * m,), "(4m,)")
-    T = check_rank("xs", xs, 2, "(T, n)")[0]
-    check_shape("xs", xs, (T, n), "(T, n), n the input_size of params")
-    check_floating("xs", xs)
-    mask = check_mask(mask, T)
-    reverse = as_bool("reverse", reverse)
-    dtype = jnp.result_type(*params, xs)
+def lstm(params: LSTMParams, xs, *, initial_state=None, mask=None, reverse=False, unroll=1,
+         remat_chunk=None, backward="autodiff", return_state=False):
+    """Runs the LSTM over ``xs (T, n)`` from ``initial_state``, the pair ``(h, c)`` of
+    ``(m,)`` vectors (default [`lstm_initial_state`][attnrnn.lstm.lstm_initial_state], zeros);
+    returns ``hs (T, m)``, or ``(hs, (h, c))`` with ``return_state``. ``mask``, ``reverse``,
+    ``unroll``, ``remat_chunk`` and ``backward`` behave as for
+    [`attnrnn.gated_rnn`][attnrnn.gated.gated_rnn], the keywords of every recurrence of the
+    library (a skipped step carries ``(h, c)`` and repeats ``h``; ``backward="fused"`` is the
+    time loop's weight-tapped reverse pass)."""
+    n, m = _check_params(params)
+    T = _scan.check_sequence(xs, n)
+    loop = _scan.check_loop(T, mask=mask, reverse=reverse, unroll=unroll,
+                            remat_chunk=remat_chunk, backward=backward,
+                            return_state=return_state)
+    dtype, init = _scan.initial_state(initial_state, _scan.state_shapes((m,), (m,)),
+                                      "(h, c), two (m,) vectors", *params, xs)
     W_x, W_h, b = (jnp.asarray(w, dtype) for w in params)
-
     recurrence = _scan.Recurrence(
         project_inputs=lambda inputs, xs: xs @ inputs[0].T + inputs[1][None, :],
         read=lambda carry, z: (carry[0][None], None), update=_update,
         skip_output=lambda carry: carry[0])
-    zero = jnp.zeros((m,), dtype)
-    _, hs = _scan.run(recurrence, W_h[None], (W_x, b), (zero, zero), jnp.asarray(xs, dtype),
-                      mask=mask, reverse=reverse, unroll=_scan.check_unroll(unroll))
-    return hs
+    final, hs = _scan.run(recurrence, W_h[None], (W_x, b), init, jnp.asarray(xs, dtype),
+                          **loop.run_options())
+    return _scan.outputs(loop, hs, final)
+
+
+def lstm_initial_state(params: LSTMParams, dtype=None):
+    """The zero state ``(h, c)``, two ``(m,)`` vectors."""
+    _, m = _check_params(params)
+    zero = jnp.zeros((m,), dtype or jnp.result_type(*params))
+    return zero, zero
+
+
+def _check_params(params):
+    """``(n, m)`` of checked parameters."""
+    return check_gate_blocks(params, LSTMParams, 4)
 
 
 def _update(carry, z, context, WP):

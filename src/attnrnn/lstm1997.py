@@ -31,10 +31,10 @@ import jax
 import jax.numpy as jnp
 
 from attnrnn import _scan
-from attnrnn._checks import (as_bool, as_int, check_floating, check_mask, check_rank,
-                             check_shape, initialiser)
+from attnrnn._checks import (as_bool, as_int, check_floating, check_rank, check_shape,
+                             initialiser)
 
-__all__ = ["LSTM1997Params", "lstm1997_init", "lstm1997"]
+__all__ = ["LSTM1997Params", "lstm1997_init", "lstm1997", "lstm1997_initial_state"]
 
 
 class LSTM1997Params(NamedTuple):
@@ -107,29 +107,37 @@ def _check_params(params) -> tuple[int, int, int]:
     return n, B, cells_total // B
 
 
-def lstm1997(params: LSTM1997Params, xs, *, mask=None, reverse=False, unroll=1,
+def lstm1997(params: LSTM1997Params, xs, *, initial_state=None, mask=None, reverse=False,
+             unroll=1, remat_chunk=None, backward="autodiff", return_state=False,
              truncated=False):
-    """Runs the 1997 LSTM from zero state over ``xs (T, n)``.
+    """Runs the 1997 LSTM over ``xs (T, n)``.
 
     Args:
       params: [`LSTM1997Params`][attnrnn.lstm1997.LSTM1997Params].
       xs: ``(T, n)``.
-      mask, reverse, unroll: as for [`attnrnn.gated_rnn`][attnrnn.gated.gated_rnn] (a skipped
-        step carries every state and repeats the cell outputs).
+      initial_state: ``(s, y)``: the cell states ``s (B·C,)`` and every unit's output
+        ``y (B·C + 2B,)`` (cells, input gates, output gates) before the first step; default
+        [`lstm1997_initial_state`][attnrnn.lstm1997.lstm1997_initial_state] (zeros).
+      mask, reverse, unroll, remat_chunk, backward, return_state: as for
+        [`attnrnn.gated_rnn`][attnrnn.gated.gated_rnn], the keywords of every recurrence of
+        the library (a skipped step carries every state and repeats the cell outputs;
+        ``backward="fused"`` is the time loop's weight-tapped reverse pass).
       truncated: the paper's truncated gradient: no error flows back through the recurrent
         activations ``y[t-1]`` into the net inputs, only along the cell states (the constant
         error carousel). The forward pass is the same.
 
     Returns:
-      the cell outputs ``y^c (T, B·C)``.
+      the cell outputs ``y^c (T, B·C)``; with ``return_state``, ``(y^c, (s, y))``.
     """
     n, B, C = _check_params(params)
-    T = check_rank("xs", xs, 2, "(T, n)")[0]
-    check_shape("xs", xs, (T, n), "(T, n), n the input_size of params")
-    check_floating("xs", xs)
-    mask = check_mask(mask, T)
-    reverse, truncated = as_bool("reverse", reverse), as_bool("truncated", truncated)
-    dtype = jnp.result_type(*params, xs)
+    T = _scan.check_sequence(xs, n)
+    loop = _scan.check_loop(T, mask=mask, reverse=reverse, unroll=unroll,
+                            remat_chunk=remat_chunk, backward=backward,
+                            return_state=return_state)
+    truncated = as_bool("truncated", truncated)
+    dtype, init = _scan.initial_state(
+        initial_state, _scan.state_shapes((B * C,), (B * C + 2 * B,)),
+        f"(s, y): {B * C} cell states and {B * C + 2 * B} unit outputs", *params, xs)
     W_c, b_c, W_in, b_in, W_out, b_out = (jnp.asarray(w, dtype) for w in params)
     W = jnp.concatenate([W_c, W_in, W_out])
     b = jnp.concatenate([b_c, b_in, b_out])
@@ -139,10 +147,16 @@ def lstm1997(params: LSTM1997Params, xs, *, mask=None, reverse=False, unroll=1,
         # The input part of every unit's net input, for all steps in one product.
         project_inputs=lambda inputs, xs: xs @ inputs[0].T + inputs[1][None, :],
         read=read, update=partial(_update, B, C), skip_output=lambda carry: carry[1][: B * C])
-    init = (jnp.zeros((B * C,), dtype), jnp.zeros((B * C + 2 * B,), dtype))
-    _, ys = _scan.run(recurrence, W[None, :, n:], (W[:, :n], b), init, jnp.asarray(xs, dtype),
-                      mask=mask, reverse=reverse, unroll=_scan.check_unroll(unroll))
-    return ys
+    final, ys = _scan.run(recurrence, W[None, :, n:], (W[:, :n], b), init,
+                          jnp.asarray(xs, dtype), **loop.run_options())
+    return _scan.outputs(loop, ys, final)
+
+
+def lstm1997_initial_state(params: LSTM1997Params, dtype=None):
+    """The zero state ``(s, y)``: ``B·C`` cell states and ``B·C + 2B`` unit outputs."""
+    _, B, C = _check_params(params)
+    dtype = dtype or jnp.result_type(*params)
+    return jnp.zeros((B * C,), dtype), jnp.zeros((B * C + 2 * B,), dtype)
 
 
 def _g(z):

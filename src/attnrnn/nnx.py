@@ -72,18 +72,19 @@ class GatedRNN(_Wrapper):
                                      gate_offset=gate_offset, dtype=dtype))
         self.backward, self.unroll, self.remat_chunk = backward, unroll, remat_chunk
 
-    def __call__(self, xs, h0=None, *, mask=None, reverse=False, return_state=False):
-        """``xs (B, T, n)``, ``h0 (B, m)``, ``mask (B, T)`` -> ``hs (B, T, m)`` (and the final
-        states ``(B, m)`` with ``return_state``)."""
+    def __call__(self, xs, initial_state=None, *, mask=None, reverse=False,
+                 return_state=False):
+        """``xs (B, T, n)``, ``initial_state (B, m)``, ``mask (B, T)`` -> ``hs (B, T, m)`` (and
+        the final states ``(B, m)`` with ``return_state``)."""
         params = self.params
 
         def one(x, h, m):
-            return ar.gated_rnn(params, x, h, mask=m, reverse=reverse, unroll=self.unroll,
-                                remat_chunk=self.remat_chunk, backward=self.backward,
-                                return_state=return_state)
+            return ar.gated_rnn(params, x, initial_state=h, mask=m, reverse=reverse,
+                                unroll=self.unroll, remat_chunk=self.remat_chunk,
+                                backward=self.backward, return_state=return_state)
 
-        return jax.vmap(one, in_axes=(0, None if h0 is None else 0, None if mask is None else 0))(
-            _batched("xs", xs, 3), h0, mask)
+        axes = (0, None if initial_state is None else 0, None if mask is None else 0)
+        return jax.vmap(one, in_axes=axes)(_batched("xs", xs, 3), initial_state, mask)
 
 
 class AttentionRNN(_Wrapper):
