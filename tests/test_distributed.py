@@ -139,3 +139,26 @@ def test_a_lost_process_stops_the_other_and_both_resume(two_processes, tmp_path)
     assert metrics == expected_metrics
     for a, b in zip(params, expected_params, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_data_from_arrays_splits_over_processes_as_generated_batches(tmp_path):
+    """A --data run over two processes equals the same run in one process with four devices
+    (each step's batch is taken from the same walk through the arrays and split the same
+    way), to float32 rounding."""
+    from test_data import save_npz
+
+    data = save_npz(tmp_path / "mine.npz")
+    flags = ["train", "--data", str(data), "--hidden", "8", "--batch", "32", "--steps", "30",
+             "--eval-every", "10", "--no-progress"]
+    port = _free_port()
+    two, one = tmp_path / "two", tmp_path / "one"
+    multi = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"]
+    _finish([_start([*flags, "--out", str(two), *multi, "--process-id", str(i)], 2)
+             for i in (0, 1)] + [_start([*flags, "--out", str(one)], 4)])
+    (params_two, metrics_two), (params_one, metrics_one) = _result(two), _result(one)
+    assert [r["step"] for r in metrics_two] == list(range(31))
+    for a, b in zip(metrics_two, metrics_one, strict=True):
+        np.testing.assert_allclose(a.get("loss", 0), b.get("loss", 0), rtol=1e-5)
+        np.testing.assert_allclose(a.get("test_loss", 0), b.get("test_loss", 0), rtol=1e-5)
+    for a, b in zip(params_two, params_one, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
