@@ -41,7 +41,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from attnrnn._batching import batch_aware
-from attnrnn._scan import chunks, unchunk
+from attnrnn._scan import chunked_backward
 
 __all__ = ["gate_update", "gated_step", "gated_kernel"]
 
@@ -132,22 +132,23 @@ def _gradients(shared, h0, keep, xs, residuals, g, *, unroll, chunk):
     starts = _time_major(residuals[0])
     T, batch = g_t.shape[:2]
     if keep_t is None:
-        keep_t = jnp.ones((T, batch), bool)  # the padding below must be skipped steps
+        keep_t = jnp.ones((T, batch), bool)  # the chunks' padding must be skipped steps
 
-    def one_chunk(carry, inputs):
-        dh, dW_h = carry
-        h_start, (xs_c, keep_c, g_c) = inputs
+    def recompute(h_start, steps):  # the chunk's states and gates, from the state entering it
+        xs_c, keep_c, _ = steps
         hs_c, cs_c, gaps_c = _forward(W_h, h_start, xs_c @ W_c.T, xs_c @ W_x.T, keep_c, unroll)
-        h_prev = jnp.concatenate([h_start[None], hs_c[:-1]])
-        dh, (dzc, dzx) = _backward(W_h, cs_c, gaps_c, keep_c, g_c, dh, unroll)
-        return (dh, dW_h + over_time(dzc, h_prev)), (dzc, dzx)
+        return jnp.concatenate([h_start[None], hs_c[:-1]]), cs_c, gaps_c
 
-    init = (jnp.zeros_like(starts[0]), jnp.zeros((batch, *W_h.shape), W_h.dtype))
-    (dh0, dW_h), dzs = lax.scan(
-        one_chunk, init, (starts, chunks((_time_major(xs), keep_t, g_t), T, chunk, 0)),
-        reverse=True)
-    dzc, dzx = (_time_major(d) for d in unchunk(dzs, T))
-    return dW_h, dh0, dzc, dzx
+    def backward(stored, steps, dh):
+        h_prev, cs_c, gaps_c = stored
+        _, keep_c, g_c = steps
+        dh, (dzc, dzx) = _backward(W_h, cs_c, gaps_c, keep_c, g_c, dh, unroll)
+        return dh, over_time(dzc, h_prev), (dzc, dzx)
+
+    dh0, dW_h, (dzc, dzx) = chunked_backward(
+        recompute, backward, starts, (_time_major(xs), keep_t, g_t), T, chunk,
+        jnp.zeros_like(starts[0]), jnp.zeros((batch, *W_h.shape), W_h.dtype))
+    return dW_h, dh0, _time_major(dzc), _time_major(dzx)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(6, 7))
@@ -187,3 +188,6 @@ def gated_kernel(W, inputs, h0, xs, keep, unroll, chunk):
     recompute = None if chunk is None else lax.stop_gradient((xs, W_c, W_x))
     hs = _gated_scan(W[0], h0, xs @ W_c.T, xs @ W_x.T, keep, recompute, unroll, chunk)
     return (hs[-1] if hs.shape[0] else h0), hs
+
+
+gated_kernel.has_forward_mode = False  # a custom_vjp written for a batch (see attnrnn._scan)

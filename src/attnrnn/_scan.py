@@ -36,7 +36,6 @@ they are needed, so what is stored grows with ``T / chunk + chunk`` instead of `
 from __future__ import annotations
 
 import math
-import traceback
 from collections.abc import Callable
 from functools import partial
 from typing import NamedTuple
@@ -49,7 +48,7 @@ from attnrnn._checks import (as_bool, as_int, check_floating, check_mask, check_
                              check_shape, check_static)
 
 __all__ = ["Recurrence", "Loop", "run", "contract", "chunks", "unchunk", "check_loop",
-           "check_sequence", "initial_state", "state_shapes", "outputs", "check_unroll", "check_remat_chunk",
+           "check_sequence", "initial_state", "state_shapes", "outputs", "chunked_backward", "check_unroll", "check_remat_chunk",
            "check_backward"]
 
 BACKWARDS = ("autodiff", "fused")
@@ -70,7 +69,8 @@ class Recurrence(NamedTuple):
       kernel: None, or a hand-written whole loop that ``backward="fused"`` uses instead of
         the weight-tapped pass: ``kernel(W, inputs, init, xs, keep, unroll, chunk) ->
         (final, outs)`` over the raw inputs ``xs`` (``keep`` None or boolean ``(T,)``),
-        differentiable in ``W``, ``inputs``, ``init`` and ``xs``.
+        differentiable in ``W``, ``inputs``, ``init`` and ``xs``; a kernel without forward
+        mode says so with ``kernel.has_forward_mode = False``.
     """
 
     project_inputs: Callable
@@ -210,7 +210,7 @@ def _fused(rec, weights, inputs, init, xs, mask, unroll, chunk):
         zs = rec.project_inputs(inputs, xs)
         return _tapped(rec, unroll, chunk, weights, init, zs, mask)
     except (TypeError, AssertionError) as error:
-        if not _forward_mode_error(error):
+        if not _forward_mode_error(error, rec.kernel):
             raise
         raise TypeError(
             "backward='fused' is a hand-written reverse pass (jax.custom_vjp): reverse mode "
@@ -218,14 +218,12 @@ def _fused(rec, weights, inputs, init, xs, mask, unroll, chunk):
             "(jax.jvp, jax.jacfwd, jax.hessian) pass backward='autodiff'.") from error
 
 
-def _forward_mode_error(error) -> bool:
-    """JAX's refusal to push a tangent through a custom_vjp — a TypeError saying so, or, for
-    a kernel written for a batch, an assertion inside ``custom_vmap`` (its last visible
-    frame is the kernel's)."""
+def _forward_mode_error(error, kernel) -> bool:
+    """JAX's refusal to push a tangent through a custom_vjp — a TypeError saying so — or,
+    from a kernel that declares it has no forward mode (``kernel.has_forward_mode = False``:
+    one written for a batch fails inside ``custom_vmap`` under ``jax.jvp``), an assertion."""
     if isinstance(error, AssertionError):
-        frames = traceback.extract_tb(error.__traceback__)
-        return bool(frames) and frames[-1].filename.endswith(("_gated_kernel.py",
-                                                              "_batching.py"))
+        return not getattr(kernel, "has_forward_mode", True)
     return "forward-mode" in str(error)
 
 
@@ -277,6 +275,28 @@ def unchunk(tree, T):
 def _chunked_keep(keep, T, chunk):
     """The mask as chunks; the padding steps are skipped steps."""
     return chunks(jnp.ones((T,), bool) if keep is None else keep, T, chunk, False)
+
+
+def chunked_backward(recompute, backward, starts, steps, T, chunk, d_final, d_weights):
+    """The one rematerialised reverse pass (the weight-tapped pass's and the gated kernel's):
+    chunk by chunk from the last, each chunk's steps are recomputed from the carry that
+    entered it (``recompute(start, chunk_steps) -> stored``) just before its backward loop
+    runs (``backward(stored, chunk_steps, d_carry) -> (d_carry, d_weights of the chunk,
+    per-step gradients)``). ``starts`` are the carries entering the chunks; ``steps`` every
+    step's inputs, time-major, padded into chunks with zeros (a mask's padding is False:
+    skipped steps). Returns ``(∂ℓ/∂ first carry, ∂ℓ/∂ weights summed over the chunks,
+    per-step gradients (T, ...))``."""
+
+    def one_chunk(state, inputs):
+        d_carry, d_w = state
+        start, chunk_steps = inputs
+        d_carry, d_w_chunk, d_steps = backward(recompute(start, chunk_steps), chunk_steps,
+                                               d_carry)
+        return (d_carry, d_w + d_w_chunk), d_steps
+
+    (d_first, d_w), d_steps = lax.scan(one_chunk, (d_final, d_weights),
+                                       (starts, chunks(steps, T, chunk, 0)), reverse=True)
+    return d_first, d_w, unchunk(d_steps, T)
 
 
 def _autodiff(rec, weights, init, zs, keep, unroll, chunk):
@@ -356,19 +376,23 @@ def _tapped_bwd(rec, unroll, chunk, residuals, cotangents):
         return over_time(d_taps, Ps), d_init, d_zs, None
     T = jax.tree.leaves(zs)[0].shape[0]
 
-    def one_chunk(state, inputs):  # recompute the chunk's carries, then go back through it
-        d_carry, d_weights = state
-        start, z, k, d_out = inputs
+    def recompute(start, steps):  # the chunk's carries and P, from the carry entering it
+        z, k, _ = steps
         _, (_, carries, Ps) = _tapped_forward(rec, unroll, weights, start, z, k)
+        return carries, Ps
+
+    def backward(stored, steps, d_carry):
+        carries, Ps = stored
+        z, k, d_out = steps
         d_carry, (d_z, d_taps) = _tapped_backward(rec, unroll, weights, carries, z, k, d_out,
                                                   d_carry)
-        return (d_carry, d_weights + over_time(d_taps, Ps)), d_z
+        return d_carry, over_time(d_taps, Ps), d_z
 
-    (d_init, d_weights), d_zs = lax.scan(
-        one_chunk, (d_final, jnp.zeros_like(weights)),
-        (carries, chunks(zs, T, chunk, 0), _chunked_keep(keep, T, chunk),
-         chunks(d_outs, T, chunk, 0)), reverse=True)
-    return d_weights, d_init, unchunk(d_zs, T), None
+    keep = jnp.ones((T,), bool) if keep is None else keep
+    d_init, d_weights, d_zs = chunked_backward(recompute, backward, carries,
+                                               (zs, keep, d_outs), T, chunk, d_final,
+                                               jnp.zeros_like(weights))
+    return d_weights, d_init, d_zs, None
 
 
 _tapped.defvjp(_tapped_fwd, _tapped_bwd)
