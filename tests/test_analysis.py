@@ -25,7 +25,8 @@ def test_state_gradients_are_total_derivatives():
     # ∂ℓ/∂h[t] by finite differences: perturb h[t] and rerun the rest of the sequence.
     for t in (0, 5, 11):
         def loss_from(h_t):
-            rest = ar.gated_rnn(params, xs[t + 1 :], initial_state=h_t) if t < 11 else jnp.zeros((0, 4))
+            rest = (ar.gated_rnn(params, xs[t + 1 :], initial_state=h_t) if t < 11
+                    else jnp.zeros((0, 4)))
             prefix = ar.gated_rnn(params, xs[: t + 1])[:t]
             return loss(jnp.concatenate([prefix, h_t[None], rest]))
         h_t = ar.gated_rnn(params, xs)[t]
@@ -36,9 +37,11 @@ def test_jacobian_products_equal_jacfwd_of_the_unrolled_map():
     params, xs = make(1)
     h0 = jax.random.normal(jax.random.PRNGKey(5), (4,), jnp.float64)
     products = analysis.jacobian_products(analysis.gated_rnn_jacobians(params, xs, h0))
-    direct = jax.jacrev(lambda h: ar.gated_rnn(params, xs, initial_state=h)[-1])(h0)  # the fused backward
+    # The fused backward:
+    direct = jax.jacrev(lambda h: ar.gated_rnn(params, xs, initial_state=h)[-1])(h0)
     np.testing.assert_allclose(products[-1], direct, rtol=1e-9, atol=1e-12)
-    first = jax.jacfwd(lambda h: ar.gated_rnn(params, xs[:3], initial_state=h, backward="autodiff")[-1])(h0)
+    first = jax.jacfwd(lambda h: ar.gated_rnn(params, xs[:3], initial_state=h,
+                                              backward="autodiff")[-1])(h0)
     np.testing.assert_allclose(products[2], first, rtol=1e-10, atol=1e-12)
 
 

@@ -88,11 +88,13 @@ def test_under_jit_vmap_grad_and_finite_differences():
     params, xs, h0 = make(4)
     batch = jnp.stack([xs, -xs, 2 * xs])
     masks = jnp.stack([jnp.ones(9, bool), jnp.arange(9) >= 2, jnp.arange(9) < 7])
-    run = jax.jit(jax.vmap(lambda x, m: ar.gated_rnn(params, x, initial_state=h0, mask=m, reverse=True)))
+    run = jax.jit(jax.vmap(lambda x, m: ar.gated_rnn(params, x, initial_state=h0, mask=m,
+                                                     reverse=True)))
     out = run(batch, masks)
     np.testing.assert_allclose(out[1], references.gated_rnn(params, -xs, h0, np.asarray(masks[1]),
                                                        True), rtol=1e-12)
-    check_grads(lambda p, x, h: ar.gated_rnn(p, x, initial_state=h, mask=masks[1]), (params, xs, h0),
+    check_grads(lambda p, x, h: ar.gated_rnn(p, x, initial_state=h, mask=masks[1]),
+                (params, xs, h0),
                 order=1, modes=("rev",))
     jac = jax.jit(jax.vmap(lambda h, x: ar.gated_rnn_jacobian(params, h, x)))(out[0], xs)
     assert jac.shape == (9, 5, 5)

@@ -123,7 +123,8 @@ def test_exploding_gradient_example():
     products = analysis.jacobian_products(analysis.gated_rnn_jacobians(params, xs))
     growth = {T: abs(float(products[T - 1, 0, 0])) for T in (10, 20, 50, 100, 200)}
     # the running product is ∂h[T]/∂h[0] indeed
-    direct = jax.jacrev(lambda h0: ar.gated_rnn(params, xs[:50], initial_state=h0)[-1])(jnp.zeros(1))
+    direct = jax.jacrev(lambda h0: ar.gated_rnn(params, xs[:50], initial_state=h0)[-1])(
+        jnp.zeros(1))
     np.testing.assert_allclose(growth[50], abs(float(direct[0, 0])), rtol=1e-6)
     assert 1 < growth[10] < 2 and growth[20] > 20 and growth[50] > 1e4 and growth[100] > 1e8
     assert growth[200] > 1e15  # the trajectory is chaotic by now: rounding moves the digits

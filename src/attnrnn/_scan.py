@@ -48,8 +48,8 @@ from attnrnn._checks import (as_bool, as_int, check_floating, check_mask, check_
                              check_shape, check_static)
 
 __all__ = ["Recurrence", "Loop", "run", "contract", "chunks", "unchunk", "check_loop",
-           "check_sequence", "initial_state", "state_shapes", "outputs", "chunked_backward", "check_unroll", "check_remat_chunk",
-           "check_backward"]
+           "check_sequence", "initial_state", "state_shapes", "outputs", "chunked_backward",
+           "check_unroll", "check_remat_chunk", "check_backward"]
 
 BACKWARDS = ("autodiff", "fused")
 

@@ -39,6 +39,12 @@ def _examples(args) -> int:
     error = max(float(jnp.abs(dw - auto_dw).max()), float(jnp.abs(dx - auto_dx).max()))
     print(f"  closed forms (as convolutions) vs jax.vjp: max difference {error:.1e}")
 
+    _gated_example(ar)
+    _attention_example(ar)
+    return 0
+
+
+def _gated_example(ar):
     print("\n1.2 Gated RNN (n = 4, m = 8, T = 12, random weights and inputs)")
     key_p, key_x = jax.random.split(jax.random.PRNGKey(0))
     params = ar.gated_rnn_init(key_p, 4, 8, dtype=jnp.float64)
@@ -56,6 +62,9 @@ def _examples(args) -> int:
             f"{float(jnp.linalg.norm(product, 2)):16.3e}"
         )
 
+
+
+def _attention_example(ar):
     print("\n1.3 AttentionRNN(2) (n = 3, m = 4, T = 5, random weights and inputs)")
     key_p, key_x = jax.random.split(jax.random.PRNGKey(2))
     params = ar.attention_rnn_init(key_p, 3, 4, k=2, dtype=jnp.float64)
@@ -75,7 +84,6 @@ def _examples(args) -> int:
     error = float(jnp.abs(closed - jax.jacfwd(step)(history[0])).max())
     print(f"  dh[4]/dh[3] (closed form, 4x4):\n{np.asarray(closed)}")
     print(f"  closed form vs jax.jacfwd of one step: max difference {error:.1e}")
-    return 0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -101,21 +109,27 @@ def _clip(text):
     return _NO_CLIP if text.lower() in ("none", "off") else float(text)
 
 
+def _model_default(name):
+    """The help text's default of a training setting: the model's, and MNIST-1D's."""
+    from attnrnn.train.config import (MODEL_TRAINING_DEFAULTS, TASK_MODEL_DEFAULTS,
+                                      TASK_TRAINING_DEFAULTS, TRAINING_DEFAULTS)
+
+    special = "".join(f"; {cell} {values[name]}" for cell, values in
+                      MODEL_TRAINING_DEFAULTS.items() if name in values)
+    task = TASK_TRAINING_DEFAULTS["mnist1d"]
+    models = ", ".join(f"{cell} {values[name]}" for cell, values in
+                       TASK_MODEL_DEFAULTS["mnist1d"].items() if name in values)
+    return (f"default: the model's ({TRAINING_DEFAULTS[name]}{special}), on mnist1d "
+            + (f"the benchmark's {task[name]}" if name in task else
+               f"the model's best ({models})" if models else "the same"))
+
+
 def _add_train_options(parser):
-    from attnrnn.train.config import (MODEL_TRAINING_DEFAULTS, PROTOCOLS, TASK_MODEL_DEFAULTS,
-                                      TASK_TRAINING_DEFAULTS, TRAINING_DEFAULTS, TrainConfig)
+    """The flags of ``attnrnn train`` that make its ``TrainConfig``: the task, the model,
+    the training settings."""
+    from attnrnn.train.config import TrainConfig
 
     defaults = TrainConfig()
-
-    def model_default(name):
-        special = "".join(f"; {cell} {values[name]}" for cell, values in
-                          MODEL_TRAINING_DEFAULTS.items() if name in values)
-        task = TASK_TRAINING_DEFAULTS["mnist1d"]
-        models = ", ".join(f"{cell} {values[name]}" for cell, values in
-                           TASK_MODEL_DEFAULTS["mnist1d"].items() if name in values)
-        return (f"default: the model's ({TRAINING_DEFAULTS[name]}{special}), on mnist1d "
-                + (f"the benchmark's {task[name]}" if name in task else
-                   f"the model's best ({models})" if models else "the same"))
 
     parser.add_argument("--task", default=None,
                         help="temporal-order, adding, echo, delayed-letters (generated), "
@@ -132,6 +146,13 @@ def _add_train_options(parser):
     parser.add_argument("--length", type=int, default=None,
                         help="sequence length: the adding problem's minimal length T (default "
                         "100), echo's (64) or delayed-letters' (32); not for temporal-order")
+    _add_model_options(parser, defaults)
+    _add_training_options(parser, defaults)
+
+
+def _add_model_options(parser, defaults):
+    from attnrnn.train.config import PROTOCOLS
+
     parser.add_argument("--model", default=None,
                         help="gated, lstm, gru, lstm1997, attention:K, attention:inf (the "
                         "recurrences) or conv (MNIST-1D's convolutional classifier) (default "
@@ -143,34 +164,37 @@ def _add_train_options(parser):
                         "the task's test split, the same way; 1997: the paper's ST3/ABS "
                         "stopping rule, then a fresh test set")
     parser.add_argument("--hidden", type=int, default=None,
-                        help="state size m (conv: channels) (" + model_default("hidden") + ")")
+                        help="state size m (conv: channels) (" + _model_default("hidden") + ")")
     parser.add_argument("--layers", type=int, default=None,
-                        help="stacked recurrences, tanh between them (" + model_default("layers")
-                        + ")")
+                        help="stacked recurrences, tanh between them ("
+                        + _model_default("layers") + ")")
     parser.add_argument("--bidirectional", type=_yes_no, default=None, metavar="yes|no",
                         help="each layer forward and backward, concatenated ("
-                        + model_default("bidirectional") + ")")
+                        + _model_default("bidirectional") + ")")
     parser.add_argument("--position", type=_yes_no, default=None, metavar="yes|no",
                         help="append each step's position (in [-1, 1]) to its inputs ("
-                        + model_default("position") + ")")
+                        + _model_default("position") + ")")
     parser.add_argument("--readout", choices=("last", "all"), default=None,
                         help="read out the last valid state, or every state (flattened; "
-                        "sequences of one length) (" + model_default("readout") + ")")
+                        "sequences of one length) (" + _model_default("readout") + ")")
+
+
+def _add_training_options(parser, defaults):
     parser.add_argument("--steps", type=int, default=None,
                         help="training steps, the budget under --protocol 1997 ("
-                        + model_default("steps") + ")")
-    parser.add_argument("--batch", type=int, default=None, help=model_default("batch"))
+                        + _model_default("steps") + ")")
+    parser.add_argument("--batch", type=int, default=None, help=_model_default("batch"))
     parser.add_argument("--optimizer", default=None,
-                        help="adam, rmsprop or sgd (" + model_default("optimizer") + ")")
+                        help="adam, rmsprop or sgd (" + _model_default("optimizer") + ")")
     parser.add_argument("--lr", type=float, default=None,
-                        help="learning rate (" + model_default("lr") + ")")
+                        help="learning rate (" + _model_default("lr") + ")")
     parser.add_argument("--clip", type=_clip, default=None,
-                        help="global-norm gradient clip, or 'none' (" + model_default("clip")
+                        help="global-norm gradient clip, or 'none' (" + _model_default("clip")
                         + ")")
     parser.add_argument("--seed", type=int, default=None, help=f"default {defaults.seed}")
     parser.add_argument("--eval-every", type=int, default=None,
                         help="steps run on device in one chunk, with a held-out evaluation "
-                        "after each (" + model_default("eval_every") + ")")
+                        "after each (" + _model_default("eval_every") + ")")
     parser.add_argument("--heldout", type=int, default=None,
                         help=f"held-out sequences (default {defaults.heldout})")
     parser.add_argument("--max-skips", type=int, default=None,
@@ -234,6 +258,25 @@ def build_parser() -> argparse.ArgumentParser:
     examples = commands.add_parser("examples", help="print the homework's worked examples")
     examples.set_defaults(run=_examples)
 
+    _add_train_command(commands)
+    compare = commands.add_parser(
+        "compare", help="plot finished runs side by side (one figure) and print their results")
+    compare.add_argument("runs", nargs="+", metavar="RUN", help="run folders of attnrnn train")
+    compare.add_argument("--out", required=True,
+                         help="the PNG to write (its folder is made if missing)")
+    compare.set_defaults(run=_compare)
+
+    debug = commands.add_parser("debug-loss", help="the loss-spike study: spikes and their fix")
+    debug.add_argument("--out", default="runs/debug-loss")
+    debug.add_argument("--steps", type=int, default=1000, help="steps per run")
+    debug.add_argument("--seed", type=int, default=0)
+    debug.add_argument("--no-progress", action="store_true")
+    debug.set_defaults(run=_debug_loss)
+    return parser
+
+
+def _add_train_command(commands):
+    """``attnrnn train`` and its flags."""
     train = commands.add_parser("train", help="train a sequence model (the main job)")
     _add_train_options(train)
     train.add_argument("--out", default=None,
@@ -265,21 +308,6 @@ def build_parser() -> argparse.ArgumentParser:
                        help="take the processes from the environment JAX reads (SLURM, or "
                        "JAX_COORDINATOR_ADDRESS) instead of the three flags above")
     train.set_defaults(run=_train)
-
-    compare = commands.add_parser(
-        "compare", help="plot finished runs side by side (one figure) and print their results")
-    compare.add_argument("runs", nargs="+", metavar="RUN", help="run folders of attnrnn train")
-    compare.add_argument("--out", required=True,
-                         help="the PNG to write (its folder is made if missing)")
-    compare.set_defaults(run=_compare)
-
-    debug = commands.add_parser("debug-loss", help="the loss-spike study: spikes and their fix")
-    debug.add_argument("--out", default="runs/debug-loss")
-    debug.add_argument("--steps", type=int, default=1000, help="steps per run")
-    debug.add_argument("--seed", type=int, default=0)
-    debug.add_argument("--no-progress", action="store_true")
-    debug.set_defaults(run=_debug_loss)
-    return parser
 
 
 def _train(args) -> int:

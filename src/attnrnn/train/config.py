@@ -83,7 +83,8 @@ class TrainConfig:
 
     ``protocol="heldout"``: steps run on device in chunks of ``eval_every``, with a held-out
     evaluation after each and after the last step (exactly ``steps`` steps run: the last
-    chunk is shorter when ``eval_every`` does not divide ``steps``); a run is *solved* when the held-out set has at most one error per 2,560 sequences.
+    chunk is shorter when ``eval_every`` does not divide ``steps``); a run is *solved* when
+    the held-out set has at most one error per 2,560 sequences.
     ``protocol="1997"``: the paper's ST3/ABS stopping rule on the training sequences
     ([`attnrnn.train.protocol`][attnrnn.train.protocol]), checked after every step; ``steps`` is
     the budget, and the stopped weights are tested on a fresh set.

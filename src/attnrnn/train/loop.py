@@ -100,18 +100,9 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, progress=
     # Whole on every device (of every process: a jitted program's inputs are global arrays).
     train = None if task.train is None else replicate(task.train, mesh)
     history = list(history)
-    eval_set = protocol.eval_set
-    if eval_set is not None and eval_set[0].shape[0] % mesh.size == 0:
-        eval_set = shard_batch(eval_set, mesh)
-
-    def evaluation(params):
-        if eval_set is None:
-            return {}
-        metrics = evaluate(params, eval_set, model=model)
-        return {f"{protocol.evaluation}_{k}": float(v) for k, v in metrics.items()}
-
+    evaluation = _evaluation(protocol, model, mesh)
     start = time.perf_counter()
-    if int(state.step) == 0 and eval_set is not None:
+    if int(state.step) == 0 and protocol.eval_set is not None:
         # Step 0: the untrained model evaluated (initial loss and accuracy).
         history.append({"step": 0, "sequences_seen": 0, **evaluation(state.params)})
         if on_chunk is not None:
@@ -128,18 +119,14 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, progress=
                    for i in range(step - before)]
         records[-1].update(evaluation(state.params))
         history.extend(records)
-        skips = int(consecutive_skips(state))
         bar.update(step - before)
         bar.set_postfix(loss=f"{records[-1]['loss']:.3f}", acc=f"{records[-1]['accuracy']:.2f}",
                         skipped=int(skipped_updates(state)))
         if on_chunk is not None:
             on_chunk(state, history, records)
-        reason = protocol.done(state, records[-1])
-        if skips >= config.max_skips:
-            reason = f"stopped: {skips} consecutive non-finite gradients"
-        elif reason is None and max_seconds is not None and (
-                time.perf_counter() - start > max_seconds):
-            reason = f"stopped: wall-clock cap of {max_seconds:g} s"
+        reason = _stop_reason(config, protocol, state, records[-1],
+                              max_seconds is not None and
+                              time.perf_counter() - start > max_seconds, max_seconds)
         if reason is not None:
             stop_reason = reason
             break
@@ -150,6 +137,34 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, progress=
     summary["config"]["task"] = task.name
     summary["model"] = model.name
     return state, history, summary
+
+
+def _evaluation(protocol, model, mesh):
+    """``evaluation(params) -> {"<heldout|test>_loss", …}`` on the protocol's evaluation set
+    (split over the mesh when it divides evenly); ``{}`` for a protocol without one."""
+    eval_set = protocol.eval_set
+    if eval_set is not None and eval_set[0].shape[0] % mesh.size == 0:
+        eval_set = shard_batch(eval_set, mesh)
+
+    def evaluation(params):
+        if eval_set is None:
+            return {}
+        metrics = evaluate(params, eval_set, model=model)
+        return {f"{protocol.evaluation}_{k}": float(v) for k, v in metrics.items()}
+
+    return evaluation
+
+
+def _stop_reason(config, protocol, state, last_record, out_of_time, max_seconds):
+    """Why the run stops after this chunk, or None: the protocol's rule, too many
+    non-finite gradients in a row, or the wall-clock cap."""
+    skips = int(consecutive_skips(state))
+    if skips >= config.max_skips:
+        return f"stopped: {skips} consecutive non-finite gradients"
+    reason = protocol.done(state, last_record)
+    if reason is None and out_of_time:
+        return f"stopped: wall-clock cap of {max_seconds:g} s"
+    return reason
 
 
 def _chunks(config, optimizer, task, model, **options):

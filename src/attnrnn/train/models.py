@@ -330,38 +330,22 @@ def make_model(cell="gated", *, input_size, hidden_size, outputs, k=None, option
     """
     if cell not in (*CELLS, "conv"):
         raise ValueError(f"cell must be one of {[*CELLS, 'conv']}, got {cell!r}")
-    n = as_int("input_size", input_size, minimum=1)
-    m = as_int("hidden_size", hidden_size, minimum=1)
-    classes = as_int("outputs", outputs, minimum=1)
-    layers = as_int("layers", layers, minimum=1)
-    if readout not in READOUTS:
-        raise ValueError(f"readout must be one of {list(READOUTS)}, got {readout!r}")
-    if readout == "all" and per_step:
-        raise ValueError("readout all is for a label per sequence; a per-step task reads out "
-                         "every state already")
-    if (readout == "all" or cell == "conv") and length is None:
-        raise ValueError(f"{'conv' if cell == 'conv' else 'readout all'} needs sequences of one "
-                         "length (a task made from arrays)")
-    if cell == "conv" and (per_step or regression):
-        raise ValueError("conv is a sequence classifier; per-step and regression tasks need "
-                         "a recurrence")
-    if cell == "lstm1997" and (layers > 1 or bidirectional or readout != "last"):
-        raise ValueError("lstm1997 is the paper's whole network: one layer, forward, read "
-                         "out at the end")
+    n, m, classes, layers = (as_int(name, value, minimum=1) for name, value in (
+        ("input_size", input_size), ("hidden_size", hidden_size), ("outputs", outputs),
+        ("layers", layers)))
+    _check_architecture(cell, layers, bidirectional, readout, position, length, per_step,
+                        regression)
     spec = ModelSpec(cell, k if cell == "attention" else None,
                      options if cell == "attention" else BOUNDED,
                      float(gate_offset), cell == "lstm1997" and bool(truncated),
                      cell == "lstm1997" and bool(logistic))
-    if position and cell in ("conv", "lstm1997"):
-        raise ValueError(f"position is an input of the recurrences, not of {cell}")
-    name = ",".join([str(spec)] + ["bi"] * bool(bidirectional)
-                    + [f"layers={layers}"] * (layers > 1) + ["readout=all"] * (readout == "all")
-                    + ["position"] * bool(position))
+    name = ",".join([str(spec), *["bi"] * bool(bidirectional),
+                     *[f"layers={layers}"] * (layers > 1), *["readout=all"] * (readout == "all"),
+                     *["position"] * bool(position)])
     n_inputs = n + bool(position)
     if cell == "conv":
         return _conv_model(n, m, classes, as_int("length", length, minimum=1), dtype, name)
-    recurrence = CELLS[cell]
-    directions = 2 if bidirectional else 1
+    recurrence, directions = CELLS[cell], 2 if bidirectional else 1
     plain = layers == 1 and directions == 1  # SequenceModelParams.cell is the cell's params
 
     def init(key):
@@ -376,27 +360,10 @@ def make_model(cell="gated", *, input_size, hidden_size, outputs, k=None, option
                                       for d in range(directions)) for i in range(layers))
             top = cell_params[-1][0]
         fan_in = recurrence.width(top) * directions * (length if readout == "all" else 1)
-        if cell == "lstm1997":
-            return SequenceModelParams(cell_params, Readout(
-                jax.random.uniform(k_out, (classes, fan_in), dtype, -0.1, 0.1),
-                jax.random.uniform(k_bias, (classes,), dtype, -0.1, 0.1)))
-        W = 0.1 * jax.random.normal(k_out, (classes, fan_in), dtype) / jnp.sqrt(fan_in).astype(
-            dtype)
-        return SequenceModelParams(cell_params, Readout(W, jnp.zeros((classes,), dtype)))
+        return SequenceModelParams(cell_params, _readout_init(k_out, k_bias, classes, fan_in,
+                                                              cell == "lstm1997", dtype))
 
-    def states(params, xs, mask):
-        """The last layer's states ``(T, width)`` and its last valid state."""
-        stack = ((params.cell,),) if plain else params.cell
-        hs = xs
-        if position:
-            steps = jnp.linspace(-1, 1, xs.shape[0], dtype=xs.dtype)
-            hs = jnp.concatenate([xs, steps[:, None]], axis=-1)
-        for i, layer in enumerate(stack):
-            inputs = hs if i == 0 else jnp.tanh(hs)
-            runs = [recurrence.run(p, inputs, mask, d == 1, spec) for d, p in enumerate(layer)]
-            hs = runs[0] if len(runs) == 1 else jnp.concatenate(runs, axis=-1)
-        last = runs[0][-1] if len(runs) == 1 else jnp.concatenate([runs[0][-1], runs[1][0]])
-        return hs, last
+    states = _stacked_states(recurrence, spec, plain, position)
 
     def apply(params, xs, mask=None):
         hs, last = states(params, xs, mask)
@@ -411,6 +378,59 @@ def make_model(cell="gated", *, input_size, hidden_size, outputs, k=None, option
 
     return Model(init, apply, predict,
                  _loss(apply, predict, cell == "lstm1997", per_step, regression), name)
+
+
+def _stacked_states(recurrence, spec, plain, position):
+    """``states(params, xs, mask)``: the last layer's states ``(T, width)`` and its last
+    valid state, through the stack of layers (``tanh`` between them; each bidirectional layer
+    forward and reversed, concatenated)."""
+
+    def states(params, xs, mask):
+        stack = ((params.cell,),) if plain else params.cell
+        hs = xs
+        if position:
+            steps = jnp.linspace(-1, 1, xs.shape[0], dtype=xs.dtype)
+            hs = jnp.concatenate([xs, steps[:, None]], axis=-1)
+        for i, layer in enumerate(stack):
+            inputs = hs if i == 0 else jnp.tanh(hs)
+            runs = [recurrence.run(p, inputs, mask, d == 1, spec) for d, p in enumerate(layer)]
+            hs = runs[0] if len(runs) == 1 else jnp.concatenate(runs, axis=-1)
+        last = runs[0][-1] if len(runs) == 1 else jnp.concatenate([runs[0][-1], runs[1][0]])
+        return hs, last
+
+    return states
+
+
+def _check_architecture(cell, layers, bidirectional, readout, position, length, per_step,
+                        regression):
+    """The combinations ``make_model`` refuses, each in one line."""
+    if readout not in READOUTS:
+        raise ValueError(f"readout must be one of {list(READOUTS)}, got {readout!r}")
+    if readout == "all" and per_step:
+        raise ValueError("readout all is for a label per sequence; a per-step task reads out "
+                         "every state already")
+    if (readout == "all" or cell == "conv") and length is None:
+        raise ValueError(f"{'conv' if cell == 'conv' else 'readout all'} needs sequences of one "
+                         "length (a task made from arrays)")
+    if cell == "conv" and (per_step or regression):
+        raise ValueError("conv is a sequence classifier; per-step and regression tasks need "
+                         "a recurrence")
+    if cell == "lstm1997" and (layers > 1 or bidirectional or readout != "last"):
+        raise ValueError("lstm1997 is the paper's whole network: one layer, forward, read "
+                         "out at the end")
+    if position and cell in ("conv", "lstm1997"):
+        raise ValueError(f"position is an input of the recurrences, not of {cell}")
+
+
+def _readout_init(k_out, k_bias, classes, fan_in, paper_1997, dtype) -> Readout:
+    """The 1997 network's output layer ``U[-0.1, 0.1]`` like its other weights; the others'
+    ``N(0, 0.01 / fan_in)`` and zero biases (a fresh classifier's loss close to
+    ``ln(classes)``)."""
+    if paper_1997:
+        return Readout(jax.random.uniform(k_out, (classes, fan_in), dtype, -0.1, 0.1),
+                       jax.random.uniform(k_bias, (classes,), dtype, -0.1, 0.1))
+    W = 0.1 * jax.random.normal(k_out, (classes, fan_in), dtype) / jnp.sqrt(fan_in).astype(dtype)
+    return Readout(W, jnp.zeros((classes,), dtype))
 
 
 def _conv_model(n, channels, classes, length, dtype, name):

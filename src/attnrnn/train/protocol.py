@@ -116,7 +116,8 @@ class Protocol(NamedTuple):
       given the train states before and after it and the loss's ``aux``;
     - ``tolerance``: the ABS(γ) a step's loss counts errors with (None: the default);
     - ``evaluation``, ``eval_set``: the record prefix (``"heldout"``, ``"test"``) and the
-      ``(xs, labels)`` or ``(xs, labels, mask)`` evaluated after step 0 and after every chunk (None: none);
+      ``(xs, labels)`` or ``(xs, labels, mask)`` evaluated after step 0 and after every
+      chunk (None: none);
     - ``done(state, record) -> reason or None``: on the host after every chunk, given the
       chunk's last record;
     - ``report(state, history, model) -> dict``: the protocol's fields of ``summary.json``.

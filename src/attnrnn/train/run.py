@@ -223,36 +223,11 @@ def resume_run(out, *, progress=True, task=None, devices=None, steps=None):
     steps already made. A finished run with nothing left to do is left as it is (its summary
     returned)."""
     out = Path(out)
-    try:
-        saved = json.loads((out / "config.json").read_text())
-        fields = dict(saved["config"])
-        if saved.get("given_task") is not None:  # its name is no task TrainConfig can build
-            fields["task"] = TrainConfig.task
-        config = TrainConfig(**fields)
-    except DataError as error:  # the run's --data file is gone or has changed
-        raise RunError(f"--resume {out}: {error}") from None
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise RunError(
-            f"--resume {out} is not an attnrnn run folder (config.json: {error})") from None
-    if steps is not None:  # a new budget: checked as a config value, not as the folder
-        config = config.replace(steps=steps)
-    given = saved.get("given_task")
-    if given is not None and (task is None or task.name != given):
-        raise RunError(f"--resume {out}: the run trained on a task given in Python ({given!r}); "
-                       f"resume it with resume_run({str(out)!r}, task=<that task>)"
-                       + (f", not {task.name!r}" if task is not None else ""))
+    saved, config = _saved_config(out, steps, task)
     lock = _on_primary(lambda: _lock(out), f"take the lock of {out}", out)
     try:
         checkpoints = Checkpoints(out)
-        like = jax.eval_shape(lambda: new_train_state(config, task))
-        with warnings.catch_warnings(record=True) as skipped:
-            warnings.simplefilter("always", CheckpointWarning)
-            try:
-                state, history = checkpoints.restore(like)
-            except NoCheckpointError:  # killed before the first checkpoint: start over
-                state, history = None, []
-        for warning in skipped:  # reported only when a checkpoint did restore
-            warnings.warn(warning.message, warning.category, stacklevel=2)
+        state, history = _restore(checkpoints, config, task)
         made = 0 if state is None else int(state.step)
         if made > config.steps:
             raise RunError(f"--resume {out}: --steps {config.steps} is fewer than the {made} "
@@ -278,6 +253,46 @@ def resume_run(out, *, progress=True, task=None, devices=None, steps=None):
     finally:
         if lock is not None:
             lock.close()
+
+
+def _saved_config(out: Path, steps, task):
+    """``config.json``'s record and the ``TrainConfig`` it describes (with the new budget
+    ``steps``), checked against the ``task`` given, if the run needs one."""
+    try:
+        saved = json.loads((out / "config.json").read_text())
+        fields = dict(saved["config"])
+        if saved.get("given_task") is not None:  # its name is no task TrainConfig can build
+            fields["task"] = TrainConfig.task
+        config = TrainConfig(**fields)
+    except DataError as error:  # the run's --data file is gone or has changed
+        raise RunError(f"--resume {out}: {error}") from None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise RunError(
+            f"--resume {out} is not an attnrnn run folder (config.json: {error})") from None
+    if steps is not None:  # a new budget: checked as a config value, not as the folder
+        config = config.replace(steps=steps)
+    given = saved.get("given_task")
+    if given is not None and (task is None or task.name != given):
+        raise RunError(f"--resume {out}: the run trained on a task given in Python ({given!r}); "
+                       f"resume it with resume_run({str(out)!r}, task=<that task>)"
+                       + (f", not {task.name!r}" if task is not None else ""))
+    return saved, config
+
+
+def _restore(checkpoints, config, task):
+    """The newest checkpoint's ``(state, history)`` that restores, or ``(None, [])`` when
+    none has finished (the run starts over); a checkpoint passed over is reported only when
+    one did restore."""
+    like = jax.eval_shape(lambda: new_train_state(config, task))
+    with warnings.catch_warnings(record=True) as skipped:
+        warnings.simplefilter("always", CheckpointWarning)
+        try:
+            state, history = checkpoints.restore(like)
+        except NoCheckpointError:  # killed before the first checkpoint: start over
+            return None, []
+    for warning in skipped:
+        warnings.warn(warning.message, warning.category, stacklevel=3)
+    return state, history
 
 
 def _finished_summary(out: Path):

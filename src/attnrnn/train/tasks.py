@@ -187,10 +187,10 @@ class Task(NamedTuple):
     A generator (the tasks of [`make_task`][attnrnn.train.tasks.make_task]) draws every batch
     afresh from a key. A task made from arrays
     ([`attnrnn.train.data.array_task`][attnrnn.train.data.array_task]) also holds its
-    ``train`` and ``test`` splits, each ``(xs, labels)`` or ``(xs, labels, mask)``: training walks through
-    ``train`` in epochs (see [`next_batch`][attnrnn.train.tasks.next_batch]) and runs are
-    evaluated on ``test``. ``shuffle`` says whether each epoch visits ``train`` in a fresh
-    order drawn from the run's key, or in the stored order.
+    ``train`` and ``test`` splits, each ``(xs, labels)`` or ``(xs, labels, mask)``: training
+    walks through ``train`` in epochs (see [`next_batch`][attnrnn.train.tasks.next_batch])
+    and runs are evaluated on ``test``. ``shuffle`` says whether each epoch visits ``train``
+    in a fresh order drawn from the run's key, or in the stored order.
     """
 
     name: str
