@@ -31,6 +31,7 @@ HEARTBEAT_TIMEOUT = 30  # JAX's, in whole seconds
 _LOST_SIGNS = ("Gloo", "Connection closed by peer", "heartbeat", "UNAVAILABLE",
                "coordination service")
 _done = threading.Event()
+_client = []  # the coordination client and this process's id, once started
 
 
 def start(coordinator=None, num_processes=None, process_id=None, *, on_lost):
@@ -44,14 +45,22 @@ def start(coordinator=None, num_processes=None, process_id=None, *, on_lost):
                                shutdown_timeout_seconds=60)
     from jax._src.distributed import global_state  # the client jax.distributed made
 
+    _client[:] = [global_state.client, jax.process_index()]
     threading.Thread(target=_watch, args=(global_state.client, jax.process_index(),
                                           jax.process_count(), on_lost),
                      name="attnrnn-watchdog", daemon=True).start()
 
 
 def finish():
-    """This process is done (whatever the outcome): the others stop watching it."""
+    """This process is done (whatever the outcome): the others stop watching it — said now,
+    not at the watchdog's next beat, since the process may be about to exit."""
     _done.set()
+    if _client:
+        client, me = _client
+        try:
+            client.key_value_set(f"attnrnn/alive/{me}", "done", allow_overwrite=True)
+        except Exception:  # the coordinator is gone already: nobody is left to tell
+            pass
 
 
 def lost_process(error) -> bool:
