@@ -185,3 +185,13 @@ def test_position_is_one_more_input():
     with pytest.raises(ValueError, match="position is an input of the recurrences"):
         models.make_model("conv", input_size=1, hidden_size=4, outputs=2, length=40,
                           position=True)
+
+
+def test_each_naming_points_to_the_other():
+    """make_model takes a cell ('attention', k=...), the CLI and model_for a model string
+    ('attention:inf'): each refusal shows the other form."""
+    with pytest.raises(ValueError, match=r"'attention:inf' is a model string.*model_for"):
+        models.make_model("attention:inf", input_size=3, hidden_size=4, outputs=2)
+    with pytest.raises(ValueError, match=r"make_model's cell 'attention' is 'attention:K' or "
+                                         r"'attention:inf' here"):
+        models.parse_model("attention")

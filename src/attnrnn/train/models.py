@@ -170,10 +170,13 @@ def _parse_model(spec: str) -> ModelSpec:
     elif cell in (*CELLS, "conv") and not lags and not extra:
         return ModelSpec(cell)
     raise ValueError(
-        f"model must be 'gated', 'lstm', 'gru', 'conv', 'attention:K' (K an int >= 0) or "
+        f"model must be 'gated', 'lstm', 'gru', 'lstm1997', 'conv', 'attention:K' (K an int "
+        f">= 0) or "
         f"'attention:inf', "
         f"optionally with options {_OPTION_HELP} (attention), ',offset=B' (gated) or "
         f"',truncated' and/or ',logistic' (lstm1997), got {spec!r}"
+        + (" (make_model's cell 'attention' is 'attention:K' or 'attention:inf' here)"
+           if spec == "attention" else "")
     )
 
 
@@ -329,7 +332,10 @@ def make_model(cell="gated", *, input_size, hidden_size, outputs, k=None, option
       configuration, not once per run.
     """
     if cell not in (*CELLS, "conv"):
-        raise ValueError(f"cell must be one of {[*CELLS, 'conv']}, got {cell!r}")
+        hint = (f" ({cell!r} is a model string, as the CLI's --model takes: "
+                f"model_for({cell!r}, task, hidden_size) builds it)"
+                if isinstance(cell, str) and ":" in cell else "")
+        raise ValueError(f"cell must be one of {[*CELLS, 'conv']}, got {cell!r}{hint}")
     n, m, classes, layers = (as_int(name, value, minimum=1) for name, value in (
         ("input_size", input_size), ("hidden_size", hidden_size), ("outputs", outputs),
         ("layers", layers)))
