@@ -331,11 +331,7 @@ def make_model(cell="gated", *, input_size, hidden_size, outputs, k=None, option
       so functions jitted with the model as a static argument (``evaluate``) compile once per
       configuration, not once per run.
     """
-    if cell not in (*CELLS, "conv"):
-        hint = (f" ({cell!r} is a model string, as the CLI's --model takes: "
-                f"model_for({cell!r}, task, hidden_size) builds it)"
-                if isinstance(cell, str) and ":" in cell else "")
-        raise ValueError(f"cell must be one of {[*CELLS, 'conv']}, got {cell!r}{hint}")
+    _check_cell(cell)
     n, m, classes, layers = (as_int(name, value, minimum=1) for name, value in (
         ("input_size", input_size), ("hidden_size", hidden_size), ("outputs", outputs),
         ("layers", layers)))
@@ -405,6 +401,16 @@ def _stacked_states(recurrence, spec, plain, position):
         return hs, last
 
     return states
+
+
+def _check_cell(cell):
+    """A cell's name; a model string (the CLI's ``attention:inf``) is refused with the way to
+    build it."""
+    if cell not in (*CELLS, "conv"):
+        hint = (f" ({cell!r} is a model string, as the CLI's --model takes: "
+                f"model_for({cell!r}, task, hidden_size) builds it)"
+                if isinstance(cell, str) and ":" in cell else "")
+        raise ValueError(f"cell must be one of {[*CELLS, 'conv']}, got {cell!r}{hint}")
 
 
 def _check_architecture(cell, layers, bidirectional, readout, position, length, per_step,
