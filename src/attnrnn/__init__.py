@@ -2,7 +2,6 @@
 functions over pytrees. Every function works on one example; batch with ``jax.vmap``."""
 
 from attnrnn.attention import (
-    AttentionOptions,
     AttentionRNNParams,
     OnlineSoftmaxState,
     WindowState,
@@ -11,8 +10,8 @@ from attnrnn.attention import (
     attention_rnn_initial_state,
     attention_rnn_jacobian,
     attention_rnn_step,
-    bounded_params,
 )
+from attnrnn.bounds import AttentionOptions, bounded_params
 from attnrnn.conv import (
     ConvParams,
     conv,

@@ -33,13 +33,11 @@ import jax.numpy as jnp
 from jax import lax
 
 from attnrnn import _scan
-from attnrnn._checks import (as_bool, as_int, check_floating, check_rank,
-                             check_shape, check_static, initialiser)
-from attnrnn.spectral import rescale_to_bound
+from attnrnn._checks import as_bool, as_int, check_floating, check_rank, check_shape, initialiser
+from attnrnn.bounds import HOMEWORK, AttentionOptions, _bounded, _check_options
 
 __all__ = [
     "AttentionRNNParams",
-    "AttentionOptions",
     "WindowState",
     "OnlineSoftmaxState",
     "attention_rnn_init",
@@ -47,7 +45,6 @@ __all__ = [
     "attention_rnn_step",
     "attention_rnn",
     "attention_rnn_jacobian",
-    "bounded_params",
 ]
 
 
@@ -67,56 +64,6 @@ class AttentionRNNParams(NamedTuple):
     V_h: jax.Array
 
 
-class AttentionOptions(NamedTuple):
-    """Stabilisers and bounds; all off by default, which is the homework's model.
-
-    ``score_scale`` multiplies every score (``1/√d`` is the transformer's choice);
-    ``score_cap`` soft-caps scores to ``cap · tanh(w / cap)``; ``normalize_states`` feeds
-    past states to their lag terms as ``h / rms(h)`` (queries, keys and values).
-
-    The bounds reparametrise the weights inside the function, so they hold for *any* parameters
-    an optimiser reaches. ``ν(W)`` is
-    [`attnrnn.spectral.spectral_norm`][attnrnn.spectral.spectral_norm], an upper bound of the
-    spectral norm ``‖W‖₂`` within a factor ``rank^{1/1024}`` of it:
-
-    - ``nonexpansive``: every past-state value map is applied as
-      ``V_i' = V_i / max(1, ν(V_i))``, so ``‖V_i'‖₂ ≤ 1``.
-    - ``score_bound = b``: every past-state query and key map is applied as
-      ``Q_i' = Q_i / max(1, ν(Q_i) / b)`` (and ``K_i'`` alike), so ``‖Q_i'‖₂, ‖K_i'‖₂ ≤ b``.
-    - ``value_bound = c``: every column ``j`` of the input value map is applied as
-      ``V_x'[:, j] = V_x[:, j] / max(1, ‖V_x[:, j]‖ / c)``, so ``‖V_x' x‖ ≤ c ‖x‖₁``.
-
-    **State bound** (``nonexpansive``). ``h[t] = a_0 V_x x[t] + Σ_i a_i V_i' h[t-i]`` with
-    ``a`` on the simplex is a convex combination, so ``‖h[t]‖ ≤ max(‖V_x x[t]‖, max_i
-    ‖h[t-i]‖)``; by induction over ``t``::
-
-        ‖h[t]‖ ≤ R[t] = max(max_{s ≤ t} ‖V_x' x[s]‖, R_0)
-
-    where ``R_0`` is the largest past term the initial state holds: 0 for the default zero
-    initial state, ``max_i ‖history[i]‖`` for a [`WindowState`][attnrnn.attention.WindowState]
-    (bounded through ``V_i'``, norm ≤ ‖history[i]‖), ``‖numerator‖ / denominator`` for an
-    [`OnlineSoftmaxState`][attnrnn.attention.OnlineSoftmaxState] (its carried past is one convex
-    combination of values). With ``value_bound = c`` too, ``R[t] ≤ max(c · max_s ‖x[s]‖₁,
-    R_0)``: ``c`` for one-hot inputs, whatever the weights.
-
-    **Score bound** (``score_bound = b``). A past state's score is
-    ``|w_i| = |(Q_i' h)ᵀ(K_i' h)| ≤ ‖Q_i'‖₂ ‖K_i'‖₂ ‖h‖² ≤ b² ‖h‖²``, so with the two bounds
-    above ``|w_i| ≤ b² R[t]²`` (``b² c²`` for one-hot inputs): no past state can saturate
-    the softmax against the input, which is what lets a trained model overwrite its memory.
-    (With ``normalize_states`` the lag terms read ``h / rms(h)``, of norm ``√m``, and
-    ``|w_i| ≤ b² m``.) The input's own score ``w_0 = (Q_x x)ᵀ(K_x x)`` is left free: it
-    depends on ``x[t]`` alone, so it cannot grow through the recurrence.
-    """
-
-    score_scale: float = 1.0
-    score_cap: float | None = None
-    normalize_states: bool = False
-    nonexpansive: bool = False
-    score_bound: float | None = None
-    value_bound: float | None = None
-
-
-HOMEWORK = AttentionOptions()
 
 
 def _score(q, k, options: AttentionOptions):
@@ -134,61 +81,6 @@ def _past(states, options: AttentionOptions):
     if not options.normalize_states:
         return states
     return states * lax.rsqrt(jnp.mean(states**2, axis=-1, keepdims=True) + 1e-6)
-
-
-def bounded_params(params: AttentionRNNParams, options: AttentionOptions) -> AttentionRNNParams:
-    """The weights as the bounds of ``options`` apply them (``attention_rnn`` does this once
-    per call): useful to inspect the effective weights, or to project parameters onto the
-    bounded set after an update instead of reparametrising.
-
-    Args:
-      params: [`AttentionRNNParams`][attnrnn.attention.AttentionRNNParams].
-      options: [`AttentionOptions`][attnrnn.attention.AttentionOptions]; only its
-        ``nonexpansive``, ``score_bound`` and ``value_bound`` act here.
-
-    Returns:
-      [`AttentionRNNParams`][attnrnn.attention.AttentionRNNParams] with ``V_h``, ``Q_h``,
-      ``K_h`` and ``V_x`` rescaled.
-    """
-    if not isinstance(options, AttentionOptions):
-        raise TypeError(f"options must be AttentionOptions, got {type(options).__name__}")
-    if not isinstance(params, AttentionRNNParams):
-        raise TypeError(f"params must be AttentionRNNParams, got {type(params).__name__}")
-    lags = check_rank("params.Q_h", params.Q_h, 3, "(L, d, m)")[0]
-    _check_params(params, None if lags == 1 else lags)  # any k: only the shapes matter here
-    _check_options(options)
-    return _bounded(params, options)
-
-
-def _bounded(p: AttentionRNNParams, options: AttentionOptions) -> AttentionRNNParams:
-    if options.nonexpansive:
-        p = p._replace(V_h=rescale_to_bound(p.V_h, 1.0))
-    if options.score_bound is not None:
-        p = p._replace(Q_h=rescale_to_bound(p.Q_h, options.score_bound),
-                       K_h=rescale_to_bound(p.K_h, options.score_bound))
-    if options.value_bound is not None:
-        # + tiny: an upper bound still, and a finite derivative at an all-zero column.
-        columns = jnp.sqrt(jnp.sum(p.V_x**2, axis=0) + jnp.finfo(p.V_x.dtype).tiny)
-        p = p._replace(V_x=p.V_x / jnp.maximum(1.0, columns / options.value_bound)[None, :])
-    return p
-
-
-def _check_options(options):
-    if options is None:
-        return HOMEWORK
-    if not isinstance(options, AttentionOptions):
-        raise TypeError(f"options must be AttentionOptions, got {type(options).__name__}")
-    for name, value in zip(options._fields, options):  # e.g. options passed to jax.jit
-        check_static(f"options.{name}", value)
-    if not options.score_scale > 0:
-        raise ValueError(f"options.score_scale must be > 0, got {options.score_scale}")
-    for name in ("score_cap", "score_bound", "value_bound"):
-        value = getattr(options, name)
-        if value is not None and not (isinstance(value, (int, float)) and value > 0):
-            raise ValueError(f"options.{name} must be a number > 0 or None, got {value!r}")
-    if not isinstance(options.nonexpansive, bool):
-        raise TypeError(f"options.nonexpansive must be a bool, got {options.nonexpansive!r}")
-    return options
 
 
 class WindowState(NamedTuple):
@@ -424,7 +316,7 @@ def attention_rnn_step(params: AttentionRNNParams, state, x, *, k, options=None)
         previous step.
       x: ``x[t] (n,)``.
       k: an int >= 0, or None for AttentionRNN(∞).
-      options: [`AttentionOptions`][attnrnn.attention.AttentionOptions]; None is the homework's
+      options: [`AttentionOptions`][attnrnn.bounds.AttentionOptions]; None is the homework's
         model.
 
     Returns:
@@ -521,7 +413,7 @@ def attention_rnn(
         the carried state and the attention row is all zeros.
       reverse: process the sequence from its end; outputs (and attention rows) stay at
         their original positions.
-      options: [`AttentionOptions`][attnrnn.attention.AttentionOptions] (stabilisers and the
+      options: [`AttentionOptions`][attnrnn.bounds.AttentionOptions] (stabilisers and the
         nonexpansive/score bounds); None is the homework's model.
       return_attention: also return the attention weights.
       return_state: also return the final carry.
@@ -577,7 +469,7 @@ def attention_rnn_jacobian(params: AttentionRNNParams, x, history, *, k, lag=1):
 
     (``Q_i = Q`` etc. for every lag of AttentionRNN(∞)). For ``i = 1`` this is the total
     derivative, as ``h[t-1]`` reaches ``h[t]`` by no other path. This is the homework's
-    model (no [`AttentionOptions`][attnrnn.attention.AttentionOptions]).
+    model (no [`AttentionOptions`][attnrnn.bounds.AttentionOptions]).
 
     Args:
       params: [`AttentionRNNParams`][attnrnn.attention.AttentionRNNParams].

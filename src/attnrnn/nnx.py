@@ -90,7 +90,7 @@ class GatedRNN(_Wrapper):
 class AttentionRNN(_Wrapper):
     """[`attnrnn.attention_rnn`][attnrnn.attention.attention_rnn] as a module: AttentionRNN(k)
     (``k`` an int) or (∞) (``k=None``), with its
-    [`attnrnn.AttentionOptions`][attnrnn.attention.AttentionOptions].
+    [`attnrnn.AttentionOptions`][attnrnn.bounds.AttentionOptions].
 
     Args:
       input_size, hidden_size: ``n``, ``m``.

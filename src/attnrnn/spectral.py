@@ -1,6 +1,6 @@
 """Spectral norms from matrix products alone: differentiable, cheap, never underestimating.
 
-The bounds of [`attnrnn.AttentionOptions`][attnrnn.attention.AttentionOptions] rescale a weight
+The bounds of [`attnrnn.AttentionOptions`][attnrnn.bounds.AttentionOptions] rescale a weight
 ``W`` to ``W / max(1, ν(W) / bound)``. That is a proof only if ``ν(W) ≥ ‖W‖₂``, so an estimate
 that can fall short (power iteration from a fixed start) is not used. An SVD is not used either:
 LAPACK's SVD, called inside the training loop's nested ``lax.scan``s, hung XLA's CPU runtime

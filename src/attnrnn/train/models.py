@@ -21,7 +21,8 @@ import jax.numpy as jnp
 import optax
 
 from attnrnn._checks import as_int
-from attnrnn.attention import AttentionOptions, attention_rnn, attention_rnn_init
+from attnrnn.attention import attention_rnn, attention_rnn_init
+from attnrnn.bounds import AttentionOptions
 from attnrnn.conv import ConvParams, conv, conv_init, conv_output_shape
 from attnrnn.gated import gated_rnn, gated_rnn_init
 from attnrnn.gru import gru, gru_init
@@ -311,7 +312,7 @@ def make_model(cell="gated", *, input_size, hidden_size, outputs, k=None, option
       hidden_size: ``m`` (``conv``: channels).
       outputs: output units (classes; 1 for a regression).
       k: AttentionRNN's lags (None: AttentionRNN(∞)).
-      options: [`attnrnn.AttentionOptions`][attnrnn.attention.AttentionOptions] (default
+      options: [`attnrnn.AttentionOptions`][attnrnn.bounds.AttentionOptions] (default
         [`BOUNDED`][attnrnn.train.models.BOUNDED]).
       gate_offset: the gated RNN's initial gate bias.
       truncated: ``lstm1997`` with the paper's truncated gradient.

@@ -1,0 +1,120 @@
+r"""AttentionRNN's stabilisers and bounds: [`AttentionOptions`][attnrnn.bounds.AttentionOptions]
+and the reparametrisation they apply to the weights,
+[`bounded_params`][attnrnn.bounds.bounded_params].
+
+The bounds hold for *any* weights an optimiser reaches, because they act inside the function:
+with ``nonexpansive`` the state stays within the largest input value (and the initial
+state's past), ``‖h[t]‖ ≤ max(max_{s ≤ t} ‖V_x' x[s]‖, R_0)``, and with ``score_bound = b``
+a past state's score is at most ``b² ‖h‖²`` — with ``value_bound = c`` and one-hot inputs,
+``‖h[t]‖ ≤ c`` and ``|w_i| ≤ b² c²``. The proofs are in
+[the theory page](../theory.md#bounded-attentionrnn-the-state-and-score-bounds).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+
+from attnrnn._checks import check_rank, check_static
+from attnrnn.spectral import rescale_to_bound
+
+__all__ = ["AttentionOptions", "bounded_params"]
+
+
+class AttentionOptions(NamedTuple):
+    """Stabilisers and bounds; all off by default, which is the homework's model.
+
+    ``score_scale`` multiplies every score (``1/√d`` is the transformer's choice);
+    ``score_cap`` soft-caps scores to ``cap · tanh(w / cap)``; ``normalize_states`` feeds
+    past states to their lag terms as ``h / rms(h)`` (queries, keys and values).
+
+    The bounds reparametrise the weights inside the function, so they hold for *any*
+    parameters an optimiser reaches. ``ν(W)`` is
+    [`attnrnn.spectral.spectral_norm`][attnrnn.spectral.spectral_norm], an upper bound of the
+    spectral norm ``‖W‖₂`` within a factor ``rank^{1/1024}`` of it:
+
+    - ``nonexpansive``: every past-state value map is applied as
+      ``V_i' = V_i / max(1, ν(V_i))``, so ``‖V_i'‖₂ ≤ 1``, and ``‖h[t]‖ ≤ max(max_{s ≤ t}
+      ‖V_x' x[s]‖, R_0)`` (``R_0`` the largest past term the initial state holds: 0 by
+      default).
+    - ``score_bound = b``: every past-state query and key map is applied as
+      ``Q_i' = Q_i / max(1, ν(Q_i) / b)`` (and ``K_i'`` alike), so ``‖Q_i'‖₂, ‖K_i'‖₂ ≤ b``
+      and a past state's score ``|w_i| ≤ b² ‖h‖²`` (``b² m`` with ``normalize_states``).
+    - ``value_bound = c``: every column ``j`` of the input value map is applied as
+      ``V_x'[:, j] = V_x[:, j] / max(1, ‖V_x[:, j]‖ / c)``, so ``‖V_x' x‖ ≤ c ‖x‖₁``: with
+      the two above and one-hot inputs, ``‖h[t]‖ ≤ c`` and ``|w_i| ≤ b² c²`` whatever the
+      weights.
+
+    The proofs, and the bound with an initial state, are in
+    [the theory page](../theory.md#bounded-attentionrnn-the-state-and-score-bounds).
+    """
+
+    score_scale: float = 1.0
+    score_cap: float | None = None
+    normalize_states: bool = False
+    nonexpansive: bool = False
+    score_bound: float | None = None
+    value_bound: float | None = None
+
+
+HOMEWORK = AttentionOptions()
+
+
+def bounded_params(params, options: AttentionOptions):
+    """The weights as the bounds of ``options`` apply them (``attention_rnn`` does this once
+    per call): useful to inspect the effective weights, or to project parameters onto the
+    bounded set after an update instead of reparametrising.
+
+    Args:
+      params: [`AttentionRNNParams`][attnrnn.attention.AttentionRNNParams].
+      options: [`AttentionOptions`][attnrnn.bounds.AttentionOptions]; only its
+        ``nonexpansive``, ``score_bound`` and ``value_bound`` act here.
+
+    Returns:
+      [`AttentionRNNParams`][attnrnn.attention.AttentionRNNParams] with ``V_h``, ``Q_h``,
+      ``K_h`` and ``V_x`` rescaled.
+    """
+    from attnrnn.attention import AttentionRNNParams, _check_params  # imports this module
+
+    if not isinstance(options, AttentionOptions):
+        raise TypeError(f"options must be AttentionOptions, got {type(options).__name__}")
+    if not isinstance(params, AttentionRNNParams):
+        raise TypeError(f"params must be AttentionRNNParams, got {type(params).__name__}")
+    lags = check_rank("params.Q_h", params.Q_h, 3, "(L, d, m)")[0]
+    _check_params(params, None if lags == 1 else lags)  # any k: only the shapes matter here
+    _check_options(options)
+    return _bounded(params, options)
+
+
+def _bounded(p, options: AttentionOptions):
+    """``bounded_params`` without the checks (``attention_rnn`` has made them)."""
+    if options.nonexpansive:
+        p = p._replace(V_h=rescale_to_bound(p.V_h, 1.0))
+    if options.score_bound is not None:
+        p = p._replace(Q_h=rescale_to_bound(p.Q_h, options.score_bound),
+                       K_h=rescale_to_bound(p.K_h, options.score_bound))
+    if options.value_bound is not None:
+        # + tiny: an upper bound still, and a finite derivative at an all-zero column.
+        columns = jnp.sqrt(jnp.sum(p.V_x**2, axis=0) + jnp.finfo(p.V_x.dtype).tiny)
+        p = p._replace(V_x=p.V_x / jnp.maximum(1.0, columns / options.value_bound)[None, :])
+    return p
+
+
+def _check_options(options) -> AttentionOptions:
+    """``options`` checked (None: the homework's model), each field static."""
+    if options is None:
+        return HOMEWORK
+    if not isinstance(options, AttentionOptions):
+        raise TypeError(f"options must be AttentionOptions, got {type(options).__name__}")
+    for name, value in zip(options._fields, options):  # e.g. options passed to jax.jit
+        check_static(f"options.{name}", value)
+    if not options.score_scale > 0:
+        raise ValueError(f"options.score_scale must be > 0, got {options.score_scale}")
+    for name in ("score_cap", "score_bound", "value_bound"):
+        value = getattr(options, name)
+        if value is not None and not (isinstance(value, (int, float)) and value > 0):
+            raise ValueError(f"options.{name} must be a number > 0 or None, got {value!r}")
+    if not isinstance(options.nonexpansive, bool):
+        raise TypeError(f"options.nonexpansive must be a bool, got {options.nonexpansive!r}")
+    return options
