@@ -23,8 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from attnrnn import _scan
-from attnrnn._checks import (as_bool, as_int, check_floating, check_mask, check_rank,
-                             check_shape, initialiser)
+from attnrnn._checks import as_int, check_floating, check_rank, check_shape, initialiser
 from attnrnn._gated_kernel import gate_update, gated_kernel, gated_step
 
 __all__ = [
