@@ -42,7 +42,7 @@ def input_weights(params, spec, xs, mask):
 
 def trace(model, steps, every=20, seed=0):
     config = training.TrainConfig(level="moderate", model=model, steps=steps, seed=seed,
-                                  eval_every=every, heldout=256)
+                                  eval_every=every, heldout=256).resolve()
     task = make_task("temporal-order", level="moderate")
     spec = models.parse_model(model)
     probe = training.heldout_set(task, 256)

@@ -57,7 +57,7 @@ def fit_projected(config, options):
     update; returns fit's summary keys that ``run_one`` reads."""
     task = make_task(config.task, level=config.level)
     project = lambda p: p._replace(cell=bounded_params(p.cell, options))  # noqa: E731
-    optimizer = optax.chain(training.make_optimizer(config.optimizer, config.lr, config.clip),
+    optimizer = optax.chain(config.make_optimizer(),
                             project_after_update(project))
     fresh = training.new_train_state(config, task)
     state = training.init_train_state(fresh.key, project(fresh.params), optimizer)
@@ -83,7 +83,7 @@ def run_one(model, level, hidden, lr, seed, max_sequences, batch=32, optimizer="
     config = TrainConfig(task="temporal-order", level=level,
                          model=spec + (",raw" if scheme else ""), hidden=hidden,
                          steps=-(-max_sequences // batch), batch=batch, optimizer=optimizer,
-                         lr=lr, clip=clip, seed=seed)
+                         lr=lr, clip=clip, seed=seed).resolve()
     start = time.perf_counter()
     if scheme == "projection":
         summary = fit_projected(config, models.parse_model(spec).options)

@@ -43,14 +43,14 @@ PAPER = {("temporal-order", "hard"): "31,390", ("adding", 100): "74,000",
 
 def flax_lstm_model(task, hidden):
     """Flax's ``nnx.OptimizedLSTMCell`` with a linear readout of the last valid state, as a
-    ``Model`` of our loop: the cell stepped by a masked ``lax.scan`` (a skipped step carries
+    ``FunctionModel`` of our loop: the cell stepped by a masked ``lax.scan`` (a skipped step carries
     the state, as every recurrence here), the loss and the 1997 rule's error measures ours."""
     import jax
     import jax.numpy as jnp
     from flax import nnx
     from jax import lax
 
-    from attnrnn.train.models import Model, _batch_loss
+    from attnrnn.train import FunctionModel, batch_loss
 
     class Net(nnx.Module):
         def __init__(self, rngs):
@@ -80,15 +80,16 @@ def flax_lstm_model(task, hidden):
 
     def loss(params, xs, labels, mask=None, tolerance=None):
         mask = jnp.ones(xs.shape[:2], bool) if mask is None else mask
-        return _batch_loss(apply, predict, False, task.per_step, task.regression, params, xs,
-                           labels, mask, tolerance)
+        return batch_loss(apply, predict, params, xs, labels, mask, tolerance,
+                          per_step=task.per_step, regression=task.regression)
 
-    return Model(init, apply, predict, loss, FLAX_LSTM)
+    return FunctionModel(init, apply, predict, loss, FLAX_LSTM)
 
 
 def run_row(settings, model, seeds, budget, max_seconds=None):
     peer = model == FLAX_LSTM
-    config = TrainConfig(model="lstm" if peer else model, protocol="1997", seed=0, **settings)
+    config = TrainConfig(model="lstm" if peer else model, protocol="1997", seed=0,
+                         **settings).resolve()
     config = config.replace(steps=-(-budget // config.batch))
     runs = fit_trials(config, seeds, max_seconds=max_seconds,
                       model=flax_lstm_model(config.make_task(), config.hidden) if peer else None)

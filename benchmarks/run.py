@@ -283,7 +283,7 @@ def mnist1d_table(steps=100):
     spec = importlib.util.spec_from_file_location("mnist1d_experiment", path)
     experiment = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(experiment)
-    config = training.TrainConfig(task="mnist1d", model="gru", **experiment.PAPER_SIZE)
+    config = training.TrainConfig(task="mnist1d", model="gru", **experiment.PAPER_SIZE).resolve()
     optimizer = training.make_optimizer("adam", 1e-2, None)
     candidates = {"Flax nnx.GRUCell in nnx.Bidirectional(nnx.RNN)":
                   experiment.flax_gru_model(task, config.hidden),

@@ -54,7 +54,7 @@ def test_train_writes_every_file(tmp_path, capsys):
     (["--level", "medium"], "level must be one of"),
     (["--devices", "64"], "devices must be between 1 and"),
     (["--checkpoint-every", "0"], "checkpoint_every must be a positive int"),
-    (["--clip", "0"], "clip must be a positive number, or None for no clipping (--clip none)"),
+    (["--clip", "0"], "clip must be a positive number, or 'none' for no clipping (--clip none)"),
     (["--protocol", "1997", "--task", "echo"], "protocol 1997 is defined for the tasks"),
     (["--task", "adding", "--length", "5"], "length must be an int >= 22"),
     (["--model", "attention:inf,qk=-1"], "model option 'qk=-1'"),

@@ -307,7 +307,7 @@ def test_mnist1d_from_the_command_line(tmp_path, capsys):
     config = summary["config"]
     # The benchmark's own protocol: adam 1e-2, batches of 100 in order, no clipping.
     assert (config["batch"], config["lr"], config["clip"], config["optimizer"]) == \
-        (100, 0.01, None, "adam")
+        (100, 0.01, "none", "adam")
     assert summary["test_size"] == 1000 and 0 <= summary["test_accuracy"] <= 1
     assert cli.main(["train", "--task", "mnist1d", "--length", "5", "--out",
                      str(tmp_path / "never")]) == 2

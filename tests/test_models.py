@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from attnrnn.train import models, tasks
+from attnrnn.train import model_spec, models, tasks
 
 SPECS = ["gated", "gated,offset=0", "lstm", "gru", "attention:0", "attention:2",
          "attention:inf"]
@@ -45,37 +45,17 @@ def test_per_step_logits_jit_vmap_grad():
     assert all(bool(jnp.isfinite(g).all()) for g in jax.tree.leaves(grads))
 
 
-def test_parse_model():
-    assert models.parse_model("attention:inf") == models.ModelSpec("attention", None)
-    assert str(models.parse_model("attention:3")) == "attention:3"
-    assert models.parse_model("gated").gate_offset == 2.0 and str(models.parse_model("gated")) == "gated"
-    assert models.parse_model("gated,offset=0").gate_offset == 0.0
-    assert str(models.parse_model("gated,offset=0.5")) == "gated,offset=0.5"
-    for text, truncated, logistic in [("lstm1997", False, False),
-                                      ("lstm1997,truncated", True, False),
-                                      ("lstm1997,logistic", False, True),
-                                      ("lstm1997,truncated,logistic", True, True)]:
-        spec = models.parse_model(text)
-        assert (spec.truncated, spec.logistic) == (truncated, logistic) and str(spec) == text
-    assert str(models.parse_model("lstm1997,logistic,truncated")) == "lstm1997,truncated,logistic"
-    assert str(models.parse_model("gru")) == "gru" and str(models.parse_model("conv")) == "conv"
-    for bad in ["attention", "attention:-1", "gru:2", "conv,raw", "gated:2", "attention:x", "gated,offset=x",
-                "gated,norm", "lstm,offset=1", "lstm1997,raw", "lstm1997,truncated,truncated",
-                "lstm1997:2", "lstm,logistic"]:
-        with pytest.raises(ValueError, match="model must be"):
-            models.parse_model(bad)
-    for bad in ["attention:2,offset=1", "attention:inf,scale=x", "attention:2,cap"]:
-        with pytest.raises(ValueError, match="model option .* is not one of"):
-            models.parse_model(bad)
-
-
 def test_model_is_built_once_from_real_arguments():
     """The string form and the keyword form build the same model; the config is captured."""
     task = tasks.make_task("temporal-order", level="easy")
     from_string = models.model_for("attention:inf,raw", task, 8)
-    by_hand = models.make_model("attention", k=None, options=models.RAW, input_size=8,
+    by_hand = models.make_model("attention", k=None, options=model_spec.RAW, input_size=8,
                                 hidden_size=8, outputs=4)
     assert from_string.name == by_hand.name == "attention:inf,raw"
+    # a value: equal and hashable by what it is, so jit caches one compilation per model
+    assert from_string == by_hand and hash(from_string) == hash(by_hand)
+    assert by_hand != by_hand.__class__(**{**vars(by_hand), "hidden_size": 9})
+    assert len({from_string, by_hand, models.model_for("attention:inf", task, 8)}) == 2
     key = jax.random.PRNGKey(0)
     xs = task.sample(key, 1)[0][0]
     params = by_hand.init(key)
@@ -194,4 +174,4 @@ def test_each_naming_points_to_the_other():
         models.make_model("attention:inf", input_size=3, hidden_size=4, outputs=2)
     with pytest.raises(ValueError, match=r"make_model's cell 'attention' is 'attention:K' or "
                                          r"'attention:inf' here"):
-        models.parse_model("attention")
+        model_spec.parse_model("attention")

@@ -85,8 +85,9 @@ def test_regression_loss_and_errors():
 
 
 def test_protocol_1997_run_stops_and_tests():
-    config = training.TrainConfig(level="easy", model="lstm1997", protocol="1997", steps=20_000)
-    assert (config.batch, config.optimizer, config.lr, config.clip) == (1, "sgd", 0.5, None)
+    config = training.TrainConfig(level="easy", model="lstm1997", protocol="1997",
+                                  steps=20_000).resolve()
+    assert (config.batch, config.optimizer, config.lr, config.clip) == (1, "sgd", 0.5, "none")
     state, history, summary = training.fit(config, progress=False)
     assert summary["stop_reason"] == "stopped: ST3"
     assert summary["sequences_to_stop"] == int(state.step) == history[-1]["step"]

@@ -67,13 +67,13 @@ TASKS = ("mnist1d", "mnist1d,shuffle")
 
 def flax_gru_model(task, hidden):
     """Flax's own bidirectional GRU (``nnx.GRUCell`` in ``nnx.RNN``, both directions
-    concatenated) with a linear readout over every state, as a ``Model`` of our loop."""
+    concatenated) with a linear readout over every state, as a ``FunctionModel`` of our loop."""
     import jax
     import jax.numpy as jnp
     import optax
     from flax import nnx
 
-    from attnrnn.train.models import Model
+    from attnrnn.train import FunctionModel
 
     class FlaxGRU(nnx.Module):
         def __init__(self, rngs):
@@ -107,7 +107,7 @@ def flax_gru_model(task, hidden):
                 {"accuracy": 1 - jnp.mean(wrong), "errors": errors,
                  "count": jnp.asarray(labels.shape[0], logits.dtype)})
 
-    return Model(init, apply, predict, loss, f"flax-gru,bi,readout=all (hidden {hidden})")
+    return FunctionModel(init, apply, predict, loss, f"flax-gru,bi,readout=all (hidden {hidden})")
 
 
 def run_one(job):
@@ -118,7 +118,7 @@ def run_one(job):
     model_name, overrides = {**ROWS, **PROBES}[row]
     peer = model_name == "flax-gru"
     config = train.TrainConfig(task=task_name, model="gru" if peer else model_name, seed=seed,
-                               **overrides)
+                               **overrides).resolve()
     task = config.make_task()
     model = None  # the config's: the model's MNIST-1D default
     if peer:

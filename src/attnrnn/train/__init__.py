@@ -5,8 +5,9 @@ step and host loop, the 1997 protocol, run folders with checkpoints, plots, and 
 
 One concept per module: [`tasks`][attnrnn.train.tasks] (generators),
 [`data`][attnrnn.train.data] (tasks made from arrays, ``.npz`` files, MNIST-1D),
-[`models`][attnrnn.train.models],
-[`config`][attnrnn.train.config] (what defines a run; the defaults),
+[`model_spec`][attnrnn.train.model_spec] (model strings), [`models`][attnrnn.train.models]
+(models as values, a registry of cells), [`losses`][attnrnn.train.losses],
+[`config`][attnrnn.train.config] (what defines a run; the defaults table),
 [`step`][attnrnn.train.step] (optimizer, one update, chunks on device),
 [`sharding`][attnrnn.train.sharding], [`evaluation`][attnrnn.train.evaluation],
 [`loop`][attnrnn.train.loop] (``fit``, ``fit_trials``, the summary),
@@ -16,12 +17,13 @@ One concept per module: [`tasks`][attnrnn.train.tasks] (generators),
 [`cli`][attnrnn.train.cli].
 """
 
-from attnrnn.train.config import TrainConfig, training_defaults
+from attnrnn.train.config import DEFAULTS, NO_CLIP, TrainConfig, training_defaults
 from attnrnn.train.data import DataError, array_task, load_npz
 from attnrnn.train.evaluation import evaluate, heldout_set, solved
-from attnrnn.train.loop import fit, fit_trials, new_train_state, summarize
-from attnrnn.train.models import (BOUNDED, RAW, Model, ModelSpec, make_model, model_for,
-                                  parse_model)
+from attnrnn.train.loop import RunOptions, fit, fit_trials, new_train_state, summarize
+from attnrnn.train.losses import batch_loss
+from attnrnn.train.model_spec import BOUNDED, RAW, ModelSpec, parse_model
+from attnrnn.train.models import FunctionModel, Model, make_model, model_for
 from attnrnn.train.sharding import data_parallel_mesh, replicate, shard_batch
 from attnrnn.train.step import (TrainState, consecutive_skips, guard_non_finite,
                                 init_train_state, make_optimizer, make_train_chunk,
@@ -30,8 +32,9 @@ from attnrnn.train.protocol import Protocol, make_protocol
 from attnrnn.train.tasks import Task, make_task, next_batch
 
 __all__ = [
-    "BOUNDED", "RAW", "DataError", "Model", "ModelSpec", "Protocol", "Task", "TrainConfig",
-    "TrainState", "array_task", "consecutive_skips", "data_parallel_mesh", "evaluate",
+    "BOUNDED", "DEFAULTS", "NO_CLIP", "RAW", "DataError", "FunctionModel", "Model", "ModelSpec",
+    "Protocol", "RunOptions", "Task", "TrainConfig", "TrainState", "array_task", "batch_loss",
+    "consecutive_skips", "data_parallel_mesh", "evaluate",
     "fit", "fit_trials", "guard_non_finite", "heldout_set", "init_train_state", "load_npz",
     "make_model", "make_optimizer", "make_protocol", "make_task", "make_train_chunk",
     "make_train_step", "model_for", "new_train_state", "next_batch", "parse_model",

@@ -93,7 +93,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-_NO_CLIP = "none"
 _DEFAULT_OUT = "runs/latest"
 
 
@@ -106,22 +105,20 @@ def _yes_no(text):
 
 
 def _clip(text):
-    return _NO_CLIP if text.lower() in ("none", "off") else float(text)
+    from attnrnn.train.config import NO_CLIP
+
+    return NO_CLIP if text.lower() in ("none", "off") else float(text)
 
 
 def _model_default(name):
-    """The help text's default of a training setting: the model's, and MNIST-1D's."""
-    from attnrnn.train.config import (MODEL_TRAINING_DEFAULTS, TASK_MODEL_DEFAULTS,
-                                      TASK_TRAINING_DEFAULTS, TRAINING_DEFAULTS)
+    """The help text's default of a training setting: every row of the defaults table that
+    sets it."""
+    from attnrnn.train.config import DEFAULTS
 
-    special = "".join(f"; {cell} {values[name]}" for cell, values in
-                      MODEL_TRAINING_DEFAULTS.items() if name in values)
-    task = TASK_TRAINING_DEFAULTS["mnist1d"]
-    models = ", ".join(f"{cell} {values[name]}" for cell, values in
-                       TASK_MODEL_DEFAULTS["mnist1d"].items() if name in values)
-    return (f"default: the model's ({TRAINING_DEFAULTS[name]}{special}), on mnist1d "
-            + (f"the benchmark's {task[name]}" if name in task else
-               f"the model's best ({models})" if models else "the same"))
+    rows = [(f"{task or ''}{' ' if task and model else ''}{model or ''}", settings[name])
+            for task, model, settings in DEFAULTS if name in settings]
+    (_, value), *specific = rows
+    return f"default {value}" + "".join(f"; {where} {value}" for where, value in specific)
 
 
 def _add_train_options(parser):
@@ -211,7 +208,7 @@ def _config_from(args):
     import dataclasses
 
     from attnrnn.train.config import TrainConfig
-    from attnrnn.train.models import parse_model
+    from attnrnn.train.model_spec import parse_model
 
     # One flag per TrainConfig field; a flag not given (None) leaves the config's default
     # (the model's, for the training settings). --clip none is None.
@@ -233,8 +230,6 @@ def _config_from(args):
     if "hidden" in given and parse_model(given.get("model", TrainConfig.model)).cell == "lstm1997":
         raise ValueError(f"--hidden is not for lstm1997: the paper's network is fixed (2 blocks "
                          f"of 2 cells); leave --hidden {given['hidden']} out")
-    if given.get("clip") == _NO_CLIP:
-        given["clip"] = None
     return TrainConfig(**given)
 
 
@@ -352,8 +347,8 @@ def _train_here(args, out) -> int:
                                  "--devices and --no-progress go with --resume)")
             with warnings.catch_warnings():
                 warnings.showwarning = one_line  # restored on leaving the block
-                summary = resume_run(args.resume, progress=not args.no_progress,
-                                     devices=args.devices, steps=args.steps)
+                summary = resume_run(args.resume, steps=args.steps,
+                                     progress=not args.no_progress, devices=args.devices)
         else:
             summary = start_run(_config_from(args), out,
                                 checkpoint_every=args.checkpoint_every,

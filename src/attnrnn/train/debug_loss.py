@@ -17,7 +17,7 @@ import numpy as np
 
 from attnrnn.train.plots import plot_curves
 from attnrnn.train.run import prepare_folder, write_json_atomic
-from attnrnn.train.config import TrainConfig
+from attnrnn.train.config import NO_CLIP, TrainConfig
 from attnrnn.train.evaluation import solved
 from attnrnn.train.loop import fit
 
@@ -28,10 +28,10 @@ __all__ = ["STUDY", "find_spikes", "spike_report", "run_study"]
 _MODEL = "gated,offset=0"
 STUDY = (
     ("no fix: adam lr 6e-2, no clipping",
-     dict(model=_MODEL, optimizer="adam", lr=6e-2, clip=None)),
+     dict(model=_MODEL, optimizer="adam", lr=6e-2, clip=NO_CLIP)),
     ("clipping: adam lr 6e-2, clip 0.1", dict(model=_MODEL, optimizer="adam", lr=6e-2, clip=0.1)),
     ("lower lr: adam lr 3e-3, no clipping",
-     dict(model=_MODEL, optimizer="adam", lr=3e-3, clip=None)),
+     dict(model=_MODEL, optimizer="adam", lr=3e-3, clip=NO_CLIP)),
     ("both: adam lr 3e-3, clip 0.1", dict(model=_MODEL, optimizer="adam", lr=3e-3, clip=0.1)),
 )
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +19,52 @@ from attnrnn.train.sharding import data_parallel_mesh, replicate, shard_batch
 from attnrnn.train.step import (TrainState, consecutive_skips, init_train_state,
                                 make_optimizer, make_train_chunk, skipped_updates)
 
-__all__ = ["new_train_state", "fit", "fit_trials", "summarize"]
+__all__ = ["RunOptions", "new_train_state", "fit", "fit_trials", "summarize"]
+
+
+class RunOptions(NamedTuple):
+    """How a run goes, beside what it learns (its ``TrainConfig``), as one value:
+
+    - ``progress``: show a tqdm bar (``tqdm.auto``: a widget in Jupyter);
+    - ``stop_when_solved``: stop at the first evaluation with held-out error <= 1/2560 (the
+      held-out protocol only);
+    - ``devices``: data-parallel over these devices (an int N for the first N; None: as many
+      as the batch splits over evenly, every device of every process in a multi-host run):
+      the batch is split, parameters and optimizer state are replicated;
+    - ``max_seconds``: end the loop after the chunk that takes the wall time past this many
+      seconds (``stop_reason`` says so; a 1997-protocol run is then tested unstopped, like an
+      exhausted budget); None: no cap;
+    - ``checkpoint_every``: a run folder's checkpoint interval in steps (rounded up to a
+      multiple of ``eval_every``; [`start_run`][attnrnn.train.run.start_run]); None: only at
+      the end.
+
+    The functions that take ``options=`` also take its fields as keywords
+    (``fit(config, progress=False)``), which replace the ones of ``options``.
+    """
+
+    progress: bool = True
+    stop_when_solved: bool = False
+    devices: int | Sequence | None = None
+    max_seconds: float | None = None
+    checkpoint_every: int | None = None
+
+
+def run_options(options, changes) -> RunOptions:
+    """``options`` (default ``RunOptions()``) with the keyword ``changes``, each a field."""
+    options = RunOptions() if options is None else options
+    if not isinstance(options, RunOptions):
+        raise TypeError(f"options must be a RunOptions, got {type(options).__name__}")
+    unknown = sorted(set(changes) - set(RunOptions._fields))
+    if unknown:
+        raise TypeError(f"unexpected keyword argument {unknown[0]!r} (the run options are "
+                        f"{', '.join(RunOptions._fields)})")
+    options = options._replace(**changes)
+    if options.checkpoint_every is not None and (
+            isinstance(options.checkpoint_every, bool)
+            or not isinstance(options.checkpoint_every, int) or options.checkpoint_every < 1):
+        raise ValueError(f"checkpoint_every must be a positive int, got "
+                         f"{options.checkpoint_every!r}")
+    return options
 
 
 def _record(step, batch_size, metrics_row):
@@ -38,17 +85,18 @@ def new_train_state(config: TrainConfig, task=None, seed=None, protocol=None,
     """The untrained state of a run: parameters from ``config.seed`` (or ``seed``, which may
     be traced, e.g. under ``jax.vmap``) for ``model`` (default the config's), fresh optimizer
     state, and what the run's protocol carries through the steps (the 1997 rule's state)."""
+    config = config.resolve()
     task = task or config.make_task()
     seed = config.seed if seed is None else seed
     protocol = protocol or _protocol(config, task)
     init_key, data_key = jax.random.split(jax.random.PRNGKey(seed))
     params = (model or config.build_model(task)).init(init_key)
-    optimizer = make_optimizer(config.optimizer, config.lr, config.clip)
+    optimizer = config.make_optimizer()
     return init_train_state(data_key, params, optimizer, protocol)
 
 
-def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, progress=True,
-        stop_when_solved=False, task=None, model=None, devices=None, max_seconds=None):
+def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, task=None, model=None,
+        options: RunOptions | None = None, **changes):
     """Trains per ``config``; returns ``(state, history, summary)``.
 
     One loop for every protocol ([`attnrnn.train.protocol`][attnrnn.train.protocol]): the
@@ -64,21 +112,14 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, progress=
       on_chunk: called as ``on_chunk(state, history, new_records)`` after the step-0
         evaluation and after every chunk of ``config.eval_every`` steps, e.g. to append to
         ``metrics.jsonl`` or to checkpoint.
-      progress: show a tqdm bar (``tqdm.auto``: a widget in Jupyter).
-      stop_when_solved: stop at the first evaluation with held-out error <= 1/2560 (the
-        held-out protocol only).
       task: a [`Task`][attnrnn.train.tasks.Task] to use instead of ``config.task`` (e.g.
         [`array_task`][attnrnn.train.data.array_task] of your own arrays); the summary's
         ``config.task`` records its name.
       model: a [`Model`][attnrnn.train.models.Model] to train instead of the config's (any
         ``init``/``apply``/``loss`` triple, e.g. a Flax module's, in this loop); the
         config's training settings still apply.
-      devices: data-parallel over these devices (an int N for the first N; None: as many
-        as the batch splits over evenly, every device of every process in a multi-host
-        run): the batch is split, parameters and optimizer state are replicated.
-      max_seconds: end the loop after the chunk that takes the wall time past this many
-        seconds (``stop_reason`` says so; a 1997-protocol run is then tested unstopped, like
-        an exhausted budget). None: no cap.
+      options: a [`RunOptions`][attnrnn.train.loop.RunOptions] (progress bar, stopping when
+        solved, devices, a wall-clock cap); its fields may also be given as keywords.
 
     Returns:
       The final state, every step's record (``step``, ``sequences_seen``, ``loss``,
@@ -87,11 +128,12 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, progress=
       ``test_loss``/``test_accuracy``/``test_errors``) and the summary dict of
       ``summary.json``.
     """
+    config, options = config.resolve(), run_options(options, changes)
     task = task or config.make_task()
     model = model or config.build_model(task)
-    protocol = _protocol(config, task, stop_when_solved)
-    mesh = data_parallel_mesh(devices, config.batch)
-    chunk = _chunks(config, make_optimizer(config.optimizer, config.lr, config.clip), task,
+    protocol = _protocol(config, task, options.stop_when_solved)
+    mesh = data_parallel_mesh(options.devices, config.batch)
+    chunk = _chunks(config, config.make_optimizer(), task,
                     model, mesh=mesh, protocol=protocol)
     state = (new_train_state(config, task, protocol=protocol, model=model) if state is None
              else state)
@@ -108,7 +150,7 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, progress=
         if on_chunk is not None:
             on_chunk(state, history, history[-1:])
     stop_reason = "completed"
-    bar = _progress_bar(progress, total=config.steps, initial=int(state.step),
+    bar = _progress_bar(options.progress, total=config.steps, initial=int(state.step),
                         desc=f"{model.name} on {task.name}")
     while int(state.step) < config.steps:
         before = int(state.step)
@@ -125,8 +167,7 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, progress=
         if on_chunk is not None:
             on_chunk(state, history, records)
         reason = _stop_reason(config, protocol, state, records[-1],
-                              max_seconds is not None and
-                              time.perf_counter() - start > max_seconds, max_seconds)
+                              time.perf_counter() - start, options.max_seconds)
         if reason is not None:
             stop_reason = reason
             break
@@ -155,14 +196,14 @@ def _evaluation(protocol, model, mesh):
     return evaluation
 
 
-def _stop_reason(config, protocol, state, last_record, out_of_time, max_seconds):
+def _stop_reason(config, protocol, state, last_record, seconds, max_seconds):
     """Why the run stops after this chunk, or None: the protocol's rule, too many
     non-finite gradients in a row, or the wall-clock cap."""
     skips = int(consecutive_skips(state))
     if skips >= config.max_skips:
         return f"stopped: {skips} consecutive non-finite gradients"
     reason = protocol.done(state, last_record)
-    if reason is None and out_of_time:
+    if reason is None and max_seconds is not None and seconds > max_seconds:
         return f"stopped: wall-clock cap of {max_seconds:g} s"
     return reason
 
@@ -212,11 +253,12 @@ def fit_trials(config: TrainConfig, seeds, *, progress=False, max_seconds=None, 
     """
     if config.protocol != "1997":
         raise ValueError(f"fit_trials runs the 1997 protocol, got protocol={config.protocol!r}")
+    config = config.resolve()
     task = config.make_task()
     model = model or config.build_model(task)
     protocol = _protocol(config, task)
     seeds = [int(s) for s in seeds]
-    chunk = _chunks(config, make_optimizer(config.optimizer, config.lr, config.clip), task,
+    chunk = _chunks(config, config.make_optimizer(), task,
                     model, protocol=protocol, trials=True)
     state = jax.jit(jax.vmap(lambda seed: new_train_state(config, task, seed, protocol,
                                                           model)))(jnp.asarray(seeds))

@@ -1,184 +1,43 @@
-"""Sequence models: a recurrence (gated, AttentionRNN(k)/(∞), or an LSTM baseline) plus a linear
-readout, as [`Model`][attnrnn.train.models.Model] values (``init``/``apply``/``loss``) built
-once from real arguments ([`make_model`][attnrnn.train.models.make_model]); the CLI's strings
-(``"attention:inf,raw"``) are parsed once, into a [`ModelSpec`][attnrnn.train.models.ModelSpec],
-by [`parse_model`][attnrnn.train.models.parse_model].
+"""Sequence models: a recurrence (gated, AttentionRNN(k)/(∞), or a baseline) or a convolutional
+classifier, plus a linear readout. A [`Model`][attnrnn.train.models.Model] is a value — its
+configuration, equal and hashable by value — with ``init``/``apply``/``predict``/``loss``; it is
+built from real arguments by [`make_model`][attnrnn.train.models.make_model], or from a model
+string ([`attnrnn.train.model_spec`][attnrnn.train.model_spec]) by
+[`model_for`][attnrnn.train.models.model_for]. Every recurrence is one entry of ``CELLS``.
 
 A classifier reads out the last state: with a mask, a skipped step repeats the carried
 state, so ``hs[-1]`` is the last valid state for pre- and post-padded sequences alike. A
-per-step model reads out every state. Batch with ``jax.vmap`` (``batch_loss`` does).
+per-step model reads out every state. Batch with ``jax.vmap`` (``loss`` does).
 """
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import math
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from attnrnn._checks import as_int
 from attnrnn.attention import attention_rnn, attention_rnn_init
-from attnrnn.bounds import AttentionOptions
 from attnrnn.conv import ConvParams, conv, conv_init, conv_output_shape
 from attnrnn.gated import gated_rnn, gated_rnn_init
 from attnrnn.gru import gru, gru_init
 from attnrnn.lstm import lstm, lstm_init
 from attnrnn.lstm1997 import lstm1997, lstm1997_init
+from attnrnn.train.losses import batch_loss
+from attnrnn.train.model_spec import BOUNDED, CELL_NAMES, GATE_OFFSET, ModelSpec, parse_model
 
 __all__ = [
-    "BOUNDED",
-    "RAW",
+    "FunctionModel",
     "Model",
-    "ModelSpec",
     "Readout",
     "SequenceModelParams",
     "make_model",
     "model_for",
-    "parse_model",
 ]
-
-# The gated RNN's gate bias starts at 2 (σ(2) = 0.88): the state is kept from the first
-# update, so a distant symbol survives until training can use it (0 learns far slower).
-GATE_OFFSET = 2.0
-
-
-# AttentionRNN's training default: the bounds of AttentionOptions that made it learn
-# (docs/results.md); `attention:K,raw` is the homework's model.
-BOUNDED = AttentionOptions(nonexpansive=True, score_bound=0.7, value_bound=2.0)
-RAW = AttentionOptions()
-
-
-class ModelSpec(NamedTuple):
-    """Static model choice: ``cell`` in ``gated, attention, lstm, gru, lstm1997, conv``; ``k`` the
-    attention lags (None for AttentionRNN(∞)); ``options`` the attention bounds and stabilisers
-    ([`BOUNDED`][attnrnn.train.models.BOUNDED] unless the spec says ``raw``); ``gate_offset``
-    the gated RNN's initial gate offset (see
-    [`attnrnn.gated_rnn_init`][attnrnn.gated.gated_rnn_init]); ``truncated`` the 1997 LSTM's
-    truncated gradient (``lstm1997,truncated``); ``logistic`` the 1997 LSTM's regression
-    output unit logistic instead of linear (``lstm1997,logistic``; see
-    [`make_model`][attnrnn.train.models.make_model]). ``str(spec)`` is the CLI form, e.g.
-    ``attention:inf``, ``attention:2,raw``, ``attention:inf,qk=1.5``, ``gated,offset=0`` or
-    ``lstm1997,truncated,logistic``."""
-
-    cell: str
-    k: int | None = None
-    options: AttentionOptions = BOUNDED
-    gate_offset: float = GATE_OFFSET
-    truncated: bool = False
-    logistic: bool = False
-
-    def __str__(self):
-        if self.cell == "lstm1997":
-            return ",".join(["lstm1997"] + ["truncated"] * self.truncated
-                            + ["logistic"] * self.logistic)
-        if self.cell == "gated" and self.gate_offset != GATE_OFFSET:
-            return f"gated,offset={self.gate_offset:g}"
-        if self.cell != "attention":
-            return self.cell
-        text = f"attention:{'inf' if self.k is None else self.k}"
-        o = self.options
-        if o == BOUNDED:
-            return text
-        if (o.nonexpansive, o.score_bound, o.value_bound) == (
-                BOUNDED.nonexpansive, BOUNDED.score_bound, BOUNDED.value_bound):
-            parts = []
-        else:
-            parts = ["raw"] + (["nonexp"] if o.nonexpansive else [])
-            parts += [f"{name}={value:g}" for name, value in
-                      (("qk", o.score_bound), ("v", o.value_bound)) if value is not None]
-        parts += (["norm"] if o.normalize_states else [])
-        parts += [f"scale={o.score_scale:g}"] if o.score_scale != 1.0 else []
-        parts += [f"cap={o.score_cap:g}"] if o.score_cap is not None else []
-        return ",".join([text, *parts])
-
-
-_OPTION_HELP = "'raw', 'nonexp', 'qk=B', 'v=C', 'norm', 'scale=S', 'cap=C'"
-
-
-def _parse_options(parts, spec):
-    """Attention options after the commas, applied in order to
-    [`BOUNDED`][attnrnn.train.models.BOUNDED] (``raw`` first starts from the homework's model
-    instead)."""
-    options = BOUNDED
-    fields = {"qk": "score_bound", "v": "value_bound", "scale": "score_scale",
-              "cap": "score_cap"}
-    for position, part in enumerate(parts):
-        name, _, value = part.partition("=")
-        try:
-            if name == "raw" and not value and position == 0:
-                options = RAW
-            elif name == "nonexp" and not value:
-                options = options._replace(nonexpansive=True)
-            elif name == "norm" and not value:
-                options = options._replace(normalize_states=True)
-            elif name in fields and value:
-                number = float(value)
-                if not number > 0:
-                    raise ValueError
-                options = options._replace(**{fields[name]: number})
-            else:
-                raise ValueError
-        except ValueError:
-            raise ValueError(
-                f"model option {part!r} in {spec!r} is not one of {_OPTION_HELP} "
-                "('raw' only first; numbers > 0)"
-            ) from None
-    return options
-
-
-def parse_model(spec) -> ModelSpec:
-    """``"gated"``, ``"lstm"``, ``"gru"``, ``"conv"``, ``"attention:K"`` or ``"attention:inf"`` as a
-    [`ModelSpec`][attnrnn.train.models.ModelSpec]. Attention is bounded by default
-    ([`BOUNDED`][attnrnn.train.models.BOUNDED]); options after
-    commas: ``raw`` (first: the homework's unbounded model), ``nonexp`` (value maps
-    nonexpansive), ``qk=B`` (query/key spectral bound), ``v=C`` (input value column bound),
-    ``norm`` (normalise the states entering the lag terms), ``scale=S`` (multiply scores),
-    ``cap=C`` (soft cap). The gated RNN takes ``offset=B`` (its initial gate offset);
-    ``lstm1997`` takes ``truncated`` (the paper's truncated gradient) and ``logistic`` (a
-    logistic output unit on a regression), each at most once, in any order."""
-    if isinstance(spec, ModelSpec):
-        return spec
-    if not isinstance(spec, str):
-        raise TypeError(f"model must be a string such as 'gated', got {type(spec).__name__}")
-    return _parse_model(spec)
-
-
-@functools.lru_cache(maxsize=256)
-def _parse_model(spec: str) -> ModelSpec:
-    """The parsing itself, cached by string (a config asks for its spec often)."""
-    head, *extra = spec.split(",")
-    cell, _, lags = head.partition(":")
-    if cell == "attention":
-        options = _parse_options(extra, spec)
-        if lags in ("inf", "∞"):
-            return ModelSpec("attention", None, options)
-        if lags.isdigit():
-            return ModelSpec("attention", int(lags), options)
-    elif cell == "gated" and not lags and len(extra) <= 1:
-        name, _, value = (extra or ["offset=" + str(GATE_OFFSET)])[0].partition("=")
-        try:
-            if name == "offset":
-                return ModelSpec("gated", gate_offset=float(value))
-        except ValueError:
-            pass
-    elif cell == "lstm1997" and not lags and set(extra) <= {"truncated", "logistic"} and (
-            len(set(extra)) == len(extra)):
-        return ModelSpec(cell, truncated="truncated" in extra, logistic="logistic" in extra)
-    elif cell in (*CELLS, "conv") and not lags and not extra:
-        return ModelSpec(cell)
-    raise ValueError(
-        f"model must be 'gated', 'lstm', 'gru', 'lstm1997', 'conv', 'attention:K' (K an int "
-        f">= 0) or "
-        f"'attention:inf', "
-        f"optionally with options {_OPTION_HELP} (attention), ',offset=B' (gated) or "
-        f"',truncated' and/or ',logistic' (lstm1997), got {spec!r}"
-        + (" (make_model's cell 'attention' is 'attention:K' or 'attention:inf' here)"
-           if spec == "attention" else "")
-    )
 
 
 class Readout(NamedTuple):
@@ -197,32 +56,8 @@ class SequenceModelParams(NamedTuple):
     readout: Readout
 
 
-class Model(NamedTuple):
-    """A sequence model built once by [`make_model`][attnrnn.train.models.make_model], its
-    configuration captured:
-
-    - ``init(key) -> params``
-      ([`SequenceModelParams`][attnrnn.train.models.SequenceModelParams]);
-    - ``apply(params, xs, mask=None) -> outputs`` on one sequence ``xs (T, n)``: logits (or
-      the net input of ``lstm1997``'s logistic output units, or the regression value),
-      ``(outputs,)`` from the last valid state (or every state: ``readout="all"``), or
-      ``(T, outputs)`` from every state for a per-step task;
-    - ``predict(outputs)``: what the model claims in the units of the targets;
-    - ``loss(params, xs, labels, mask=None, tolerance=None) -> (loss, aux)`` on a batch
-      (``_batch_loss``; no mask: every step valid);
-    - ``name``: the configuration in words (``str(ModelSpec)``, then ``,bi``, ``,layers=L``,
-      ``,readout=all``, ``,position`` where they apply), for records.
-    """
-
-    init: Callable
-    apply: Callable
-    predict: Callable
-    loss: Callable
-    name: str
-
-
 def _with_bias_input(xs):
-    """``[x, 1]`` at every step: the gated RNN's bias column (the homework's cell has none)."""
+    """``[x, 1]`` at every step: the gated RNN's bias column (the equations' cell has none)."""
     return jnp.concatenate([xs, jnp.ones(xs.shape[:-1] + (1,), xs.dtype)], axis=-1)
 
 
@@ -241,7 +76,8 @@ class Cell(NamedTuple):
     width: Callable
 
 
-# One entry per recurrence: adding a cell is adding a line here.
+# One entry per recurrence: adding a cell is adding an entry here (and its name to
+# model_spec.CELL_NAMES).
 CELLS = {
     "gated": Cell(_gated_init,
                   lambda p, xs, mask, reverse, spec: gated_rnn(p, _with_bias_input(xs),
@@ -272,7 +108,80 @@ READOUTS = ("last", "all")
 CONV_LAYERS = ((5, 2, 1), (3, 2, 1), (3, 2, 1))
 
 
-@functools.lru_cache(maxsize=64)
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """A sequence model as a value: its configuration (what
+    [`make_model`][attnrnn.train.models.make_model] was given, checked), equal and hashable by
+    value — a function jitted with the model as a static argument (``evaluate``) compiles
+    once per configuration — and its functions:
+
+    - ``init(key) -> params``
+      ([`SequenceModelParams`][attnrnn.train.models.SequenceModelParams]);
+    - ``apply(params, xs, mask=None) -> outputs`` on one sequence ``xs (T, n)``: logits (or
+      the net input of ``lstm1997``'s logistic output units, or the regression value),
+      ``(outputs,)`` from the last valid state (or every state: ``readout="all"``), or
+      ``(T, outputs)`` from every state for a per-step task;
+    - ``predict(outputs)``: what the model claims in the units of the targets;
+    - ``loss(params, xs, labels, mask=None, tolerance=None) -> (loss, aux)`` on a batch
+      ([`batch_loss`][attnrnn.train.losses.batch_loss]; no mask: every step valid);
+    - ``name``: the configuration in words (the model string, then ``,bi``, ``,layers=L``,
+      ``,readout=all``, ``,position`` where they apply), for records.
+    """
+
+    spec: ModelSpec
+    input_size: int
+    hidden_size: int
+    outputs: int
+    per_step: bool = False
+    regression: bool = False
+    layers: int = 1
+    bidirectional: bool = False
+    readout: str = "last"
+    length: int | None = None
+    position: bool = False
+    dtype: Any = jnp.dtype(jnp.float32)
+
+    @property
+    def name(self) -> str:
+        return ",".join([str(self.spec), *["bi"] * self.bidirectional,
+                         *[f"layers={self.layers}"] * (self.layers > 1),
+                         *["readout=all"] * (self.readout == "all"),
+                         *["position"] * self.position])
+
+    def init(self, key) -> SequenceModelParams:
+        return (_conv_init if self.spec.cell == "conv" else _recurrent_init)(self, key)
+
+    def apply(self, params, xs, mask=None):
+        if self.spec.cell == "conv":  # a whole sequence: the mask is not read
+            return _conv_apply(params, xs)
+        hs, last = _states(self, params, xs, mask)
+        features = hs if self.per_step else hs.reshape(-1) if self.readout == "all" else last
+        logits = features @ params.readout.W.T
+        return logits + jnp.broadcast_to(params.readout.b, logits.shape)
+
+    def predict(self, outputs):
+        if self.spec.cell == "lstm1997" and (self.spec.logistic or not self.regression):
+            return jax.nn.sigmoid(outputs)
+        return outputs if self.regression else jax.nn.softmax(outputs, axis=-1)
+
+    def loss(self, params, xs, labels, mask=None, tolerance=None):
+        return batch_loss(self.apply, self.predict, params, xs, labels, mask, tolerance,
+                          squared_error=self.spec.cell == "lstm1997", per_step=self.per_step,
+                          regression=self.regression)
+
+
+class FunctionModel(NamedTuple):
+    """A model given as its functions (``init``, ``apply``, ``predict``, ``loss``) and a
+    ``name``, e.g. a Flax module's, to train in [`fit`][attnrnn.train.loop.fit] (``model=``)
+    like a [`Model`][attnrnn.train.models.Model]."""
+
+    init: Callable
+    apply: Callable
+    predict: Callable
+    loss: Callable
+    name: str
+
+
 def make_model(cell="gated", *, input_size, hidden_size, outputs, k=None, options=BOUNDED,
                gate_offset=GATE_OFFSET, truncated=False, logistic=False, per_step=False,
                regression=False, layers=1, bidirectional=False, readout="last", length=None,
@@ -289,8 +198,7 @@ def make_model(cell="gated", *, input_size, hidden_size, outputs, k=None, option
     ``hidden_size`` is ignored (2 blocks of 2 cells), its input-gate biases are -2, -4 for
     a classifier and -3, -6 for a regression (the adding problem), and its output layer
     starts at ``U[-0.1, 0.1]`` like the rest. Its classifier's output units are logistic, as
-    the paper's; its regression output unit is linear unless ``logistic`` (docs/results.md
-    compares the two).
+    the paper's; its regression output unit is linear unless ``logistic``.
 
     Stacks and directions: ``layers`` recurrences of the same cell, each reading the
     previous one's states through ``tanh`` (the first reads the inputs); ``bidirectional``
@@ -313,7 +221,7 @@ def make_model(cell="gated", *, input_size, hidden_size, outputs, k=None, option
       outputs: output units (classes; 1 for a regression).
       k: AttentionRNN's lags (None: AttentionRNN(∞)).
       options: [`attnrnn.AttentionOptions`][attnrnn.bounds.AttentionOptions] (default
-        [`BOUNDED`][attnrnn.train.models.BOUNDED]).
+        [`BOUNDED`][attnrnn.train.model_spec.BOUNDED]).
       gate_offset: the gated RNN's initial gate bias.
       truncated: ``lstm1997`` with the paper's truncated gradient.
       logistic: ``lstm1997``'s regression output unit logistic (``σ(net)``) instead of linear.
@@ -328,9 +236,8 @@ def make_model(cell="gated", *, input_size, hidden_size, outputs, k=None, option
       dtype: the parameters' dtype.
 
     Returns:
-      a [`Model`][attnrnn.train.models.Model] — the same value for the same arguments (cached),
-      so functions jitted with the model as a static argument (``evaluate``) compile once per
-      configuration, not once per run.
+      a [`Model`][attnrnn.train.models.Model], equal to any other built from the same
+      arguments.
     """
     _check_cell(cell)
     n, m, classes, layers = (as_int(name, value, minimum=1) for name, value in (
@@ -338,80 +245,78 @@ def make_model(cell="gated", *, input_size, hidden_size, outputs, k=None, option
         ("layers", layers)))
     _check_architecture(cell, layers, bidirectional, readout, position, length, per_step,
                         regression)
+    if cell == "conv":
+        _conv_features(as_int("length", length, minimum=1))
     spec = ModelSpec(cell, k if cell == "attention" else None,
                      options if cell == "attention" else BOUNDED,
-                     float(gate_offset), cell == "lstm1997" and bool(truncated),
-                     cell == "lstm1997" and bool(logistic))
-    name = ",".join([str(spec), *["bi"] * bool(bidirectional),
-                     *[f"layers={layers}"] * (layers > 1), *["readout=all"] * (readout == "all"),
-                     *["position"] * bool(position)])
-    n_inputs = n + bool(position)
-    if cell == "conv":
-        return _conv_model(n, m, classes, as_int("length", length, minimum=1), dtype, name)
-    recurrence, directions = CELLS[cell], 2 if bidirectional else 1
-    plain = layers == 1 and directions == 1  # SequenceModelParams.cell is the cell's params
-
-    def init(key):
-        k_cell, k_out, k_bias = jax.random.split(key, 3)
-        if plain:
-            cell_params = top = recurrence.init(k_cell, n_inputs, m, spec, regression, dtype)
-        else:
-            keys = jax.random.split(k_cell, layers * directions).reshape(layers, directions, -1)
-            cell_params = tuple(tuple(recurrence.init(keys[i, d],
-                                                      n_inputs if i == 0 else m * directions,
-                                                      m, spec, regression, dtype)
-                                      for d in range(directions)) for i in range(layers))
-            top = cell_params[-1][0]
-        fan_in = recurrence.width(top) * directions * (length if readout == "all" else 1)
-        return SequenceModelParams(cell_params, _readout_init(k_out, k_bias, classes, fan_in,
-                                                              cell == "lstm1997", dtype))
-
-    states = _stacked_states(recurrence, spec, plain, position)
-
-    def apply(params, xs, mask=None):
-        hs, last = states(params, xs, mask)
-        features = hs if per_step else hs.reshape(-1) if readout == "all" else last
-        logits = features @ params.readout.W.T
-        return logits + jnp.broadcast_to(params.readout.b, logits.shape)
-
-    def predict(outputs):
-        if cell == "lstm1997" and (logistic or not regression):
-            return jax.nn.sigmoid(outputs)
-        return outputs if regression else jax.nn.softmax(outputs, axis=-1)
-
-    return Model(init, apply, predict,
-                 _loss(apply, predict, cell == "lstm1997", per_step, regression), name)
+                     float(gate_offset) if cell == "gated" else GATE_OFFSET,
+                     cell == "lstm1997" and bool(truncated), cell == "lstm1997" and bool(logistic))
+    return Model(spec, n, m, classes, bool(per_step), bool(regression), layers,
+                 bool(bidirectional), readout, None if length is None else int(length),
+                 bool(position), jnp.dtype(dtype))
 
 
-def _stacked_states(recurrence, spec, plain, position):
-    """``states(params, xs, mask)``: the last layer's states ``(T, width)`` and its last
-    valid state, through the stack of layers (``tanh`` between them; each bidirectional layer
-    forward and reversed, concatenated)."""
+def model_for(spec, task, hidden_size, dtype=jnp.float32, *, layers=1, bidirectional=False,
+              readout="last", position=False) -> Model:
+    """The [`Model`][attnrnn.train.models.Model] of a model string (or its
+    [`ModelSpec`][attnrnn.train.model_spec.ModelSpec]) sized for ``task``."""
+    spec = parse_model(spec)
+    length = task.train[0].shape[1] if getattr(task, "train", None) is not None else None
+    return make_model(spec.cell, input_size=task.features, hidden_size=hidden_size,
+                      outputs=task.classes, k=spec.k, options=spec.options,
+                      gate_offset=spec.gate_offset, truncated=spec.truncated,
+                      logistic=spec.logistic, per_step=task.per_step,
+                      regression=task.regression, layers=layers, bidirectional=bidirectional,
+                      readout=readout, length=length, position=position, dtype=dtype)
 
-    def states(params, xs, mask):
-        stack = ((params.cell,),) if plain else params.cell
-        hs = xs
-        if position:
-            steps = jnp.linspace(-1, 1, xs.shape[0], dtype=xs.dtype)
-            hs = jnp.concatenate([xs, steps[:, None]], axis=-1)
-        for i, layer in enumerate(stack):
-            inputs = hs if i == 0 else jnp.tanh(hs)
-            runs = [recurrence.run(p, inputs, mask, d == 1, spec) for d, p in enumerate(layer)]
-            hs = runs[0] if len(runs) == 1 else jnp.concatenate(runs, axis=-1)
-        last = runs[0][-1] if len(runs) == 1 else jnp.concatenate([runs[0][-1], runs[1][0]])
-        return hs, last
 
-    return states
+def _recurrent_init(model: Model, key) -> SequenceModelParams:
+    """One cell's parameters (one forward layer), else a tuple of layers of directions."""
+    spec, m, recurrence = model.spec, model.hidden_size, CELLS[model.spec.cell]
+    directions = 2 if model.bidirectional else 1
+    n = model.input_size + model.position
+    k_cell, k_out, k_bias = jax.random.split(key, 3)
+    if model.layers == 1 and directions == 1:
+        cell_params = top = recurrence.init(k_cell, n, m, spec, model.regression, model.dtype)
+    else:
+        keys = jax.random.split(k_cell, model.layers * directions).reshape(
+            model.layers, directions, -1)
+        cell_params = tuple(tuple(recurrence.init(keys[i, d], n if i == 0 else m * directions,
+                                                  m, spec, model.regression, model.dtype)
+                                  for d in range(directions)) for i in range(model.layers))
+        top = cell_params[-1][0]
+    fan_in = (recurrence.width(top) * directions
+              * (model.length if model.readout == "all" else 1))
+    return SequenceModelParams(cell_params, _readout_init(
+        k_out, k_bias, model.outputs, fan_in, spec.cell == "lstm1997", model.dtype))
+
+
+def _states(model: Model, params, xs, mask):
+    """The last layer's states ``(T, width)`` and its last valid state, through the stack of
+    layers (``tanh`` between them; each bidirectional layer forward and reversed,
+    concatenated)."""
+    recurrence = CELLS[model.spec.cell]
+    plain = model.layers == 1 and not model.bidirectional
+    hs = xs
+    if model.position:
+        steps = jnp.linspace(-1, 1, xs.shape[0], dtype=xs.dtype)
+        hs = jnp.concatenate([xs, steps[:, None]], axis=-1)
+    for i, layer in enumerate(((params.cell,),) if plain else params.cell):
+        inputs = hs if i == 0 else jnp.tanh(hs)
+        runs = [recurrence.run(p, inputs, mask, d == 1, model.spec) for d, p in enumerate(layer)]
+        hs = runs[0] if len(runs) == 1 else jnp.concatenate(runs, axis=-1)
+    last = runs[0][-1] if len(runs) == 1 else jnp.concatenate([runs[0][-1], runs[1][0]])
+    return hs, last
 
 
 def _check_cell(cell):
     """A cell's name; a model string (the CLI's ``attention:inf``) is refused with the way to
     build it."""
-    if cell not in (*CELLS, "conv"):
+    if cell not in CELL_NAMES:
         hint = (f" ({cell!r} is a model string, as the CLI's --model takes: "
                 f"model_for({cell!r}, task, hidden_size) builds it)"
                 if isinstance(cell, str) and ":" in cell else "")
-        raise ValueError(f"cell must be one of {[*CELLS, 'conv']}, got {cell!r}{hint}")
+        raise ValueError(f"cell must be one of {list(CELL_NAMES)}, got {cell!r}{hint}")
 
 
 def _check_architecture(cell, layers, bidirectional, readout, position, length, per_step,
@@ -446,99 +351,33 @@ def _readout_init(k_out, k_bias, classes, fan_in, paper_1997, dtype) -> Readout:
     return Readout(W, jnp.zeros((classes,), dtype))
 
 
-def _conv_model(n, channels, classes, length, dtype, name):
-    """MNIST-1D's ConvBase of ``attnrnn.conv`` (see ``make_model``)."""
+def _conv_features(length) -> int:
+    """Steps left after ConvBase's three convolutions of a ``length``-step sequence."""
     size = length
     for kernel, stride, padding in CONV_LAYERS:
         size = conv_output_shape((size,), (kernel,), stride=stride, padding=padding)[0]
     if size < 1:
         raise ValueError(f"conv needs sequences of at least 7 steps, got length {length}")
-
-    def init(key):
-        keys = jax.random.split(key, len(CONV_LAYERS) + 1)
-        convs = tuple(ConvParams(*conv_init(k, n if i == 0 else channels, channels, kernel,
-                                            dtype=dtype))
-                      for i, (k, (kernel, _, _)) in enumerate(zip(keys, CONV_LAYERS)))
-        bound = 1 / math.sqrt(channels * size)  # PyTorch's nn.Linear, as ConvBase's
-        k_w, k_b = jax.random.split(keys[-1])
-        return SequenceModelParams(convs, Readout(
-            jax.random.uniform(k_w, (classes, channels * size), dtype, -bound, bound),
-            jax.random.uniform(k_b, (classes,), dtype, -bound, bound)))
-
-    def apply(params, xs, mask=None):
-        h = xs.T  # (n, T): channels first
-        for (w, b), (_, stride, padding) in zip(params.cell, CONV_LAYERS):
-            h = jax.nn.relu(conv(h, w, stride=stride, padding=padding) + b[:, None])
-        return params.readout.W @ h.reshape(-1) + params.readout.b
-
-    def predict(outputs):
-        return jax.nn.softmax(outputs, axis=-1)
-
-    return Model(init, apply, predict, _loss(apply, predict, False, False, False), name)
+    return size
 
 
-def _loss(apply, predict, squared_error, per_step, regression):
-    """A model's ``loss(params, xs, labels, mask=None, tolerance=None)``: ``_batch_loss`` with
-    its configuration bound (no mask: every step valid)."""
-
-    def loss(params, xs, labels, mask=None, tolerance=None):
-        return _batch_loss(apply, predict, squared_error, per_step, regression, params, xs,
-                           labels, mask, tolerance)
-
-    return loss
-
-
-def model_for(spec, task, hidden_size, dtype=jnp.float32, *, layers=1, bidirectional=False,
-              readout="last", position=False) -> Model:
-    """The [`Model`][attnrnn.train.models.Model] of a
-    [`ModelSpec`][attnrnn.train.models.ModelSpec] (or its string) sized for ``task``."""
-    spec = parse_model(spec)
-    length = task.train[0].shape[1] if getattr(task, "train", None) is not None else None
-    return make_model(spec.cell, input_size=task.features, hidden_size=hidden_size,
-                      outputs=task.classes, k=spec.k, options=spec.options,
-                      gate_offset=spec.gate_offset, truncated=spec.truncated,
-                      logistic=spec.logistic, per_step=task.per_step,
-                      regression=task.regression, layers=layers, bidirectional=bidirectional,
-                      readout=readout, length=length, position=position, dtype=dtype)
+def _conv_init(model: Model, key) -> SequenceModelParams:
+    """MNIST-1D's ConvBase of ``attnrnn.conv`` (see ``make_model``)."""
+    channels, dtype = model.hidden_size, model.dtype
+    features = channels * _conv_features(model.length)
+    keys = jax.random.split(key, len(CONV_LAYERS) + 1)
+    convs = tuple(ConvParams(*conv_init(k, model.input_size if i == 0 else channels, channels,
+                                        kernel, dtype=dtype))
+                  for i, (k, (kernel, _, _)) in enumerate(zip(keys, CONV_LAYERS)))
+    bound = 1 / math.sqrt(features)  # PyTorch's nn.Linear, as ConvBase's
+    k_w, k_b = jax.random.split(keys[-1])
+    return SequenceModelParams(convs, Readout(
+        jax.random.uniform(k_w, (model.outputs, features), dtype, -bound, bound),
+        jax.random.uniform(k_b, (model.outputs,), dtype, -bound, bound)))
 
 
-def _batch_loss(apply, predict, squared_error, per_step, regression, params, xs, labels, mask,
-                tolerance):
-    """Mean loss and accuracy over a batch (over valid steps for per-step tasks), with each
-    sequence's error measures for the 1997 stopping rule.
-
-    The loss is the cross-entropy of the softmax classifiers, and the paper's squared error
-    ``E = ½ Σ_j (y_j - t_j)²`` of the predictions for ``lstm1997`` (``squared_error``) and
-    for every regression. A prediction is right when its class is the argmax
-    (classification), or when ``|y - t| < tolerance`` (regression; default 0.04, the adding
-    problem's ABS(0.04)).
-
-    Returns:
-      ``(loss, aux)``: ``aux["accuracy"]``, ``aux["errors"]`` (wrong predictions),
-      ``aux["count"]`` (what they are counted over: sequences, or valid steps) and, for
-      sequence tasks, per sequence ``aux["squared_error"]`` (``E``, on probabilities for a
-      classifier) and ``aux["abs_error"]`` (``max_j |y_j - t_j|``).
-    """
-    if mask is None:  # every step valid: the recurrences run without a mask
-        outputs = jax.vmap(lambda x: apply(params, x))(xs)
-    else:
-        outputs = jax.vmap(lambda x, m: apply(params, x, m))(xs, mask)
-    y = predict(outputs)
-    targets = labels[..., None] if regression else jax.nn.one_hot(labels, outputs.shape[-1],
-                                                                   dtype=y.dtype)
-    squared = 0.5 * jnp.sum((y - targets) ** 2, axis=-1)
-    abs_error = jnp.max(jnp.abs(y - targets), axis=-1)
-    if regression:
-        losses, wrong = squared, abs_error >= (0.04 if tolerance is None else tolerance)
-    else:
-        losses = (squared if squared_error else
-                  optax.softmax_cross_entropy_with_integer_labels(outputs, labels))
-        wrong = jnp.argmax(outputs, axis=-1) != labels
-    weights = (mask.astype(losses.dtype) if per_step and mask is not None else
-               jnp.ones_like(losses))
-    total = jnp.sum(weights)
-    errors = jnp.sum(wrong * weights)
-    aux = {"accuracy": 1 - errors / total, "errors": errors, "count": total}
-    if not per_step:
-        aux.update(squared_error=squared, abs_error=abs_error)
-    return jnp.sum(losses * weights) / total, aux
+def _conv_apply(params, xs):
+    h = xs.T  # (n, T): channels first
+    for (w, b), (_, stride, padding) in zip(params.cell, CONV_LAYERS):
+        h = jax.nn.relu(conv(h, w, stride=stride, padding=padding) + b[:, None])
+    return params.readout.W @ h.reshape(-1) + params.readout.b

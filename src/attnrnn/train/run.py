@@ -45,7 +45,7 @@ from attnrnn.train.checkpoints import (CheckpointError, Checkpoints, CheckpointW
                                        NoCheckpointError, save_params)
 from attnrnn.train.config import TrainConfig
 from attnrnn.train.data import DataError
-from attnrnn.train.loop import fit, new_train_state
+from attnrnn.train.loop import RunOptions, fit, new_train_state, run_options
 from attnrnn.train.plots import plot_curves
 from attnrnn.train.protocol import protocol_name
 from attnrnn.train.sharding import check_divides, data_parallel_mesh
@@ -176,29 +176,29 @@ def _sync(name):
         multihost_utils.sync_global_devices(f"attnrnn: {name}")
 
 
-def _check_run(config, devices, task, stop_when_solved):
+def _check_run(config, task, options):
     """The device count, the batch split, the task's sizes, the model and the protocol,
     checked before anything is written (the model and state are built as shapes only)."""
-    check_divides(config.batch, data_parallel_mesh(devices, config.batch), what="--batch")
+    check_divides(config.batch, data_parallel_mesh(options.devices, config.batch),
+                  what="--batch")
     task = task or config.make_task()
     check_batch_size(task, config.batch)
-    protocol_name(task, config.protocol, stop_when_solved=stop_when_solved)
+    protocol_name(task, config.protocol, stop_when_solved=options.stop_when_solved)
     jax.eval_shape(lambda: new_train_state(config, task))
 
 
-def start_run(config: TrainConfig, out, *, checkpoint_every=None, progress=True,
-              stop_when_solved=False, task=None, devices=None):
+def start_run(config: TrainConfig, out, *, task=None, options: RunOptions | None = None,
+              **changes):
     """Trains per ``config`` into the new run folder ``out``; returns the summary dict.
     ``task``: a [`Task`][attnrnn.train.tasks.Task] to train on instead of ``config.task``
     (e.g. [`array_task`][attnrnn.train.data.array_task] of your arrays): ``config.json``
     records its name, and [`resume_run`][attnrnn.train.run.resume_run] must be given the same
-    task again."""
-    out = Path(out)
-    if checkpoint_every is not None and checkpoint_every < 1:
-        raise ValueError(f"checkpoint_every must be a positive int, got {checkpoint_every}")
-    _check_run(config, devices, task, stop_when_solved)
-    run_options = {"checkpoint_every": checkpoint_every, "stop_when_solved": stop_when_solved}
-    record = {"config": dataclasses.asdict(config), **run_options}
+    task again. ``options``: a [`RunOptions`][attnrnn.train.loop.RunOptions], or its fields
+    as keywords (``checkpoint_every=100, progress=False``)."""
+    out, config, options = Path(out), config.resolve(), run_options(options, changes)
+    _check_run(config, task, options)
+    record = {"config": dataclasses.asdict(config), "checkpoint_every": options.checkpoint_every,
+              "stop_when_solved": options.stop_when_solved}
     if task is not None:  # recorded by name; resume_run must be given it again
         record.update(given_task=task.name, config={**record["config"], "task": task.name})
 
@@ -208,22 +208,25 @@ def start_run(config: TrainConfig, out, *, checkpoint_every=None, progress=True,
 
     lock = _on_primary(make_folder, f"make the run folder {out}", out)
     try:
-        return _execute(config, out, None, [], progress=progress, task=task, devices=devices,
-                        **run_options)
+        return _execute(config, out, None, [], task, options)
     finally:
         if lock is not None:
             lock.close()
 
 
-def resume_run(out, *, progress=True, task=None, devices=None, steps=None):
+def resume_run(out, *, task=None, steps=None, options: RunOptions | None = None, **changes):
     """Continues the run in folder ``out`` from its latest checkpoint; returns the summary.
     A run of a ``--data`` file refuses a file that changed since (its sha256 is recorded); a
     run started with ``task=`` needs the same task (by name) here. ``steps``: a new budget
     (``config.json`` records it), to extend a run, finished or not; it cannot be below the
     steps already made. A finished run with nothing left to do is left as it is (its summary
-    returned)."""
+    returned). ``options``: as ``start_run``'s, but the run's own ``checkpoint_every`` and
+    ``stop_when_solved`` (as ``config.json`` records them) hold."""
     out = Path(out)
     saved, config = _saved_config(out, steps, task)
+    options = run_options(options, changes)._replace(
+        checkpoint_every=saved.get("checkpoint_every"),
+        stop_when_solved=saved.get("stop_when_solved", False))
     lock = _on_primary(lambda: _lock(out), f"take the lock of {out}", out)
     try:
         checkpoints = Checkpoints(out)
@@ -244,10 +247,7 @@ def resume_run(out, *, progress=True, task=None, devices=None, steps=None):
             # Drop what was logged after the checkpoint: those steps are about to be redone.
             _write_metrics(out / "metrics.jsonl.tmp", history, "w")
             os.replace(out / "metrics.jsonl.tmp", out / "metrics.jsonl")
-        return _execute(config, out, state, history, progress=progress, task=task,
-                        devices=devices, checkpoint_every=saved.get("checkpoint_every"),
-                        stop_when_solved=saved.get("stop_when_solved", False),
-                        checkpoints=checkpoints)
+        return _execute(config, out, state, history, task, options, checkpoints)
     except CheckpointError as error:
         raise RunError(f"--resume {out}: {error}") from None
     finally:
@@ -303,9 +303,11 @@ def _finished_summary(out: Path):
         return None
 
 
-def _execute(config, out, state, history, *, progress, task, devices, checkpoint_every,
-             stop_when_solved, checkpoints=None):
+def _execute(config, out, state, history, task, options, checkpoints=None):
+    """Trains the run in folder ``out`` from ``state`` (None: fresh), writing its records and
+    checkpoints as it goes and its results at the end."""
     checkpoints = checkpoints or Checkpoints(out)
+    checkpoint_every = options.checkpoint_every
     if checkpoint_every:
         # Checkpoints fall on chunk boundaries, so a resumed run replays the same chunks.
         checkpoint_every = -(-checkpoint_every // config.eval_every) * config.eval_every
@@ -318,8 +320,9 @@ def _execute(config, out, state, history, *, progress, task, devices, checkpoint
             checkpoints.save(state, history)  # by every process
 
     state, history, summary = fit(config, state=state, history=history, on_chunk=on_chunk,
-                                  progress=progress and _primary(),
-                                  stop_when_solved=stop_when_solved, task=task, devices=devices)
+                                  task=task,
+                                  options=options._replace(progress=options.progress
+                                                           and _primary()))
     checkpoints.save(state, history)  # the final state, or the last good one after skips
     checkpoints.close()
     if _primary():  # a run killed while writing its results left some: they are redone whole

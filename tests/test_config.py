@@ -1,0 +1,60 @@
+import dataclasses
+
+import pytest
+
+from attnrnn import train
+from attnrnn.train import config as config_module
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="steps must be a positive int"):
+        train.TrainConfig(steps=0)
+    with pytest.raises(ValueError, match="hidden"):
+        train.TrainConfig(hidden=-3)
+    with pytest.raises(ValueError, match="lr"):
+        train.TrainConfig(lr=0.0)
+    with pytest.raises(ValueError, match="optimizer"):
+        train.TrainConfig(optimizer="adagrad")
+    with pytest.raises(ValueError, match="model must be"):
+        train.TrainConfig(model="transformer")
+    with pytest.raises(ValueError, match="task must be"):
+        train.TrainConfig(task="copying")
+
+
+
+def test_none_is_the_default_and_resolve_fills_it_once():
+    """A field left None takes the defaults table's value for the model on the task; a value
+    given wins; resolving twice changes nothing."""
+    given = train.TrainConfig(model="lstm1997", steps=30)
+    assert given.batch is None and given.steps == 30
+    resolved = given.resolve()
+    assert (resolved.optimizer, resolved.lr, resolved.clip, resolved.batch, resolved.hidden,
+            resolved.steps) == ("sgd", 0.5, train.NO_CLIP, 1, 4, 30)
+    assert resolved.resolve() is resolved
+    assert all(getattr(resolved, name) is not None for name in config_module._DEFAULTED)
+    # on MNIST-1D the benchmark's protocol, then the model's best configuration and options
+    mnist = train.TrainConfig(task="mnist1d", model="attention:inf").resolve()
+    assert (mnist.model, mnist.batch, mnist.clip, mnist.hidden, mnist.layers, mnist.position,
+            mnist.readout) == ("attention:inf,norm", 100, "none", 12, 2, True, "last")
+    named = train.TrainConfig(task="mnist1d", model="attention:inf,raw").resolve()
+    assert named.model == "attention:inf,raw" and named.hidden == 12  # its options, kept
+    assert train.TrainConfig(task="mnist1d,shuffle", model="attention:3").resolve().readout == "all"
+    assert train.TrainConfig(clip="none").resolve().clip == "none"
+    assert train.TrainConfig(clip=0.5).make_optimizer() is not None
+
+
+def test_defaults_rows_apply_by_task_family_and_model_name():
+    assert train.training_defaults("attention:2", "mnist1d,shuffle")["readout"] == "all"
+    assert train.training_defaults("attention:inf,raw", "mnist1d")["hidden"] == 12
+    assert train.training_defaults("gated,offset=0", "mnist1d")["hidden"] == 16
+    assert train.training_defaults("gated")["hidden"] == 32
+    assert set(config_module._DEFAULTED) <= {f.name for f in dataclasses.fields(train.TrainConfig)}
+
+
+def test_run_options_are_one_value():
+    options = train.RunOptions(progress=False, devices=1)
+    assert train.loop.run_options(options, {"max_seconds": 3}) == options._replace(max_seconds=3)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'progess'"):
+        train.fit(train.TrainConfig(steps=1), progess=False)
+    with pytest.raises(ValueError, match="checkpoint_every must be a positive int"):
+        train.loop.run_options(None, {"checkpoint_every": 0})

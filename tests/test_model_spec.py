@@ -1,0 +1,64 @@
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from attnrnn.bounds import AttentionOptions
+from attnrnn.train import model_spec
+
+
+def test_parse_model():
+    assert model_spec.parse_model("attention:inf") == model_spec.ModelSpec("attention", None)
+    assert str(model_spec.parse_model("attention:3")) == "attention:3"
+    assert model_spec.parse_model("gated").gate_offset == 2.0 and str(model_spec.parse_model("gated")) == "gated"
+    assert model_spec.parse_model("gated,offset=0").gate_offset == 0.0
+    assert str(model_spec.parse_model("gated,offset=0.5")) == "gated,offset=0.5"
+    for text, truncated, logistic in [("lstm1997", False, False),
+                                      ("lstm1997,truncated", True, False),
+                                      ("lstm1997,logistic", False, True),
+                                      ("lstm1997,truncated,logistic", True, True)]:
+        spec = model_spec.parse_model(text)
+        assert (spec.truncated, spec.logistic) == (truncated, logistic) and str(spec) == text
+    assert str(model_spec.parse_model("lstm1997,logistic,truncated")) == "lstm1997,truncated,logistic"
+    assert str(model_spec.parse_model("gru")) == "gru" and str(model_spec.parse_model("conv")) == "conv"
+    for bad in ["attention", "attention:-1", "gru:2", "conv,raw", "gated:2", "attention:x", "gated,offset=x",
+                "gated,norm", "lstm,offset=1", "lstm1997,raw", "lstm1997,truncated,truncated",
+                "lstm1997:2", "lstm,logistic"]:
+        with pytest.raises(ValueError, match="model must be"):
+            model_spec.parse_model(bad)
+    for bad in ["attention:2,offset=1", "attention:inf,scale=x", "attention:2,cap"]:
+        with pytest.raises(ValueError, match="model option .* is not one of"):
+            model_spec.parse_model(bad)
+
+
+
+numbers = st.floats(min_value=1e-6, max_value=1e6, allow_nan=False, allow_infinity=False)
+
+
+@st.composite
+def specs(draw):
+    """Any ModelSpec the strings can say: each cell with its options."""
+    cell = draw(st.sampled_from(model_spec.CELL_NAMES))
+    if cell == "attention":
+        options = AttentionOptions(
+            score_scale=draw(st.one_of(st.just(1.0), numbers)),
+            score_cap=draw(st.one_of(st.none(), numbers)),
+            normalize_states=draw(st.booleans()), nonexpansive=draw(st.booleans()),
+            score_bound=draw(st.one_of(st.none(), numbers)),
+            value_bound=draw(st.one_of(st.none(), numbers)))
+        options = draw(st.sampled_from([options, model_spec.BOUNDED, model_spec.RAW]))
+        return model_spec.ModelSpec(cell, draw(st.one_of(st.none(), st.integers(0, 64))),
+                                    options)
+    if cell == "gated":
+        return model_spec.ModelSpec(cell, gate_offset=draw(st.floats(-1e3, 1e3)))
+    if cell == "lstm1997":
+        return model_spec.ModelSpec(cell, truncated=draw(st.booleans()),
+                                    logistic=draw(st.booleans()))
+    return model_spec.ModelSpec(cell)
+
+
+@given(specs())
+def test_every_spec_round_trips_through_its_string(spec):
+    """str then parse gives the same spec, and parse then str the same string."""
+    text = str(spec)
+    assert model_spec.parse_model(text) == spec
+    assert str(model_spec.parse_model(text)) == text
