@@ -35,6 +35,7 @@ test: $(VENV)/.installed-test
 # name, the notebooks with their outputs) in site/; strict, so a broken reference fails it.
 docs: $(VENV)/.installed-docs
 	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(BIN)/mkdocs build --strict
+	$(BIN)/python docs/check_site.py site
 	@echo "open site/index.html"
 
 # The figures of docs/reliability.md: >= 5,000 generated bad calls, and kill -9 at 20 moments
@@ -54,20 +55,21 @@ bench: $(VENV)/.installed-bench
 bench-system:
 	PYTHONPATH=src $(PYTHON) benchmarks/run.py $(BENCH_ARGS)
 
-# What the models learn (docs/results.md): the 1997 paper's tables under its protocol (6a and
-# the adding problem at T = 100 here, with Flax's LSTM cell as a peer row; the longer adding
-# rows, docs/results-1997-long.jsonl, come from benchmarks/adding_long.sh on a bigger machine),
-# then the AttentionRNN runs under the held-out protocol, then MNIST-1D against its published
-# table (experiments/mnist1d); each writes its table and raw rows.
+# What the models learn (docs/results.md), one experiment each (experiments/*/README.md): the
+# 1997 paper's tables under its protocol (6a and the adding problem at T = 100 here, with Flax's
+# LSTM cell as a peer row; the longer adding rows, experiments/paper1997/results-long.jsonl,
+# come from experiments/paper1997/adding_long.sh on a bigger machine), the AttentionRNN runs
+# under the held-out protocol, and MNIST-1D against its published table; each writes its raw
+# rows beside itself and its table into docs/.
 learn: $(VENV)/.installed-bench
 	$(BIN)/python experiments/mnist1d/run.py
-	cd benchmarks && rm -f ../docs/results-1997.jsonl && \
-	../$(BIN)/python paper1997.py --rows 6a adding100 \
-		--jsonl ../docs/results-1997.jsonl && \
-	../$(BIN)/python paper1997.py --merge ../docs/results-1997.jsonl \
-		../docs/results-1997-long.jsonl --out ../docs/results-1997.md && \
-	../$(BIN)/python learning.py --preset results --jsonl ../docs/results-heldout.jsonl \
-		--out ../docs/results-heldout.md
+	rm -f experiments/paper1997/results.jsonl
+	$(BIN)/python experiments/paper1997/run.py --rows 6a adding100 \
+		--jsonl experiments/paper1997/results.jsonl
+	$(BIN)/python experiments/paper1997/run.py --merge experiments/paper1997/results.jsonl \
+		experiments/paper1997/results-long.jsonl --out docs/results-1997.md
+	$(BIN)/python experiments/attention/heldout.py --preset results \
+		--jsonl experiments/attention/heldout.jsonl --out docs/results-heldout.md
 
 # Jupyter refuses root unless told; a container user is often root.
 lab: $(VENV)/.installed-notebooks

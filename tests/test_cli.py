@@ -169,20 +169,6 @@ def test_compare_plots_runs_side_by_side(tmp_path, capsys):
         err.splitlines()) == 1
 
 
-def test_examples_prints_the_worked_examples(capsys):
-    """1.1, 1.2 and 1.3, each closed form checked against autodiff in the printout."""
-    import re
-
-    assert cli.main(["examples"]) == 0
-    out = capsys.readouterr().out
-    for section in ("1.1 Convolution", "1.2 Gated RNN", "1.3 AttentionRNN(2)"):
-        assert section in out
-    differences = [float(d) for d in re.findall(r"max difference ([0-9.e+-]+)", out)]
-    assert len(differences) == 2 and max(differences) < 1e-10
-    rows = re.findall(r"sum ([0-9.]+)", out)
-    assert len(rows) == 5 and all(float(r) == 1.0 for r in rows)  # a[t] in R^3 sums to 1
-
-
 def test_exactly_the_steps_asked_for(tmp_path, capsys):
     """--steps need not be a multiple of --eval-every: the last chunk is shorter, and the
     evaluations fall at every multiple of --eval-every and at the end."""
@@ -246,3 +232,32 @@ def test_out_of_memory_is_one_line(tmp_path, capsys):
     assert len(err.splitlines()) == 1, err
     assert err.startswith("attnrnn train: error: out of memory (RESOURCE_EXHAUSTED")
     assert f"attnrnn train --resume {out} continues from the start" in err
+
+
+def test_the_cli_explains_itself(tmp_path, monkeypatch, capsys):
+    """--version; --help gives every setting's default and every model option; a run without
+    --out gets a new folder each time, never an earlier run's."""
+    import attnrnn
+    from attnrnn.train.model_spec import MODEL_OPTIONS
+
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == \
+        f"attnrnn {attnrnn.__version__}"
+    parser = cli.build_parser()
+    train = parser._subparsers._group_actions[0].choices["train"]
+    flags = [a for a in train._actions if a.option_strings and a.nargs != 0
+             and a.dest not in ("help", "data", "resume", "coordinator", "num_processes",
+                                "process_id", "checkpoint_every")]
+    assert [a.dest for a in flags if "default" not in (a.help or "")] == []
+    model = next(a for a in flags if a.dest == "model")
+    assert all(option in model.help for text in MODEL_OPTIONS.values()
+               for option in text.split(", "))
+    monkeypatch.chdir(tmp_path)
+    args = ["train", *EASY, "--steps", "2"]
+    assert cli.main(args) == 0 and cli.main(args) == 0
+    folders = sorted((tmp_path / "runs").iterdir())
+    assert len(folders) == 2 and all((f / "summary.json").exists() for f in folders)
+    assert cli.main([*args, "--coordinator", "127.0.0.1:1", "--num-processes", "2",
+                     "--process-id", "0"]) == 2
+    assert "--out is needed for a run over several processes" in capsys.readouterr().err

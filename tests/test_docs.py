@@ -27,3 +27,54 @@ def test_every_public_name_has_an_api_page():
     library = {p.stem for p in (ROOT / "src" / "attnrnn").glob("*.py")
                if not p.stem.startswith("_")}
     assert library == {m.split(".")[1] for m in modules}, "a public module without pages"
+
+
+def _load(path: Path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_math_is_rendered_at_build_time():
+    """The docs hook turns arithmatex's TeX (``aligned`` included) into MathML."""
+    hook = _load(ROOT / "docs" / "hooks" / "mathml.py")
+    page = ('<div class="arithmatex">\\[\\begin{aligned} c[t] &amp;= \\sigma(W_c\\, x[t]) \\\\ '
+            'h &amp;= x \\end{aligned}\\]</div> and <span class="arithmatex">\\(h_t\\)</span>')
+    out = hook.on_page_content(page, None, None, None)
+    assert out.count("<math") == 2 and "arithmatex" not in out and "<mtable>" in out
+    assert "&amp;" not in out and "<mi>&</mi>" not in out
+
+
+def test_site_check_finds_what_a_page_fetches(tmp_path):
+    """docs/check_site.py (run by `make docs` on the built site) can fail."""
+    check = _load(ROOT / "docs" / "check_site.py")
+    (tmp_path / "api").mkdir()
+    for module in check.EQUATIONS:
+        (tmp_path / "api" / f"{module}.html").write_text("<math><mi>h</mi></math>")
+    (tmp_path / "index.html").write_text("<a href='https://example.org'>a link is fine</a>")
+    assert check.problems(tmp_path) == []
+    (tmp_path / "index.html").write_text(
+        '<script src="https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js"></script>'
+        '<link rel="stylesheet" href="https://fonts.googleapis.com/css">')
+    (tmp_path / "api" / "attnrnn.gated.html").write_text("\\[ c[t] = \\sigma(x) \\]")
+    found = check.problems(tmp_path)
+    assert len(found) == 3 and "api/attnrnn.gated.html" in found[-1]
+
+
+def test_results_open_with_a_table_and_keep_provenance_in_the_experiments():
+    """docs/results.md shows a table within its first 30 lines; where the numbers came from
+    (machines, sessions) lives in the experiments' LOG.md files, not in the docs."""
+    import re
+
+    lines = (ROOT / "docs" / "results.md").read_text().splitlines()
+    assert any(line.startswith("|---") for line in lines[:30])
+    for page in ["results.md", "performance.md"]:
+        text = (ROOT / "docs" / page).read_text()
+        assert not re.search(r"\bissue \d|\bsession\b|\blent\b", text), page
+    for experiment in ["paper1997", "attention", "lstm1997_adding", "mnist1d"]:
+        folder = ROOT / "experiments" / experiment
+        assert (folder / "README.md").exists() and (folder / "LOG.md").exists(), experiment
+    assert not list((ROOT / "docs").glob("*.jsonl"))  # raw rows live beside their experiment

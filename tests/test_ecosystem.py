@@ -1,4 +1,5 @@
-"""docs/ecosystem.md's Flax NNX and Equinox examples run as written and learn their task."""
+"""Every docs page's Python runs as written, each block on its own (a fresh namespace), and
+docs/ecosystem.md's Flax NNX and Equinox examples learn their task."""
 
 import re
 from pathlib import Path
@@ -11,9 +12,27 @@ pytest.importorskip("equinox")
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "ecosystem.md"
 
 
-def test_examples_run_and_learn():
+def blocks(page):
+    return re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+
+
+def run_alone(block, page) -> dict:
     namespace = {}
-    for block in re.findall(r"```python\n(.*?)```", PAGE.read_text(), flags=re.S):
-        exec(compile(block, str(PAGE), "exec"), namespace)  # noqa: S102
-    assert namespace["nnx_accuracy"] > 0.9 and namespace["eqx_accuracy"] > 0.9  # chance 0.5
-    assert type(namespace["params"]).__name__ == "AttentionRNNParams"
+    exec(compile(block, str(page), "exec"), namespace)  # noqa: S102
+    return namespace
+
+
+def test_examples_run_alone_and_learn():
+    nnx_block, eqx_block = blocks(PAGE)
+    flax = run_alone(nnx_block, PAGE)
+    assert flax["nnx_accuracy"] > 0.9  # chance 0.5
+    assert type(flax["params"]).__name__ == "AttentionRNNParams"
+    assert run_alone(eqx_block, PAGE)["eqx_accuracy"] > 0.9
+
+
+def test_every_docs_block_runs_alone():
+    """The other pages' Python blocks (none today but this page's), each alone."""
+    for page in sorted(PAGE.parent.glob("*.md")):
+        if page != PAGE:
+            for block in blocks(page):
+                run_alone(block, page)

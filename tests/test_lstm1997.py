@@ -10,8 +10,10 @@ def sigmoid(z):
     return 1 / (1 + np.exp(-z))
 
 
-def reference(params, xs, mask, blocks=2, cells=2):
-    """Unit by unit, as the paper describes the network (float64 loops)."""
+def reference(params, xs, mask, blocks=2, cells=2, g=lambda z: 4 * sigmoid(z) - 2,
+              h=lambda s: 2 * sigmoid(s) - 1):
+    """Unit by unit, as the paper describes the network (float64 loops), with its
+    squashings ``g`` and ``h``."""
     W_c, b_c, W_in, b_in, W_out, b_out = (np.asarray(w, np.float64) for w in params)
     s = np.zeros(blocks * cells)
     y_c, y_in, y_out = np.zeros(blocks * cells), np.zeros(blocks), np.zeros(blocks)
@@ -23,11 +25,9 @@ def reference(params, xs, mask, blocks=2, cells=2):
             new_out = np.array([sigmoid(W_out[j] @ u + b_out[j]) for j in range(blocks)])
             for c in range(blocks * cells):
                 j = c // cells
-                g = 4 * sigmoid(W_c[c] @ u + b_c[c]) - 2
-                s[c] = s[c] + new_in[j] * g
+                s[c] = s[c] + new_in[j] * g(W_c[c] @ u + b_c[c])
             y_in, y_out = new_in, new_out
-            y_c = np.array([y_out[c // cells] * (2 * sigmoid(s[c]) - 1)
-                            for c in range(blocks * cells)])
+            y_c = np.array([y_out[c // cells] * h(s[c]) for c in range(blocks * cells)])
         out.append(y_c.copy())
     return np.array(out)
 
@@ -45,6 +45,18 @@ def test_matches_the_unit_by_unit_reference(n, blocks, cells):
     np.testing.assert_allclose(lstm1997(params, xs[::-1], reverse=True)[::-1],
                                reference(params, xs, np.ones(9, bool), blocks, cells),
                                rtol=1e-12, atol=1e-14)
+
+
+def test_other_squashings():
+    """``cell_input`` and ``cell_output`` replace the paper's ``g`` and ``h``."""
+    params = lstm1997_init(jax.random.PRNGKey(0), 3, scale=1.0, dtype=jnp.float64)
+    xs = jax.random.normal(jax.random.PRNGKey(1), (6, 3), jnp.float64)
+    got = jax.jit(lambda p, x: lstm1997(p, x, cell_input=jnp.tanh, cell_output=lambda s: s))(
+        params, xs)
+    np.testing.assert_allclose(got, reference(params, xs, np.ones(6, bool), g=np.tanh,
+                                              h=lambda s: s), rtol=1e-12, atol=1e-14)
+    with pytest.raises(TypeError, match="cell_input must be a function"):
+        lstm1997(params, xs, cell_input=2.0)
 
 
 def test_initialisation_and_weight_count():

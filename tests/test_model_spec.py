@@ -37,7 +37,7 @@ numbers = st.floats(min_value=1e-6, max_value=1e6, allow_nan=False, allow_infini
 @st.composite
 def specs(draw):
     """Any ModelSpec the strings can say: each cell with its options."""
-    cell = draw(st.sampled_from(model_spec.CELL_NAMES))
+    cell = draw(st.sampled_from(model_spec.cell_names()))
     if cell == "attention":
         options = AttentionOptions(
             score_scale=draw(st.one_of(st.just(1.0), numbers)),

@@ -38,6 +38,25 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch, capsys):
 
 
 def test_readme_opens_with_the_two_commands():
-    lines = README.read_text().splitlines()[:5]
+    lines = README.read_text().splitlines()[:10]  # after the one sentence of what it is
     assert any(line.strip().startswith("make demo") for line in lines)
     assert any(line.strip().startswith("make test") for line in lines)
+
+
+def test_readme_links_resolve_in_a_clone():
+    """Every relative link of the README names a file of the repository (the site's copy of
+    the README is checked by `make docs`, strictly)."""
+    targets = re.findall(r"\]\(([^)\s]+)\)", README.read_text())
+    local = [t.split("#")[0] for t in targets if not re.match(r"[a-z]+:", t) and t[0] != "#"]
+    assert local
+    missing = [t for t in local if not (README.parent / t).exists()]
+    assert missing == []
+    assert "../" not in "".join(local)  # nothing outside the repository
+
+
+def test_readme_first_screen_is_the_sentence_the_commands_and_an_example():
+    first = README.read_text().splitlines()[:40]
+    text = "\n".join(first)
+    assert "attnrnn is a JAX library" in text
+    assert "make demo" in text and "make test" in text and "pip install" in text
+    assert "```python" in text and "ar.attention_rnn(" in text

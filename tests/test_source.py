@@ -26,3 +26,59 @@ def test_no_function_over_fifty_lines():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
             and _code_lines(node) > LIMIT]
     assert not long, long
+
+
+ROOT = SRC.parents[1]
+
+
+def _library_names(tree) -> set:
+    """The names a script binds to attnrnn's modules and objects by importing them."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names
+                      if a.name.split(".")[0] == "attnrnn"}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("attnrnn"):
+            names |= {a.asname or a.name for a in node.names}
+    return names
+
+
+def _patches(path) -> list:
+    """Where a script assigns to an attribute of something it imported from attnrnn, calls
+    ``setattr`` on it, or clears a cache (``cache_clear``, ``jax.clear_caches``)."""
+    tree = ast.parse(path.read_text())
+    library = _library_names(tree)
+
+    def imported(node):
+        while isinstance(node, ast.Attribute):
+            node = node.value
+        return isinstance(node, ast.Name) and node.id in library
+
+    found = []
+    for node in ast.walk(tree):
+        targets = (node.targets if isinstance(node, ast.Assign) else
+                   [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else [])
+        found += [node.lineno for t in targets if isinstance(t, ast.Attribute) and imported(t)]
+        if isinstance(node, ast.Call):
+            name = (node.func.attr if isinstance(node.func, ast.Attribute) else
+                    getattr(node.func, "id", None))
+            if name in ("cache_clear", "clear_caches") or (
+                    name == "setattr" and node.args and imported(node.args[0])):
+                found.append(node.lineno)
+    return [f"{path.name}:{line}" for line in sorted(found)]
+
+
+def test_no_experiment_patches_the_library():
+    """What a benchmark or an experiment varies is an argument of a public function: none
+    assigns to an attribute of an attnrnn module or clears its caches."""
+    scripts = sorted([*(ROOT / "benchmarks").rglob("*.py"), *(ROOT / "experiments").rglob("*.py")])
+    assert scripts
+    assert [where for path in scripts for where in _patches(path)] == []
+
+
+def test_the_patch_finder_finds_patches(tmp_path):
+    script = tmp_path / "probe.py"
+    script.write_text("import attnrnn.lstm1997 as paper\nfrom attnrnn.train import models\n"
+                      "paper._g = abs\nsetattr(paper, '_h', abs)\nmodels.make_model.cache_clear()\n"
+                      "x = object()\nx.y = 1\n")
+    assert [where.split(":")[1] for where in _patches(script)] == ["3", "4", "5"]

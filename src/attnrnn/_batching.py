@@ -4,7 +4,7 @@ The library's functions are defined on one example and batches come from ``jax.v
 hand-written kernel (a ``jax.custom_vjp`` and its two halves) vmap's generic rule batches
 every operation separately: the per-example matrix-vector products of the recurrence become
 matrix products, but the layouts it picks and the per-example weight-gradient products are
-slower than one kernel written for a batch (``benchmarks/run.py`` measured it). So each half
+slower than one kernel written for a batch (``docs/performance.md``). So each half
 is written once for a batch with a leading axis, and ``jax.custom_batching.custom_vmap``
 calls it directly under vmap; an unbatched call is a batch of one.
 """

@@ -34,7 +34,7 @@ from jax import lax
 
 from attnrnn import _scan
 from attnrnn._checks import as_bool, as_int, check_floating, check_rank, check_shape, initialiser
-from attnrnn.bounds import HOMEWORK, AttentionOptions, _bounded, _check_options
+from attnrnn.bounds import RAW, AttentionOptions, _bounded, _check_options
 
 __all__ = [
     "AttentionRNNParams",
@@ -188,7 +188,7 @@ def _cast(params, *arrays):
     return AttentionRNNParams(*(jnp.asarray(w, dtype) for w in params)), dtype
 
 
-def _lag0(p: AttentionRNNParams, x, options=HOMEWORK):
+def _lag0(p: AttentionRNNParams, x, options=RAW):
     """Lag-0 score ``w_0 = (Q_0 x)^T (K_0 x)`` and value ``v_0 = V_0 x``; ``x`` may be
     ``(n,)`` or ``(T, n)`` (then all steps at once, in one matrix product each: the
     recurrences' ``project_inputs``)."""
@@ -206,7 +206,7 @@ def _split_qkv(qkv, m):
     return qkv[..., :d], qkv[..., d : 2 * d], qkv[..., 2 * d :]
 
 
-def _lag_scores_values(qkv, m, options=HOMEWORK):
+def _lag_scores_values(qkv, m, options=RAW):
     """Scores ``w_i = (Q_i h_i)^T (K_i h_i)`` and values ``V_i h_i`` of ``L`` lags, given
     ``qkv = [Q_i; K_i; V_i] h_i (L, 2d + m)`` (the stacked lag weights times the states)."""
     q, k, v = _split_qkv(qkv, m)

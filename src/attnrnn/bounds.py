@@ -58,7 +58,9 @@ class AttentionOptions(NamedTuple):
     value_bound: float | None = None
 
 
-HOMEWORK = AttentionOptions()
+# The options of the model as the equations define it: no bound, no stabiliser (the
+# training models call it `raw`).
+RAW = AttentionOptions()
 
 
 def bounded_params(params, options: AttentionOptions):
@@ -104,7 +106,7 @@ def _bounded(p, options: AttentionOptions):
 def _check_options(options) -> AttentionOptions:
     """``options`` checked (None: the homework's model), each field static."""
     if options is None:
-        return HOMEWORK
+        return RAW
     if not isinstance(options, AttentionOptions):
         raise TypeError(f"options must be AttentionOptions, got {type(options).__name__}")
     for name, value in zip(options._fields, options):  # e.g. options passed to jax.jit

@@ -62,7 +62,7 @@ def gru(params: GRUParams, xs, *, initial_state=None, mask=None, reverse=False, 
     ``unroll``, ``remat_chunk`` and ``backward`` behave as for
     [`attnrnn.gated_rnn`][attnrnn.gated.gated_rnn], the keywords of every recurrence of the
     library (``backward="fused"``: the time loop's weight-tapped reverse pass; the default
-    ``"autodiff"`` was the faster of the two for this cell where timed)."""
+    ``"autodiff"``: ``docs/performance.md`` compares the two)."""
     n, m = _check_params(params)
     T = _scan.check_sequence(xs, n)
     loop = _scan.check_loop(T, mask=mask, reverse=reverse, unroll=unroll,

@@ -109,7 +109,7 @@ def _check_params(params) -> tuple[int, int, int]:
 
 def lstm1997(params: LSTM1997Params, xs, *, initial_state=None, mask=None, reverse=False,
              unroll=1, remat_chunk=None, backward="autodiff", return_state=False,
-             truncated=False):
+             truncated=False, cell_input=None, cell_output=None):
     """Runs the 1997 LSTM over ``xs (T, n)``.
 
     Args:
@@ -125,6 +125,10 @@ def lstm1997(params: LSTM1997Params, xs, *, initial_state=None, mask=None, rever
       truncated: the paper's truncated gradient: no error flows back through the recurrent
         activations ``y[t-1]`` into the net inputs, only along the cell states (the constant
         error carousel). The forward pass is the same.
+      cell_input: the cell input squashing ``g`` (default the paper's ``4σ(z) - 2 ∈ [-2, 2]``),
+        a function of one array, applied elementwise.
+      cell_output: the cell output squashing ``h`` (default the paper's
+        ``2σ(s) - 1 ∈ [-1, 1]``).
 
     Returns:
       the cell outputs ``y^c (T, B·C)``; with ``return_state``, ``(y^c, (s, y))``.
@@ -135,6 +139,8 @@ def lstm1997(params: LSTM1997Params, xs, *, initial_state=None, mask=None, rever
                             remat_chunk=remat_chunk, backward=backward,
                             return_state=return_state)
     truncated = as_bool("truncated", truncated)
+    g, h = (_squashing(name, f, default) for name, f, default in (
+        ("cell_input", cell_input, _g), ("cell_output", cell_output, _h)))
     dtype, init = _scan.initial_state(
         initial_state, _scan.state_shapes((B * C,), (B * C + 2 * B,)),
         f"(s, y): {B * C} cell states and {B * C + 2 * B} unit outputs", *params, xs)
@@ -146,7 +152,7 @@ def lstm1997(params: LSTM1997Params, xs, *, initial_state=None, mask=None, rever
     recurrence = _scan.Recurrence(
         # The input part of every unit's net input, for all steps in one product.
         project_inputs=lambda inputs, xs: xs @ inputs[0].T + inputs[1][None, :],
-        read=read, update=partial(_update, B, C), skip_output=lambda carry: carry[1][: B * C])
+        read=read, update=partial(_update, B, C, g, h), skip_output=lambda carry: carry[1][: B * C])
     final, ys = _scan.run(recurrence, W[None, :, n:], (W[:, :n], b), init,
                           jnp.asarray(xs, dtype), **loop.run_options())
     return _scan.outputs(loop, ys, final)
@@ -169,12 +175,22 @@ def _h(s):
     return 2 * jax.nn.sigmoid(s) - 1
 
 
-def _update(B, C, carry, z, context, WP):
-    """One step given the recurrent part of the net inputs ``WP[0] = W_y y[t-1]``."""
+def _squashing(name, function, default):
+    if function is None:
+        return default
+    if not callable(function):
+        raise TypeError(f"{name} must be a function of one array (a squashing), got "
+                        f"{type(function).__name__}")
+    return function
+
+
+def _update(B, C, g, h, carry, z, context, WP):
+    """One step given the recurrent part of the net inputs ``WP[0] = W_y y[t-1]``, with the
+    squashings ``g`` (cell input) and ``h`` (cell output)."""
     s, _ = carry
     net = z + WP[0]
     y_in = jax.nn.sigmoid(net[B * C : B * C + B])
     y_out = jax.nn.sigmoid(net[B * C + B :])
-    s = s + jnp.repeat(y_in, C) * _g(net[: B * C])
-    y_c = jnp.repeat(y_out, C) * _h(s)
+    s = s + jnp.repeat(y_in, C) * g(net[: B * C])
+    y_c = jnp.repeat(y_out, C) * h(s)
     return (s, jnp.concatenate([y_c, y_in, y_out])), y_c

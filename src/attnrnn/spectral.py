@@ -2,10 +2,9 @@
 
 The bounds of [`attnrnn.AttentionOptions`][attnrnn.bounds.AttentionOptions] rescale a weight
 ``W`` to ``W / max(1, ν(W) / bound)``. That is a proof only if ``ν(W) ≥ ‖W‖₂``, so an estimate
-that can fall short (power iteration from a fixed start) is not used. An SVD is not used either:
-LAPACK's SVD, called inside the training loop's nested ``lax.scan``s, hung XLA's CPU runtime
-here (jax 0.10.2, a batch of two 32×32 matrices), and on accelerators it is slow; the bound
-below needs nothing but matrix products.
+that can fall short (power iteration from a fixed start) is not used. Nor is an SVD: it is a
+library call XLA cannot fuse into the training loop's nested ``lax.scan``s (and slow on
+accelerators), where the bound below needs nothing but matrix products.
 """
 
 from __future__ import annotations

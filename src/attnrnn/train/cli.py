@@ -8,82 +8,6 @@ import sys
 import warnings
 
 import jax
-import jax.numpy as jnp
-import numpy as np
-
-
-def _examples(args) -> int:
-    """Prints the homework's worked examples, computed by the library."""
-    import attnrnn as ar
-
-    jax.config.update("jax_enable_x64", True)
-    np.set_printoptions(precision=4, suppress=True)
-    print("1.1 Convolution")
-    print(
-        "  21x12 input, 4x5 kernel, stride 4 -> output",
-        ar.conv_output_shape((21, 12), (4, 5), stride=4),
-    )
-    key_x, key_w = jax.random.split(jax.random.PRNGKey(1))
-    x = jnp.round(jax.random.normal(key_x, (5, 7), jnp.float64), 1)
-    w = jnp.round(jax.random.normal(key_w, (1, 5, 3), jnp.float64), 1)
-    y = ar.conv(x, w, stride=2)
-    print("  x in R^5x7, W in R^1x5x3 (random, rounded to 0.1), stride 2")
-    print(f"  f_W(x) has shape {y.shape}: {np.asarray(y)}")
-    g = jnp.ones_like(y)
-    dw = ar.conv_weight_grad(x, g, 3, stride=2)
-    dx = ar.conv_input_grad(w, g, x.shape, stride=2)
-    _, vjp = jax.vjp(lambda x, w: ar.conv(x, w, stride=2), x, w)
-    auto_dx, auto_dw = vjp(g)
-    print(f"  with l = sum f_W(x): dl/dW has W's shape {dw.shape}:\n{np.asarray(dw[0])}")
-    print(f"  dl/dx has x's shape {dx.shape}:\n{np.asarray(dx)}")
-    error = max(float(jnp.abs(dw - auto_dw).max()), float(jnp.abs(dx - auto_dx).max()))
-    print(f"  closed forms (as convolutions) vs jax.vjp: max difference {error:.1e}")
-
-    _gated_example(ar)
-    _attention_example(ar)
-    return 0
-
-
-def _gated_example(ar):
-    print("\n1.2 Gated RNN (n = 4, m = 8, T = 12, random weights and inputs)")
-    key_p, key_x = jax.random.split(jax.random.PRNGKey(0))
-    params = ar.gated_rnn_init(key_p, 4, 8, dtype=jnp.float64)
-    xs = jax.random.normal(key_x, (12, 4), jnp.float64)
-    hs = ar.gated_rnn(params, xs)
-    h_prev = jnp.concatenate([jnp.zeros((1, 8)), hs[:-1]])
-    jacobians = jax.vmap(lambda h, x: ar.gated_rnn_jacobian(params, h, x))(h_prev, xs)
-    product = jnp.eye(8)
-    print("   t   |h[t]|   ||dh[t]/dh[t-1]||_2   ||dh[t]/dh[0]||_2")
-    for t in range(xs.shape[0]):
-        product = jacobians[t] @ product
-        print(
-            f"  {t + 1:2d}   {float(jnp.linalg.norm(hs[t])):6.3f}   "
-            f"{float(jnp.linalg.norm(jacobians[t], 2)):10.4f}   "
-            f"{float(jnp.linalg.norm(product, 2)):16.3e}"
-        )
-
-
-
-def _attention_example(ar):
-    print("\n1.3 AttentionRNN(2) (n = 3, m = 4, T = 5, random weights and inputs)")
-    key_p, key_x = jax.random.split(jax.random.PRNGKey(2))
-    params = ar.attention_rnn_init(key_p, 3, 4, k=2, dtype=jnp.float64)
-    xs = jax.random.normal(key_x, (5, 3), jnp.float64)
-    hs, a = ar.attention_rnn(params, xs, k=2, return_attention=True)
-    print("   t   a[t] = softargmax(w_0, w_1, w_2) in R^3   (input, h[t-1], h[t-2])")
-    for t in range(xs.shape[0]):
-        print(f"  {t + 1:2d}   {np.asarray(a[t])}   sum {float(a[t].sum()):.4f}")
-    history = hs[2::-1][:2]  # h[3], h[2]: the window at t = 4, most recent first
-    closed = ar.attention_rnn_jacobian(params, xs[3], history, k=2)
-
-    def step(h_prev):
-        window = jnp.stack([h_prev, history[1]])
-        state = ar.WindowState(window[0], window)
-        return ar.attention_rnn_step(params, state, xs[3], k=2)[1]
-
-    error = float(jnp.abs(closed - jax.jacfwd(step)(history[0])).max())
-    print(f"  dh[4]/dh[3] (closed form, 4x4):\n{np.asarray(closed)}")
-    print(f"  closed form vs jax.jacfwd of one step: max difference {error:.1e}")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -93,7 +17,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-_DEFAULT_OUT = "runs/latest"
+_RUNS = "runs"  # where a run without --out goes: a new folder each time
 
 
 def _yes_no(text):
@@ -149,12 +73,14 @@ def _add_train_options(parser):
 
 def _add_model_options(parser, defaults):
     from attnrnn.train.config import PROTOCOLS
+    from attnrnn.train.model_spec import MODEL_OPTIONS
 
+    options = "; ".join(f"{cell}: {text}" for cell, text in MODEL_OPTIONS.items())
     parser.add_argument("--model", default=None,
                         help="gated, lstm, gru, lstm1997, attention:K, attention:inf (the "
                         "recurrences) or conv (MNIST-1D's convolutional classifier) (default "
-                        f"{defaults.model}); attention is bounded unless 'attention:K,raw'; "
-                        "lstm1997 takes ',truncated' and ',logistic'")
+                        f"{defaults.model}); options after commas, e.g. attention:inf,raw "
+                        f"or gated,offset=0 — {options}; attention is bounded unless raw")
     parser.add_argument("--protocol", default=None, choices=PROTOCOLS,
                         help="default: the task's own. heldout (generated tasks): evaluate a "
                         "fixed held-out set every --eval-every steps; test (mnist1d, --data): "
@@ -188,7 +114,9 @@ def _add_training_options(parser, defaults):
     parser.add_argument("--clip", type=_clip, default=None,
                         help="global-norm gradient clip, or 'none' (" + _model_default("clip")
                         + ")")
-    parser.add_argument("--seed", type=int, default=None, help=f"default {defaults.seed}")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="the parameters' and the training data's seed (the held-out set "
+                        f"is the same for every seed) (default {defaults.seed})")
     parser.add_argument("--eval-every", type=int, default=None,
                         help="steps run on device in one chunk, with a held-out evaluation "
                         "after each (" + _model_default("eval_every") + ")")
@@ -248,10 +176,11 @@ def _changing_flags(args) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from attnrnn import __version__
+
     parser = _Parser(prog="attnrnn", description="attnrnn: train and study the models.")
+    parser.add_argument("--version", action="version", version=f"attnrnn {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    examples = commands.add_parser("examples", help="print the homework's worked examples")
-    examples.set_defaults(run=_examples)
 
     _add_train_command(commands)
     compare = commands.add_parser(
@@ -276,7 +205,8 @@ def _add_train_command(commands):
     _add_train_options(train)
     train.add_argument("--out", default=None,
                        help="run folder for metrics.jsonl, curves.png, summary.json, params/ "
-                       f"(default {_DEFAULT_OUT})")
+                       f"(default: a new folder {_RUNS}/<date>-<time>-<model>; needed with "
+                       "several processes)")
     train.add_argument("--checkpoint-every", type=int, default=None,
                        help="also checkpoint every N steps (rounded up to --eval-every)")
     train.add_argument("--resume", metavar="DIR", default=None,
@@ -305,12 +235,34 @@ def _add_train_command(commands):
     train.set_defaults(run=_train)
 
 
+def _new_run_folder(model) -> str:
+    """``runs/<date>-<time>-<model>``, with ``-2``, ``-3``, … if an earlier run has it."""
+    import re
+    import time
+    from pathlib import Path
+
+    from attnrnn.train.config import TrainConfig
+
+    base = f"{_RUNS}/{time.strftime('%Y%m%d-%H%M%S')}-" + re.sub(
+        r"[^A-Za-z0-9._=-]+", "-", model or TrainConfig.model)
+    folder, count = base, 1
+    while Path(folder).exists():
+        count += 1
+        folder = f"{base}-{count}"
+    return folder
+
+
 def _train(args) -> int:
     from attnrnn.train import distributed
 
-    out = args.resume if args.resume is not None else args.out or _DEFAULT_OUT
-    if args.distributed or any(v is not None for v in (args.coordinator, args.num_processes,
-                                                       args.process_id)):
+    several = args.distributed or any(v is not None for v in (
+        args.coordinator, args.num_processes, args.process_id))
+    if several and args.resume is None and args.out is None:
+        print("attnrnn train: error: --out is needed for a run over several processes (each "
+              "must name the same folder, on a filesystem every host sees)", file=sys.stderr)
+        return 2
+    out = args.resume if args.resume is not None else args.out or _new_run_folder(args.model)
+    if several:
         try:
             distributed.start(args.coordinator, args.num_processes, args.process_id,
                               on_lost=lambda message: distributed.exit_lost(message, out))

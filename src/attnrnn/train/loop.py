@@ -17,7 +17,7 @@ from attnrnn.train.evaluation import evaluate
 from attnrnn.train.protocol import make_protocol
 from attnrnn.train.sharding import data_parallel_mesh, replicate, shard_batch
 from attnrnn.train.step import (TrainState, consecutive_skips, init_train_state,
-                                make_optimizer, make_train_chunk, skipped_updates)
+                                make_train_chunk, skipped_updates)
 
 __all__ = ["RunOptions", "new_train_state", "fit", "fit_trials", "summarize"]
 
@@ -81,7 +81,7 @@ def _protocol(config, task, stop_when_solved=False):
 
 
 def new_train_state(config: TrainConfig, task=None, seed=None, protocol=None,
-                    model=None) -> TrainState:
+                    model=None, optimizer=None) -> TrainState:
     """The untrained state of a run: parameters from ``config.seed`` (or ``seed``, which may
     be traced, e.g. under ``jax.vmap``) for ``model`` (default the config's), fresh optimizer
     state, and what the run's protocol carries through the steps (the 1997 rule's state)."""
@@ -91,12 +91,12 @@ def new_train_state(config: TrainConfig, task=None, seed=None, protocol=None,
     protocol = protocol or _protocol(config, task)
     init_key, data_key = jax.random.split(jax.random.PRNGKey(seed))
     params = (model or config.build_model(task)).init(init_key)
-    optimizer = config.make_optimizer()
+    optimizer = optimizer or config.make_optimizer()
     return init_train_state(data_key, params, optimizer, protocol)
 
 
 def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, task=None, model=None,
-        options: RunOptions | None = None, **changes):
+        optimizer=None, options: RunOptions | None = None, **changes):
     """Trains per ``config``; returns ``(state, history, summary)``.
 
     One loop for every protocol ([`attnrnn.train.protocol`][attnrnn.train.protocol]): the
@@ -118,6 +118,8 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, task=None
       model: a [`Model`][attnrnn.train.models.Model] to train instead of the config's (any
         ``init``/``apply``/``loss`` triple, e.g. a Flax module's, in this loop); the
         config's training settings still apply.
+      optimizer: an optax transformation to train with instead of the config's
+        ``optimizer``/``lr``/``clip`` (e.g. chained with a projection after each update).
       options: a [`RunOptions`][attnrnn.train.loop.RunOptions] (progress bar, stopping when
         solved, devices, a wall-clock cap); its fields may also be given as keywords.
 
@@ -133,10 +135,10 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, task=None
     model = model or config.build_model(task)
     protocol = _protocol(config, task, options.stop_when_solved)
     mesh = data_parallel_mesh(options.devices, config.batch)
-    chunk = _chunks(config, config.make_optimizer(), task,
-                    model, mesh=mesh, protocol=protocol)
-    state = (new_train_state(config, task, protocol=protocol, model=model) if state is None
-             else state)
+    optimizer = optimizer or config.make_optimizer()
+    chunk = _chunks(config, optimizer, task, model, mesh=mesh, protocol=protocol)
+    state = (new_train_state(config, task, protocol=protocol, model=model, optimizer=optimizer)
+             if state is None else state)
     # A copy: XLA refuses to donate one buffer twice, and the caller's arrays stay alive.
     state = replicate(jax.tree.map(jnp.copy, state), mesh)
     # Whole on every device (of every process: a jitted program's inputs are global arrays).

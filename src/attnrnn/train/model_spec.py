@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from attnrnn.bounds import AttentionOptions
+from attnrnn.bounds import RAW, AttentionOptions
 
-__all__ = ["BOUNDED", "RAW", "GATE_OFFSET", "MODEL_OPTIONS", "ModelSpec", "parse_model"]
+__all__ = ["BOUNDED", "RAW", "GATE_OFFSET", "MODEL_OPTIONS", "ModelSpec", "cell_names",
+           "parse_model"]
 
 # The gated RNN's gate bias starts at 2 (σ(2) = 0.88): the state is kept from the first
 # update, so a distant symbol survives until training can use it (0 learns far slower).
@@ -25,9 +26,15 @@ GATE_OFFSET = 2.0
 # AttentionRNN's training default: the bounds of AttentionOptions that made it learn
 # (docs/results.md); `attention:K,raw` is the model of the equations, unbounded.
 BOUNDED = AttentionOptions(nonexpansive=True, score_bound=0.7, value_bound=2.0)
-RAW = AttentionOptions()
 
-CELL_NAMES = ("gated", "attention", "lstm", "gru", "lstm1997", "conv")
+
+
+def cell_names() -> tuple:
+    """Every cell a model string can name: the recurrences of ``models.CELLS`` (the one
+    registry; imported here when asked, as ``models`` imports this module) and ``conv``."""
+    from attnrnn.train.models import CELLS
+
+    return (*CELLS, "conv")
 
 # Every option a model string can carry, by cell, as --help and the errors show them.
 MODEL_OPTIONS = {
@@ -144,7 +151,7 @@ def parse_model(spec) -> ModelSpec:
     elif cell == "lstm1997" and not lags and set(extra) <= {"truncated", "logistic"} and (
             len(set(extra)) == len(extra)):
         return ModelSpec(cell, truncated="truncated" in extra, logistic="logistic" in extra)
-    elif cell in CELL_NAMES and not lags and not extra:
+    elif cell in cell_names() and not lags and not extra:
         return ModelSpec(cell)
     raise ValueError(
         "model must be 'gated', 'lstm', 'gru', 'lstm1997', 'conv', 'attention:K' (K an int "

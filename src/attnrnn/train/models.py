@@ -28,7 +28,7 @@ from attnrnn.gru import gru, gru_init
 from attnrnn.lstm import lstm, lstm_init
 from attnrnn.lstm1997 import lstm1997, lstm1997_init
 from attnrnn.train.losses import batch_loss
-from attnrnn.train.model_spec import BOUNDED, CELL_NAMES, GATE_OFFSET, ModelSpec, parse_model
+from attnrnn.train.model_spec import BOUNDED, GATE_OFFSET, ModelSpec, cell_names, parse_model
 
 __all__ = [
     "FunctionModel",
@@ -76,8 +76,8 @@ class Cell(NamedTuple):
     width: Callable
 
 
-# One entry per recurrence: adding a cell is adding an entry here (and its name to
-# model_spec.CELL_NAMES).
+# One entry per recurrence: adding a cell is adding an entry here (model strings, make_model
+# and the CLI read their names from it).
 CELLS = {
     "gated": Cell(_gated_init,
                   lambda p, xs, mask, reverse, spec: gated_rnn(p, _with_bias_input(xs),
@@ -312,11 +312,11 @@ def _states(model: Model, params, xs, mask):
 def _check_cell(cell):
     """A cell's name; a model string (the CLI's ``attention:inf``) is refused with the way to
     build it."""
-    if cell not in CELL_NAMES:
+    if cell not in cell_names():
         hint = (f" ({cell!r} is a model string, as the CLI's --model takes: "
                 f"model_for({cell!r}, task, hidden_size) builds it)"
                 if isinstance(cell, str) and ":" in cell else "")
-        raise ValueError(f"cell must be one of {list(CELL_NAMES)}, got {cell!r}{hint}")
+        raise ValueError(f"cell must be one of {list(cell_names())}, got {cell!r}{hint}")
 
 
 def _check_architecture(cell, layers, bidirectional, readout, position, length, per_step,

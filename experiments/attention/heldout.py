@@ -6,8 +6,8 @@ and worst sequences-to-solve (a run that never solves counts as unsolved), the f
 accuracies, the divergences (runs with any non-finite gradient skipped, or stopped for them)
 and the wall time. Appends raw runs to ``--jsonl`` and writes the table to ``--out``.
 
-    cd benchmarks && ../.venv/bin/python learning.py --preset results --out results-table.md
-    cd benchmarks && ../.venv/bin/python learning.py --models gated --levels hard --lrs 1e-2
+    .venv/bin/python experiments/attention/heldout.py --preset results --out results-table.md
+    .venv/bin/python experiments/attention/heldout.py --models gated --levels hard --lrs 1e-2
 """
 
 from __future__ import annotations
@@ -23,12 +23,13 @@ import optax
 
 from attnrnn import train as training
 from attnrnn.bounds import bounded_params
-from attnrnn.train import TrainConfig, fit, make_task, models
+from attnrnn.train import TrainConfig, fit, parse_model
 
 # docs/results.md: (model, level, lr (None: the model's default), budget in sequences), each
 # over seeds 0-4 (the gated RNN and the LSTMs are measured under the 1997 protocol instead,
-# by paper1997.py). A model ending in "+projection" is the raw model trained with its weights
-# projected onto the bounded set after every update (instead of reparametrised inside).
+# by experiments/paper1997). A model ending in "+projection" is the raw model trained with its
+# weights projected onto the bounded set after every update (instead of reparametrised
+# inside).
 RESULTS = [
     ("attention:inf", "moderate", None, 50_000),
     ("attention:inf", "hard", None, 50_000),
@@ -52,29 +53,16 @@ def project_after_update(project):
 
 
 def fit_projected(config, options):
-    """:func:`fit`'s loop (held-out evaluation every ``eval_every`` steps, stop when solved)
-    for the raw model with its cell's weights projected by ``bounded_params`` after every
-    update; returns fit's summary keys that ``run_one`` reads."""
-    task = make_task(config.task, level=config.level)
+    """``fit`` for the raw model with its cell's weights projected by ``bounded_params`` at
+    the start and after every update (held-out evaluation every ``eval_every`` steps, stop
+    when solved); returns fit's summary."""
     project = lambda p: p._replace(cell=bounded_params(p.cell, options))  # noqa: E731
-    optimizer = optax.chain(config.make_optimizer(),
-                            project_after_update(project))
-    fresh = training.new_train_state(config, task)
-    state = training.init_train_state(fresh.key, project(fresh.params), optimizer)
-    model = config.build_model(task)
-    chunk = training.make_train_chunk(optimizer, task, model,
-                                      batch_size=config.batch, steps_per_chunk=config.eval_every)
-    heldout = training.heldout_set(task, config.heldout)
-    solved, accuracy = None, None
-    while int(state.step) < config.steps and solved is None:
-        state, _ = chunk(state)
-        result = training.evaluate(state.params, heldout, model=model)
-        accuracy = float(result["accuracy"])
-        if training.solved(float(result["errors"]), config.heldout):
-            solved = int(state.step) * config.batch
-    return {"sequences_to_solve": solved, "heldout_accuracy": accuracy,
-            "skipped_updates": int(training.skipped_updates(state)), "stop_reason": "",
-            "sequences_seen": int(state.step) * config.batch}
+    model = config.build_model()
+    projected = training.FunctionModel(lambda key: project(model.init(key)), model.apply,
+                                       model.predict, model.loss, model.name)
+    optimizer = optax.chain(config.make_optimizer(), project_after_update(project))
+    return fit(config, model=projected, optimizer=optimizer, progress=False,
+               stop_when_solved=True)[2]
 
 
 def run_one(model, level, hidden, lr, seed, max_sequences, batch=32, optimizer="adam",
@@ -86,7 +74,7 @@ def run_one(model, level, hidden, lr, seed, max_sequences, batch=32, optimizer="
                          lr=lr, clip=clip, seed=seed).resolve()
     start = time.perf_counter()
     if scheme == "projection":
-        summary = fit_projected(config, models.parse_model(spec).options)
+        summary = fit_projected(config, parse_model(spec).options)
     else:
         _, _, summary = fit(config, progress=False, stop_when_solved=True)
     return {

@@ -1,5 +1,6 @@
 """Computation-graph diagrams of one step of the gated RNN and of AttentionRNN(2), drawn with
-matplotlib (no system packages needed). ``python -m attnrnn.train.diagrams DIR`` writes both PNGs.
+matplotlib (no system packages needed). ``python docs/diagrams.py docs`` writes both PNGs
+(docs/gated_rnn.png, docs/attention_rnn2.png), which the notebooks show.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Where the 1997 LSTM's adding-problem errors are (``--protocol 1997``): one trial per seed
 and output unit, then its weights on fresh sequences (``--fresh``, 100,000) by target band.
 
-    .venv/bin/python benchmarks/lstm1997_adding_tails.py --seeds 0 1 --budget 300000
-    .venv/bin/python benchmarks/lstm1997_adding_tails.py --models lstm1997 --length 500 \
+    .venv/bin/python experiments/lstm1997_adding/tails.py --seeds 0 1 --budget 300000
+    .venv/bin/python experiments/lstm1997_adding/tails.py --models lstm1997 --length 500 \
         --seeds 0 --budget 1000000 --max-seconds 420 --x64
 
 Per trial: the training error rate per 10,000 sequences (a sequence is wrong under ABS(0.04)),
@@ -13,24 +13,22 @@ mean signed error in each band. ``lstm1997,logistic`` is the paper's text (a log
 unit); ``lstm1997`` the library's default (linear). ``--length`` is the adding problem's T
 (default 100); ``--max-seconds`` caps a trial's training wall time (the curve then ends
 early); ``--x64`` trains in float64 (the library trains in float32); ``--lr`` replaces the
-paper's 0.5; ``--variant`` changes the network as ``lstm1997_adding_probe.py``'s variants
+paper's 0.5; ``--variant`` changes the network as ``probe.py``'s variants
 (``outbias``, ``nodrift``, ``g=1``, ``h=id``, ``scale=X``, ``ingate=A,B``).
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from attnrnn.train import TrainConfig, fit
-from attnrnn.train import config as train_config
+from attnrnn.train import TrainConfig, fit, model_for
 from attnrnn.train.protocol import stop_rule
-from lstm1997_adding_probe import VARIANTS, patched
+from probe import VARIANTS, variant_model
 
 BANDS = ((0.0, 0.1), (0.1, 0.9), (0.9, 1.0 + 1e-6))
 FRESH_KEY = 2**31 - 3  # neither the test set's, the held-out set's, nor a training seed's
@@ -38,16 +36,16 @@ RULE = stop_rule("adding")  # ABS(0.04) over windows of 2,000 sequences
 
 
 def trial(model, seed, budget, length=100, lr=0.5, max_seconds=None, fresh=100_000,
-          variant=None):
-    """One trial (run inside ``patched(variant)``: training and the fresh test alike)."""
+          variant=None, dtype=jnp.float32):
+    """One trial of ``model`` as ``variant``, its parameters in ``dtype``."""
     config = TrainConfig(model=model, protocol="1997", task="adding", length=length, seed=seed,
-                         steps=budget, lr=lr)
-    state, history, summary = fit(config, progress=False, max_seconds=max_seconds)
+                         steps=budget, lr=lr).resolve()
+    task = config.make_task()
+    built = variant_model(model_for(config.model, task, config.hidden, dtype=dtype), variant)
+    state, history, summary = fit(config, model=built, progress=False, max_seconds=max_seconds)
     wrong = np.array([1.0 - r["accuracy"] for r in history if "accuracy" in r])
     trailing = np.convolve(wrong, np.ones(RULE.window), "valid")
     learnt = np.flatnonzero(trailing <= RULE.window // 100)  # at most 1% wrong
-    task = config.make_task()
-    built = config.build_model(task)
     xs, targets, mask = task.sample(jax.random.PRNGKey(FRESH_KEY), fresh)
     predict = jax.jit(jax.vmap(lambda x, m: built.predict(built.apply(state.params, x, m))))
     outputs = np.concatenate([predict(xs[i:i + 10_000], mask[i:i + 10_000])
@@ -89,16 +87,12 @@ def main():
     args = parser.parse_args()
     if args.x64:
         jax.config.update("jax_enable_x64", True)
-        # TrainConfig.build_model builds float32 parameters; the probe wants float64 ones.
-        train_config.model_for = functools.partial(train_config.model_for, dtype=jnp.float64)
-    # One patch around every trial: ``patched`` clears the compile caches on entry and exit,
-    # so patching per trial would compile each trial afresh.
-    with patched(args.variant):
-        for model in args.models:
-            for seed in args.seeds:
-                result = trial(model, seed, args.budget, args.length, args.lr,
-                               args.max_seconds, args.fresh, args.variant)
-                print(json.dumps(result), flush=True)
+    for model in args.models:
+        for seed in args.seeds:
+            result = trial(model, seed, args.budget, args.length, args.lr, args.max_seconds,
+                           args.fresh, args.variant,
+                           jnp.float64 if args.x64 else jnp.float32)
+            print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

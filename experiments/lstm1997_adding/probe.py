@@ -6,8 +6,8 @@ paper's text: a logistic output unit) is slower than the paper at T = 100 (5 tri
 is the one that reproduces the paper there); then what sets the length of ``lstm1997``'s
 plateau at T = 500 and 1000 (the second command).
 
-    .venv/bin/python benchmarks/lstm1997_adding_probe.py outbias lr=0.1 lr=1 lr=2 lr=4 g=1 h=id
-    .venv/bin/python benchmarks/lstm1997_adding_probe.py --model lstm1997 --length 500 \
+    .venv/bin/python experiments/lstm1997_adding/probe.py outbias lr=0.1 lr=1 lr=2 lr=4 g=1 h=id
+    .venv/bin/python experiments/lstm1997_adding/probe.py --model lstm1997 --length 500 \
         --budget 1000000 --seeds 0:10 scale=0.5
 
 ``--model``, ``--length``, ``--budget`` and ``--seeds`` choose the row (the defaults are the
@@ -22,26 +22,23 @@ rate (the paper's is 0.5); the squashing ranges: ``g=1`` the cell input squashed
 of ``2σ(s) - 1``; ``scale=X``: every weight and bias of the memory cells and gates, but the
 input-gate biases, ``U[-X, X]`` instead of ``U[-0.1, 0.1]`` (the output unit's unchanged);
 ``ingate=A,B``: the input-gate biases ``A, B`` instead of the adding problem's -3, -6 (the
-paper: "the precise values hardly matter"). ``benchmarks/lstm1997_adding_tails.py --variant``
+paper: "the precise values hardly matter"). ``experiments/lstm1997_adding/tails.py --variant``
 takes the same names but ``lr=X`` (it has ``--lr``).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 
 import jax
 
-import attnrnn.lstm1997 as paper_lstm
-from attnrnn.train import TrainConfig, fit_trials
-from attnrnn.train import models
+from attnrnn.lstm1997 import lstm1997, lstm1997_init
+from attnrnn.train import FunctionModel, TrainConfig, batch_loss, fit_trials
 
-
-# The squashing variants, in place of attnrnn.lstm1997's ``_g`` (cell input) and ``_h``
-# (cell output) for the duration of one probe.
-SQUASHING = {"g=1": ("_g", lambda z: 2 * jax.nn.sigmoid(z) - 1), "h=id": ("_h", lambda s: s)}
+# The squashing variants: lstm1997's ``cell_input`` (g) or ``cell_output`` (h) argument.
+SQUASHING = {"g=1": ("cell_input", lambda z: 2 * jax.nn.sigmoid(z) - 1),
+             "h=id": ("cell_output", lambda s: s)}
 
 
 def _outbias(params, inputs):
@@ -55,7 +52,7 @@ def _nodrift(params, inputs):
 def _scaled(scale):
     # Every weight and bias U[-scale, scale] instead of U[-0.1, 0.1]; the input-gate biases
     # stay the paper's. The paper's draw rescaled, not ``lstm1997_init(scale=...)``: the same
-    # draw up to float32 rounding, but the recorded runs (docs/lstm1997-init-scale.jsonl) were
+    # draw up to float32 rounding, but the recorded runs (init-scale.jsonl) were
     # made this way, and online SGD at 0.5 amplifies rounding.
     def rewrite(params, inputs):
         return params._replace(**{name: leaf * (scale / 0.1) for name, leaf in
@@ -90,38 +87,38 @@ def _init_variant(variant):
         raise ValueError(f"variant {variant!r}: expected {name}= and numbers") from None
 
 
-@contextlib.contextmanager
-def patched(variant):
-    """``lstm1997`` as ``variant`` (one of ``VARIANTS``, or None: as it is) while the block
-    runs: its squashing or its initialisation replaced."""
+def variant_model(model, variant):
+    """The 1997 network ``model`` (a [`Model`] of ``lstm1997``) as ``variant`` (one of
+    ``VARIANTS``, or None: as it is): a ``FunctionModel`` with its squashing or its
+    initialisation replaced, built from the public functions."""
     init_variant = _init_variant(variant)
     if variant is not None and variant not in SQUASHING and init_variant is None:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-    # A patched step or init must not meet code compiled for another variant: ``make_model``
-    # is cached by its arguments and ``evaluate`` is jitted with the model static.
-    models.make_model.cache_clear()
-    jax.clear_caches()
-    original_init = models.lstm1997_init
-    squashing = SQUASHING.get(variant)
-    if squashing:
-        name, function = squashing
-        original_squashing = getattr(paper_lstm, name)
-        setattr(paper_lstm, name, function)
-    if init_variant is not None:
-        overrides, rewrite = init_variant
+    if variant is None:
+        return model
+    squashing = dict([SQUASHING[variant]]) if variant in SQUASHING else {}
+    overrides, rewrite = init_variant or ({}, None)
+    regression = model.regression
 
-        def init(key, n, **kwargs):
-            params = original_init(key, n, **{**kwargs, **overrides})
-            return params if rewrite is None else rewrite(params, n)
-        models.lstm1997_init = init
-    try:
-        yield
-    finally:
-        models.lstm1997_init = original_init
-        if squashing:
-            setattr(paper_lstm, name, original_squashing)
-        models.make_model.cache_clear()
-        jax.clear_caches()
+    def init(key):
+        params = model.init(key)
+        if init_variant is None:
+            return params
+        # the cell's draw as make_model makes it (the first of its three keys), varied
+        cell = lstm1997_init(jax.random.split(key, 3)[0], model.input_size, dtype=model.dtype,
+                             **{"input_gate_bias": (-3.0, -6.0) if regression else (-2.0, -4.0),
+                                **overrides})
+        return params._replace(cell=cell if rewrite is None else rewrite(cell, model.input_size))
+
+    def apply(params, xs, mask=None):  # the model's readout of the last valid state
+        hs = lstm1997(params.cell, xs, mask=mask, truncated=model.spec.truncated, **squashing)
+        return params.readout.W @ hs[-1] + params.readout.b
+
+    def loss(params, xs, labels, mask=None, tolerance=None):
+        return batch_loss(apply, model.predict, params, xs, labels, mask, tolerance,
+                          squared_error=True, regression=regression)
+
+    return FunctionModel(init, apply, model.predict, loss, f"{model.name} ({variant})")
 
 
 def probe(variant, budget=300_000, model="lstm1997,logistic", length=100, seeds=range(5),
@@ -129,10 +126,10 @@ def probe(variant, budget=300_000, model="lstm1997,logistic", length=100, seeds=
     """``model`` as ``variant`` on the adding problem at ``length``: the trials ``seeds``
     side by side under ``--protocol 1997``."""
     lr = float(variant.split("=")[1]) if variant.startswith("lr=") else 0.5
-    with patched(None if variant.startswith("lr=") else variant):
-        config = TrainConfig(model=model, protocol="1997", task="adding", length=length, lr=lr,
-                             steps=budget)
-        runs = fit_trials(config, seeds, max_seconds=max_seconds)
+    config = TrainConfig(model=model, protocol="1997", task="adding", length=length, lr=lr,
+                         steps=budget)
+    built = variant_model(config.build_model(), None if variant.startswith("lr=") else variant)
+    runs = fit_trials(config, seeds, max_seconds=max_seconds, model=built)
     return {"model": model, "length": length, "variant": variant, "lr": lr, "budget": budget,
             "seeds": list(seeds),
             "stops": [r["sequences_to_stop"] for r in runs],

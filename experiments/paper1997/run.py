@@ -5,7 +5,7 @@ seed ``i``. Reports, per row, trials stopped (ST3), mean / min / max sequences-t
 the trials that stopped, mean test errors of 2,560 fresh sequences, and wall time. The
 paper's own mean (Hochreiter & Schmidhuber 1997, §5.4 and §5.6) is printed beside.
 
-    .venv/bin/python benchmarks/paper1997.py --rows 6a --jsonl runs.jsonl --out table.md
+    .venv/bin/python experiments/paper1997/run.py --rows 6a --jsonl runs.jsonl --out table.md
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ nonexpansive-only model (``attention:inf,raw,nonexp``) and the bounded default
 (``attention:inf``), temporal order *moderate*, seed 0. Writes ``docs/attention_diagnostics.png``
 and prints the figures it plots.
 
-    .venv/bin/python benchmarks/attention_diagnostics.py
+    .venv/bin/python experiments/attention/diagnostics.py
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 
 from attnrnn import attention_rnn
 from attnrnn import train as training
-from attnrnn.train import make_task, models
+from attnrnn.train import make_task, parse_model
 
 MODELS = ("attention:inf,raw,nonexp", "attention:inf")
 
@@ -44,7 +44,7 @@ def trace(model, steps, every=20, seed=0):
     config = training.TrainConfig(level="moderate", model=model, steps=steps, seed=seed,
                                   eval_every=every, heldout=256).resolve()
     task = make_task("temporal-order", level="moderate")
-    spec = models.parse_model(model)
+    spec = parse_model(model)
     probe = training.heldout_set(task, 256)
     # The probe goes in as arguments: as closed-over constants XLA spends seconds folding them.
     measure = jax.jit(lambda p, xs, mask: input_weights(p, spec, xs, mask))
@@ -63,7 +63,7 @@ def trace(model, steps, every=20, seed=0):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--out", default=str(Path(__file__).parents[1] / "docs" /
+    parser.add_argument("--out", default=str(Path(__file__).parents[2] / "docs" /
                                              "attention_diagnostics.png"))
     args = parser.parse_args()
     import matplotlib

@@ -1,7 +1,7 @@
 """AttentionRNN(k): which carry is faster — the last k states (the library's), or each past
 state's per-lag scores and values computed once when the state is made?
 
-    python benchmarks/attention_k_carry.py
+    python experiments/attention/k_carry.py
 
 Both do the same arithmetic per step (k projections of k(2d+m) rows); the window does them
 as k batched matrix-vector products on k different states, the cache as one stacked product
@@ -10,12 +10,17 @@ on the new state but carries k x k scores and k x k x m values.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 from jax import lax
 
 import attnrnn as ar
-from common import fmt_ms, machine, markdown_table, median_seconds
+
+sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))  # the benchmarks' timing
+from common import fmt_ms, machine, markdown_table, median_seconds  # noqa: E402
 
 
 def cached_attention_k(params, xs, k):
