@@ -194,10 +194,11 @@ def test_exactly_the_steps_asked_for(tmp_path, capsys):
 def test_resume_takes_only_a_new_budget(tmp_path, capsys):
     """--resume continues the run as configured: flags that would change it are refused in
     one line; --steps extends it; a finished run with nothing left to do is left as it was.
-    AttentionRNN(0) (zero-size history weights) saves and resumes like any model."""
+    AttentionRNN(0) (zero-size history weights) saves and resumes like any model; a run
+    recorded by an older version (no clipping written as null) resumes unclipped."""
     out = tmp_path / "run"
-    assert cli.main(["train", *EASY, "--model", "attention:0", "--steps", "20",
-                     "--out", str(out)]) == 0
+    assert cli.main(["train", *EASY, "--model", "attention:0", "--steps", "20", "--clip",
+                     "none", "--out", str(out)]) == 0
     capsys.readouterr()
     finished = (out / "summary.json").read_bytes()
     assert cli.main(["train", "--resume", str(out), "--no-progress"]) == 0
@@ -211,14 +212,19 @@ def test_resume_takes_only_a_new_budget(tmp_path, capsys):
     assert "steps must be a positive int, got 0" in capsys.readouterr().err
     assert cli.main(["train", "--resume", str(out), "--steps", "10", "--no-progress"]) == 2
     assert "--steps 10 is fewer than the 20 steps the run has made" in capsys.readouterr().err
+    record = json.loads((out / "config.json").read_text())
+    assert record["config"]["clip"] == "none"
+    record["config"]["clip"] = None
+    (out / "config.json").write_text(json.dumps(record))
     assert cli.main(["train", "--resume", str(out), "--steps", "30", "--no-progress"]) == 0
     assert [r["step"] for r in run.read_metrics(out)] == list(range(31))
     assert json.loads((out / "summary.json").read_text())["steps"] == 30
     assert json.loads((out / "config.json").read_text())["config"]["steps"] == 30
+    assert json.loads((out / "summary.json").read_text())["config"]["clip"] == "none"
     # ... and equals a run of 30 steps made at once.
     once = tmp_path / "once"
-    assert cli.main(["train", *EASY, "--model", "attention:0", "--steps", "30",
-                     "--out", str(once)]) == 0
+    assert cli.main(["train", *EASY, "--model", "attention:0", "--steps", "30", "--clip",
+                     "none", "--out", str(once)]) == 0
     assert [{k: v for k, v in r.items()} for r in run.read_metrics(once)] == run.read_metrics(out)
 
 

@@ -61,6 +61,9 @@ PROBES = {
                                                                  "position": True}),
     "attention:inf,norm, 2 layers of 12, position": ("attention:inf,norm",
                                                      {**_TWO_OF_12, "position": True}),
+    # Why the GRU row and the Flax row differ: our GRU started from the very weights Flax's
+    # network starts from (the implementation alone; the rows' initialisations differ).
+    "gru (paper's size), Flax's initial weights": ("gru-flax-init", PAPER_SIZE),
 }
 TASKS = ("mnist1d", "mnist1d,shuffle")
 
@@ -110,19 +113,60 @@ def flax_gru_model(task, hidden):
     return FunctionModel(init, apply, predict, loss, f"flax-gru,bi,readout=all (hidden {hidden})")
 
 
+def gru_from_flax_weights(task, hidden):
+    """``attnrnn.gru`` at the paper's size, bidirectional, read out over every state, started
+    from the weights Flax's network (``flax_gru_model``) draws for the same key: its GRUCells'
+    kernels and input biases (Flax's cell has no hidden-side biases: ours are held at 0) and its
+    readout: Flax's network exactly, computed by ours (``model.apply``, ``model.loss``)."""
+    import jax.numpy as jnp
+
+    from attnrnn.gru import GRUParams
+    from attnrnn.train import FunctionModel, model_for
+    from attnrnn.train.models import Readout, SequenceModelParams
+
+    peer = flax_gru_model(task, hidden)
+    ours = model_for("gru", task, hidden, bidirectional=True, readout="all")
+
+    def cell(flax_cell):
+        i, h = flax_cell["dense_i"], flax_cell["dense_h"]
+        return GRUParams(i["kernel"][...].T, h["kernel"][...].T, i["bias"][...],
+                         jnp.zeros(3 * hidden, i["bias"][...].dtype))
+
+    def init(key):
+        flax = peer.init(key)
+        rnn = flax["rnn"]
+        return SequenceModelParams(
+            ((cell(rnn["forward_rnn"]["cell"]), cell(rnn["backward_rnn"]["cell"])),),
+            Readout(flax["readout"]["kernel"][...].T, flax["readout"]["bias"][...]))
+
+    def without_hidden_biases(params):  # Flax's cell has none: ours stay at 0 (no gradient)
+        return params._replace(cell=tuple(tuple(p._replace(b_h=jnp.zeros_like(p.b_h))
+                                                for p in layer) for layer in params.cell))
+
+    def apply(params, xs, mask=None):
+        return ours.apply(without_hidden_biases(params), xs, mask)
+
+    def loss(params, xs, labels, mask=None, tolerance=None):
+        return ours.loss(without_hidden_biases(params), xs, labels, mask, tolerance)
+
+    return FunctionModel(init, apply, ours.predict, loss, f"{ours.name} (Flax's initial weights)")
+
+
 def run_one(job):
     """One run: ``(row, task, seed)`` -> its record."""
     row, task_name, seed = job
     from attnrnn import train
 
     model_name, overrides = {**ROWS, **PROBES}[row]
-    peer = model_name == "flax-gru"
+    peer = model_name in ("flax-gru", "gru-flax-init")
     config = train.TrainConfig(task=task_name, model="gru" if peer else model_name, seed=seed,
                                **overrides).resolve()
     task = config.make_task()
     model = None  # the config's: the model's MNIST-1D default
-    if peer:
+    if model_name == "flax-gru":
         model = flax_gru_model(task, config.hidden)
+    elif model_name == "gru-flax-init":
+        model = gru_from_flax_weights(task, config.hidden)
     elif overrides:  # exactly the model named, without the default's options (norm)
         model = train.model_for(model_name, task, config.hidden, layers=config.layers,
                                 bidirectional=config.bidirectional, readout=config.readout,

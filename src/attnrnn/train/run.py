@@ -43,7 +43,7 @@ import numpy as np
 
 from attnrnn.train.checkpoints import (CheckpointError, Checkpoints, CheckpointWarning,
                                        NoCheckpointError, save_params)
-from attnrnn.train.config import TrainConfig
+from attnrnn.train.config import NO_CLIP, TrainConfig
 from attnrnn.train.data import DataError
 from attnrnn.train.loop import RunOptions, fit, new_train_state, run_options
 from attnrnn.train.plots import plot_curves
@@ -263,6 +263,8 @@ def _saved_config(out: Path, steps, task):
         fields = dict(saved["config"])
         if saved.get("given_task") is not None:  # its name is no task TrainConfig can build
             fields["task"] = TrainConfig.task
+        if "clip" in fields and fields["clip"] is None:  # an older record of no clipping
+            fields["clip"] = NO_CLIP
         config = TrainConfig(**fields)
     except DataError as error:  # the run's --data file is gone or has changed
         raise RunError(f"--resume {out}: {error}") from None
