@@ -136,6 +136,15 @@ def array_task(train, test, *, name="arrays", classes=None, shuffle=True, where=
 
 def file_sha256(path) -> str:
     """The SHA-256 of a file's bytes (hex): what a run records of its ``--data`` file."""
+    path = Path(path).absolute()
+    stat = path.stat()
+    return _file_sha256(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _file_sha256(path, _mtime, _size) -> str:
+    """Cached by the file's path, modification time and size (a config and its task ask for
+    it several times)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
