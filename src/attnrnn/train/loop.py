@@ -260,10 +260,10 @@ def fit_trials(config: TrainConfig, seeds, *, progress=False, max_seconds=None, 
     model = model or config.build_model(task)
     protocol = _protocol(config, task)
     seeds = [int(s) for s in seeds]
-    chunk = _chunks(config, config.make_optimizer(), task,
-                    model, protocol=protocol, trials=True)
-    state = jax.jit(jax.vmap(lambda seed: new_train_state(config, task, seed, protocol,
-                                                          model)))(jnp.asarray(seeds))
+    optimizer = config.make_optimizer()
+    chunk = _chunks(config, optimizer, task, model, protocol=protocol, trials=True)
+    state = jax.jit(jax.vmap(lambda seed: new_train_state(config, task, seed, protocol, model,
+                                                          optimizer)))(jnp.asarray(seeds))
     start = time.perf_counter()
     bar = _progress_bar(progress, total=config.steps,
                         desc=f"{len(seeds)} x {model.name} on {config.task}")

@@ -142,6 +142,12 @@ class Model:
     dtype: Any = jnp.dtype(jnp.float32)
 
     @property
+    def single_cell(self) -> bool:
+        """One forward layer: ``SequenceModelParams.cell`` is that cell's own parameters (else a
+        tuple of layers, each a tuple of its directions')."""
+        return self.layers == 1 and not self.bidirectional
+
+    @property
     def name(self) -> str:
         return ",".join([str(self.spec), *["bi"] * self.bidirectional,
                          *[f"layers={self.layers}"] * (self.layers > 1),
@@ -276,7 +282,7 @@ def _recurrent_init(model: Model, key) -> SequenceModelParams:
     directions = 2 if model.bidirectional else 1
     n = model.input_size + model.position
     k_cell, k_out, k_bias = jax.random.split(key, 3)
-    if model.layers == 1 and directions == 1:
+    if model.single_cell:
         cell_params = top = recurrence.init(k_cell, n, m, spec, model.regression, model.dtype)
     else:
         keys = jax.random.split(k_cell, model.layers * directions).reshape(
@@ -296,12 +302,11 @@ def _states(model: Model, params, xs, mask):
     layers (``tanh`` between them; each bidirectional layer forward and reversed,
     concatenated)."""
     recurrence = CELLS[model.spec.cell]
-    plain = model.layers == 1 and not model.bidirectional
     hs = xs
     if model.position:
         steps = jnp.linspace(-1, 1, xs.shape[0], dtype=xs.dtype)
         hs = jnp.concatenate([xs, steps[:, None]], axis=-1)
-    for i, layer in enumerate(((params.cell,),) if plain else params.cell):
+    for i, layer in enumerate(((params.cell,),) if model.single_cell else params.cell):
         inputs = hs if i == 0 else jnp.tanh(hs)
         runs = [recurrence.run(p, inputs, mask, d == 1, model.spec) for d, p in enumerate(layer)]
         hs = runs[0] if len(runs) == 1 else jnp.concatenate(runs, axis=-1)
