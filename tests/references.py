@@ -48,12 +48,15 @@ def gated_rnn(params, xs, h0=None, mask=None, reverse=False):
     return out
 
 
-def attention_rnn(params, xs, k, mask=None, scale=1.0, cap=None, norm=False):
+def attention_rnn(params, xs, k, mask=None, scale=1.0, cap=None, norm=False, heads=1,
+                  recency=None):
     """AttentionRNN(k) (k zero states before the start) and AttentionRNN(∞) (quadratic: every
     past state kept), a plain loop, with the stabilisers as their docstring states (score
-    ``scale``, soft ``cap``, ``norm``-alised past states). Returns ``hs`` and the
-    lag-indexed attention ``a``; a masked step carries ``h``, adds nothing to the history and
-    has a zero row."""
+    ``scale``, soft ``cap``, ``norm``-alised past states) and ``heads`` (head g: the g-th
+    slices of queries, keys and values, its own softmax) with ``recency`` (head g's score of
+    the i-th most recent state lowered by recency[g]·i). Returns ``hs`` and the lag-indexed
+    attention ``a`` (with a last axis of heads when heads > 1); a masked step carries ``h``,
+    adds nothing to the history and has a zero row."""
     def score(q, kk):
         w = scale * (q @ kk)
         return cap * np.tanh(w / cap) if cap else w
@@ -63,26 +66,33 @@ def attention_rnn(params, xs, k, mask=None, scale=1.0, cap=None, norm=False):
 
     Q_x, K_x, V_x, Q_h, K_h, V_h = (np.asarray(w, np.float64) for w in params)
     xs = np.asarray(xs, np.float64)
-    T, m = xs.shape[0], V_x.shape[0]
+    T, m, d = xs.shape[0], V_x.shape[0], Q_x.shape[0]
+    rates = [0.0] * heads if recency is None else list(recency)
+    qk, dv = d // heads, m // heads
     history = [np.zeros(m) for _ in range(k)] if k is not None else []  # most recent first
     h = np.zeros(m)
     hs = np.zeros((T, m))
-    a_all = np.zeros((T, T if k is None else k + 1))
+    a_all = np.zeros((T, T if k is None else k + 1, heads))
     for t in range(T):
         if mask is not None and not mask[t]:
             hs[t] = h
             continue
         x = xs[t]
-        scores, values = [score(Q_x @ x, K_x @ x)], [V_x @ x]
+        terms = [(Q_x @ x, K_x @ x, V_x @ x)]
         for i, state in enumerate(history):
             j = 0 if k is None else i
-            scores.append(score(Q_h[j] @ past(state), K_h[j] @ past(state)))
-            values.append(V_h[j] @ past(state))
-        a = softmax(np.array(scores))
-        h = a @ np.array(values)
+            terms.append((Q_h[j] @ past(state), K_h[j] @ past(state), V_h[j] @ past(state)))
+        h = np.zeros(m)
+        for g in range(heads):
+            qs, vs = slice(g * qk, (g + 1) * qk), slice(g * dv, (g + 1) * dv)
+            scores = np.array([score(q[qs], kk[qs]) - rates[g] * lag
+                               for lag, (q, kk, _) in enumerate(terms)])
+            a = softmax(scores)
+            for lag, (_, _, v) in enumerate(terms):
+                h[vs] += a[lag] * v[vs]
+            a_all[t, : len(a), g] = a
         history = [h] + history
         if k is not None:
             history = history[:k]
         hs[t] = h
-        a_all[t, : len(a)] = a
-    return hs, a_all
+    return hs, (a_all[..., 0] if heads == 1 else a_all)

@@ -454,3 +454,230 @@ def test_bad_initial_state():
     with pytest.raises(ValueError, match="initial_state.history"):
         ar.attention_rnn(params, xs, k=2, initial_state=ar.WindowState(jnp.zeros(4),
                                                                        jnp.zeros((3, 4))))
+
+
+# Heads and recency (AttentionOptions.heads / .recency): the weights over the past know when
+# each state was made, exactly and in O(m) per step.
+
+HEADED = {
+    "one head, no recency": ar.AttentionOptions(heads=1, recency=(0.0,)),
+    "one head, recency": ar.AttentionOptions(recency=(0.7,)),
+    "two heads": ar.AttentionOptions(heads=2),
+    "two heads, recency": ar.AttentionOptions(heads=2, recency=(0.0, 1.5)),
+    "four heads, bounded": ar.AttentionOptions(nonexpansive=True, score_bound=0.7,
+                                               value_bound=2.0, heads=4,
+                                               recency=(0.0, 0.25, 1.0, 3.0)),
+    "two heads, stabilised": ar.AttentionOptions(score_scale=0.5, score_cap=2.0,
+                                                 normalize_states=True, heads=2,
+                                                 recency=(0.3, 0.0)),
+}
+
+
+def make_headed(k, seed=0, T=11):
+    return make(k, seed=seed, n=3, m=8, d=4, T=T)
+
+
+def reference_with(params, xs, k, options, mask=None):
+    """The float64 loop on the weights as the bounds apply them (they are tested apart)."""
+    effective = ar.bounded_params(params, options)
+    return references.attention_rnn(
+        effective, xs, k, mask, scale=options.score_scale, cap=options.score_cap,
+        norm=options.normalize_states, heads=options.heads, recency=options.recency)
+
+
+@pytest.mark.parametrize("k", [2, None])
+@pytest.mark.parametrize("name", list(HEADED))
+@pytest.mark.parametrize("mask", ["none", "holes"])
+def test_heads_and_recency_match_the_quadratic_reference(k, name, mask):
+    """Every past state in every head, the decay included, in the states and the weights."""
+    options = HEADED[name]
+    params, xs = make_headed(k, seed=3)
+    m = None if MASKS[mask] is None else jnp.asarray(MASKS[mask])
+    hs, a = ar.attention_rnn(params, xs, k=k, options=options, mask=m, return_attention=True)
+    ref_hs, ref_a = reference_with(params, xs, k, options, MASKS[mask])
+    np.testing.assert_allclose(hs, ref_hs, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(a, ref_a, rtol=1e-10, atol=1e-12)
+    heads = options.heads
+    assert a.shape == (11, 11 if k is None else k + 1) + ((heads,) if heads > 1 else ())
+    valid = np.ones(11, bool) if MASKS[mask] is None else MASKS[mask]
+    sums = np.asarray(a.sum(1)).reshape(11, -1)
+    np.testing.assert_allclose(sums, np.repeat(valid[:, None], sums.shape[1], 1), rtol=1e-12)
+
+
+@pytest.mark.parametrize("k", [2, None])
+def test_one_head_without_recency_is_the_homework_model(k):
+    params, xs = make(k, seed=1)
+    plain = ar.attention_rnn(params, xs, k=k, return_attention=True)
+    neutral = ar.attention_rnn(params, xs, k=k, return_attention=True,
+                               options=ar.AttentionOptions(heads=1, recency=(0.0,)))
+    assert_tree_allclose(neutral, plain, rtol=0, atol=0)
+
+
+def test_recency_lowers_the_weight_of_old_states_by_its_rate():
+    """Head g's weight of the state made i steps ago, against the newest, is exp(-λ_g i)
+    times what the scores alone give: here every past score is equal (Q_h = 0)."""
+    params, xs = make_headed(None, seed=2)
+    params = params._replace(Q_h=jnp.zeros_like(params.Q_h))
+    options = ar.AttentionOptions(heads=2, recency=(0.0, 1.0))
+    _, a = ar.attention_rnn(params, xs, k=None, options=options, return_attention=True)
+    last = np.asarray(a[-1])  # (T, heads): the lag-i weights at the last step
+    np.testing.assert_allclose(last[2:, 0], last[1, 0], rtol=1e-12)  # no recency: equal
+    np.testing.assert_allclose(last[2:, 1] / last[1, 1], np.exp(-np.arange(1, 10)),
+                               rtol=1e-10)
+
+
+@pytest.mark.parametrize("k", [2, None])
+@pytest.mark.parametrize("name", ["two heads, recency", "four heads, bounded"])
+def test_heads_two_chunks_reverse_and_initial_state(k, name):
+    """Two chunks through the returned state equal one call (the carry holds the aged sums);
+    reverse equals the flipped run with outputs in place; the carry's size does not grow
+    with T."""
+    options = HEADED[name]
+    params, xs = make_headed(k, seed=4, T=12)
+    mask = jnp.asarray(np.array([1, 0, 1, 1, 1, 0, 1, 1, 0, 1, 1, 1], bool))
+    hs, final = ar.attention_rnn(params, xs, k=k, options=options, mask=mask, return_state=True)
+    first, state = ar.attention_rnn(params, xs[:5], k=k, options=options, mask=mask[:5],
+                                    return_state=True)
+    second, final2 = ar.attention_rnn(params, xs[5:], k=k, options=options, mask=mask[5:],
+                                      initial_state=state, return_state=True)
+    np.testing.assert_allclose(jnp.concatenate([first, second]), hs, rtol=1e-12, atol=1e-14)
+    assert_tree_allclose(final2, final, rtol=1e-12, atol=1e-14)
+    backwards = ar.attention_rnn(params, xs, k=k, options=options, mask=mask, reverse=True)
+    flipped = ar.attention_rnn(params, xs[::-1], k=k, options=options, mask=mask[::-1])
+    np.testing.assert_allclose(backwards, flipped[::-1], rtol=1e-12)
+    if k is None:
+        long = ar.attention_rnn(params, jnp.tile(xs, (9, 1)), k=k, options=options,
+                                return_state=True)[1]
+        assert [leaf.shape for leaf in long] == [(8,), (options.heads,), (options.heads,), (8,)]
+        assert [leaf.shape for leaf in long] == [leaf.shape for leaf in final]
+
+
+@pytest.mark.parametrize("k", [2, None])
+def test_heads_step_loop_jit_vmap_grad(k):
+    options = HEADED["two heads, recency"]
+    params, xs = make_headed(k, seed=6, T=8)
+    hs = ar.attention_rnn(params, xs, k=k, options=options)
+    state = ar.attention_rnn_initial_state(params, k=k, options=options)
+    step = jax.jit(lambda s, x: ar.attention_rnn_step(params, s, x, k=k, options=options))
+    for t in range(8):
+        state, h = step(state, xs[t])
+        np.testing.assert_allclose(h, hs[t], rtol=1e-12, atol=1e-14)
+    batch = jnp.stack([xs, -xs])
+    run = jax.jit(jax.vmap(lambda x: ar.attention_rnn(params, x, k=k, options=options)))
+    np.testing.assert_allclose(run(batch)[1], ar.attention_rnn(params, -xs, k=k,
+                                                               options=options), rtol=1e-12)
+
+    def loss(p, x):
+        return jnp.sum(jnp.sin(ar.attention_rnn(p, x, k=k, options=options)))
+
+    g = jax.jit(jax.grad(loss, (0, 1)))(params, xs)
+    assert isinstance(g[0], ar.AttentionRNNParams)
+    check_grads(loss, (params, xs), order=1, modes=("rev",))
+
+
+@pytest.mark.parametrize("k,name", [(None, "two heads, recency"), (None, "four heads, bounded"),
+                                    (2, "two heads, recency"), (None, "two heads, stabilised")])
+def test_heads_fused_and_chunked_backward_equal_autodiff(k, name):
+    options = HEADED[name]
+    params, xs = make_headed(k, seed=5, T=11)
+    mask = jnp.asarray(MASKS["holes"])
+    probe = jax.random.normal(jax.random.PRNGKey(9), (11, 8), jnp.float64)
+
+    def loss(backward, remat, p, x):
+        hs, a = ar.attention_rnn(p, x, k=k, mask=mask, options=options, return_attention=True,
+                                 backward=backward, remat_chunk=remat)
+        return jnp.sum(jnp.sin(hs) * probe) + jnp.sum(a**2)
+
+    expected = jax.grad(partial(loss, "autodiff", None), (0, 1))(params, xs)
+    for backward, remat in (("fused", None), ("fused", 4), ("autodiff", "sqrt")):
+        got = jax.grad(partial(loss, backward, remat), (0, 1))(params, xs)
+        assert_tree_allclose(got, expected, rtol=1e-10, atol=1e-13)
+
+
+def headed_step(params, x, history, k, options):
+    """h[t] from x[t] and the history, written in JAX from the equations, head by head (for
+    jacfwd); the weights are used as given (pass them bounded)."""
+    H = options.heads
+    rates = jnp.zeros(H) if options.recency is None else jnp.asarray(options.recency)
+
+    def score(q, kk):
+        w = options.score_scale * jnp.sum((q * kk).reshape(H, -1), axis=-1)
+        return w if options.score_cap is None else options.score_cap * jnp.tanh(
+            w / options.score_cap)
+
+    def past(h):
+        return h / jnp.sqrt(jnp.mean(h**2) + 1e-6) if options.normalize_states else h
+
+    scores = [score(params.Q_x @ x, params.K_x @ x)]
+    values = [params.V_x @ x]
+    for i in range(history.shape[0]):
+        j = 0 if k is None else i
+        p = past(history[i])
+        scores.append(score(params.Q_h[j] @ p, params.K_h[j] @ p) - rates * (i + 1))
+        values.append(params.V_h[j] @ p)
+    a = jax.nn.softmax(jnp.stack(scores), axis=0)  # (lags + 1, H)
+    v = jnp.stack(values).reshape(len(values), H, -1)
+    return jnp.einsum("lg,lgj->gj", a, v).reshape(-1)
+
+
+@pytest.mark.parametrize("k,lags", [(2, 2), (None, 5)])
+@pytest.mark.parametrize("name", list(HEADED))
+def test_jacobian_with_options_equals_jacfwd(k, lags, name):
+    options = HEADED[name]
+    params, xs = make_headed(k, seed=8)
+    history = jax.random.normal(jax.random.PRNGKey(3), (lags, 8), jnp.float64)
+    effective = ar.bounded_params(params, options)
+    for lag in range(1, lags + 1):
+        closed = ar.attention_rnn_jacobian(params, xs[0], history, k=k, lag=lag,
+                                           options=options)
+        auto = jax.jacfwd(lambda h: headed_step(
+            effective, xs[0], history.at[lag - 1].set(h), k, options))(history[lag - 1])
+        np.testing.assert_allclose(closed, auto, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("k", [2, None])
+def test_bounds_hold_with_heads_and_recency_for_adversarial_weights(k):
+    """Spectral norms 5–20, four heads with recency: every head's part of every state stays
+    within max_s ‖V_x' x[s]‖ (so ‖h[t]‖ ≤ √H of it), every past score |w| ≤ b² ‖h‖², and
+    outputs and gradients are finite."""
+    options = ar.AttentionOptions(nonexpansive=True, score_bound=1.0, value_bound=2.0,
+                                  heads=4, recency=(0.0, 0.1, 1.0, 4.0))
+    run = jax.jit(lambda p, x: ar.attention_rnn(p, x, k=k, options=options))
+    grad = jax.jit(jax.grad(lambda p, x: jnp.sum(ar.attention_rnn(p, x, k=k, options=options)
+                                                 ** 2), (0, 1)))
+    for seed, norm in ((0, 5.0), (1, 12.0), (2, 20.0)):
+        params, xs = adversarial(k, seed, norm, T=200, m=8, d=4)
+        hs = np.asarray(run(params, xs))
+        effective = ar.bounded_params(params, options)
+        for V in np.asarray(effective.V_h):  # each head's rows: spectral norm <= 1/2
+            for rows in V.reshape(4, 2, 8):
+                assert np.linalg.norm(rows, 2) <= 0.5 * (1 + 1e-9)
+        radius = np.linalg.norm(np.asarray(xs) @ np.asarray(effective.V_x).T, axis=1).max()
+        per_head = np.linalg.norm(hs.reshape(-1, 4, 2), axis=-1)
+        assert per_head.max() <= radius * (1 + 1e-12)
+        assert np.linalg.norm(hs, axis=1).max() <= 2 * radius * (1 + 1e-12)
+        for Q, K in zip(np.asarray(effective.Q_h), np.asarray(effective.K_h)):
+            scores = np.einsum("tgi,tgi->tg", (hs @ Q.T).reshape(-1, 4, 1),
+                               (hs @ K.T).reshape(-1, 4, 1))
+            assert np.abs(scores).max() <= np.linalg.norm(hs, axis=1).max() ** 2 * (1 + 1e-12)
+        assert all(bool(jnp.isfinite(g).all()) for g in jax.tree.leaves(grad(params, xs)))
+
+
+def test_bad_heads_and_recency():
+    params, xs = make_headed(None)
+    for options, error, match in [
+        (ar.AttentionOptions(heads=3), ValueError, r"options.heads=3 must divide the state "
+                                                   r"size m=8 and the query/key size d=4"),
+        (ar.AttentionOptions(heads=0), ValueError, "options.heads must be an int >= 1"),
+        (ar.AttentionOptions(heads=2.0), TypeError, "options.heads must be a Python int"),
+        (ar.AttentionOptions(heads=2, recency=(1.0,)), ValueError,
+         r"options.recency must be None or a tuple of 2 numbers >= 0"),
+        (ar.AttentionOptions(recency=(-1.0,)), ValueError, "options.recency"),
+        (ar.AttentionOptions(recency=[1.0]), ValueError, "options.recency"),
+        (ar.AttentionOptions(recency=(float("inf"),)), ValueError, "options.recency"),
+    ]:
+        with pytest.raises(error, match=match):
+            ar.attention_rnn(params, xs, k=None, options=options)
+    with pytest.raises(ValueError, match=r"initial_state.max must have shape \(2,\)"):
+        ar.attention_rnn(params, xs, k=None, options=ar.AttentionOptions(heads=2),
+                         initial_state=ar.attention_rnn_initial_state(params, k=None))

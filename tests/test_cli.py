@@ -228,6 +228,27 @@ def test_resume_takes_only_a_new_budget(tmp_path, capsys):
     assert [{k: v for k, v in r.items()} for r in run.read_metrics(once)] == run.read_metrics(out)
 
 
+def test_a_run_recorded_as_bare_attention_inf_resumes_bounded(tmp_path, capsys):
+    """Before heads and recency became AttentionRNN(∞)'s default, a run of `attention:inf`
+    recorded its model as `attention:inf` (the bounded model): it resumes as that model, equal
+    to a run made at once; a run made now records its recipe in full."""
+    out, once = tmp_path / "run", tmp_path / "once"
+    flags = [*EASY, "--model", "attention:inf,qk=0.7", "--steps"]
+    assert cli.main(["train", *flags, "10", "--out", str(out)]) == 0
+    record = json.loads((out / "config.json").read_text())
+    assert record["config"]["model"] == "attention:inf,raw,nonexp,qk=0.7,v=2"
+    record["config"]["model"] = "attention:inf"
+    (out / "config.json").write_text(json.dumps(record))
+    assert cli.main(["train", "--resume", str(out), "--steps", "20", "--no-progress"]) == 0
+    assert cli.main(["train", *flags, "20", "--out", str(once)]) == 0
+    assert run.read_metrics(once) == run.read_metrics(out)
+    capsys.readouterr()
+    assert cli.main(["train", *EASY, "--model", "attention:inf", "--steps", "2", "--out",
+                     str(tmp_path / "new")]) == 0
+    recorded = json.loads((tmp_path / "new" / "config.json").read_text())["config"]["model"]
+    assert recorded == "attention:inf,raw,nonexp,v=2,cap=5,heads=4,recency=0/0.5/1/2,bias"
+
+
 def test_out_of_memory_is_one_line(tmp_path, capsys):
     """An allocation XLA refuses (2,560 held-out sequences of 100,000 steps) is one line that
     says what to change, and the folder is left for --resume."""

@@ -25,9 +25,17 @@ def test_parse_model():
                 "lstm1997:2", "lstm,logistic"]:
         with pytest.raises(ValueError, match="model must be"):
             model_spec.parse_model(bad)
-    for bad in ["attention:2,offset=1", "attention:inf,scale=x", "attention:2,cap"]:
+    for bad in ["attention:2,offset=1", "attention:inf,scale=x", "attention:2,cap",
+                "attention:inf,heads=0", "attention:inf,heads=x", "attention:inf,recency=-1",
+                "attention:inf,recency=1/x", "attention:inf,recency=inf"]:
         with pytest.raises(ValueError, match="model option .* is not one of"):
             model_spec.parse_model(bad)
+    headed = model_spec.parse_model("attention:inf,heads=4,recency=0/0.5/1/2")
+    assert (headed.options.heads, headed.options.recency) == (4, (0.0, 0.5, 1.0, 2.0))
+    assert str(headed) == "attention:inf,heads=4,recency=0/0.5/1/2"
+    with pytest.raises(ValueError, match="recency in .* has 2 rates for 4 heads: give one rate "
+                                         "per head"):
+        model_spec.parse_model("attention:inf,heads=4,recency=0/1")
 
 
 
@@ -45,9 +53,12 @@ def specs(draw):
             normalize_states=draw(st.booleans()), nonexpansive=draw(st.booleans()),
             score_bound=draw(st.one_of(st.none(), numbers)),
             value_bound=draw(st.one_of(st.none(), numbers)))
+        heads = draw(st.integers(1, 8))
+        options = options._replace(heads=heads, recency=draw(st.one_of(
+            st.none(), st.tuples(*[st.one_of(st.just(0.0), numbers)] * heads))))
         options = draw(st.sampled_from([options, model_spec.BOUNDED, model_spec.RAW]))
         return model_spec.ModelSpec(cell, draw(st.one_of(st.none(), st.integers(0, 64))),
-                                    options)
+                                    options, bias=draw(st.booleans()))
     if cell == "gated":
         return model_spec.ModelSpec(cell, gate_offset=draw(st.floats(-1e3, 1e3)))
     if cell == "lstm1997":

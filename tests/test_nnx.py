@@ -48,6 +48,13 @@ def test_modules_equal_the_pure_functions():
     attention = MODULES["attention:inf"]()
     assert_tree_allclose(attention(xs, reverse=True), jax.vmap(lambda x: ar.attention_rnn(
         attention.params, x, k=None, reverse=True, options=attention.options))(xs), rtol=1e-6)
+    headed = AttentionRNN(3, 8, k=None, rngs=nnx.Rngs(0), options=ar.AttentionOptions(
+        nonexpansive=True, heads=4, recency=(0.0, 0.5, 1.0, 2.0)))
+    hs, a, final = headed(xs, mask=mask, return_attention=True, return_state=True)
+    assert a.shape == (2, 5, 5, 4) and final.max.shape == (2, 4)
+    assert_tree_allclose((hs, a, final), jax.vmap(lambda x, m: ar.attention_rnn(
+        headed.params, x, k=None, mask=m, options=headed.options, return_attention=True,
+        return_state=True))(xs, mask), rtol=1e-6)
     conv = MODULES["conv"]()
     x = jax.random.normal(jax.random.PRNGKey(2), (2, 3, 9))
     w, b = conv.params

@@ -1,3 +1,4 @@
+import numpy as np
 """The README's code runs as written (its examples are part of the API contract)."""
 
 import re
@@ -34,7 +35,8 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch, capsys):
         assert cli.main([*shlex.split(command)[1:], "--no-progress"]) == 0
         assert "on mine.npz: test accuracy" in capsys.readouterr().out
 
-    assert namespace["a"].shape == (100, 100)
+    assert namespace["a"].shape == (100, 100, 4)  # the last block's: four heads' weights
+    np.testing.assert_allclose(namespace["a"].sum(1), 1, rtol=1e-5)
 
 
 def test_readme_opens_with_the_two_commands():

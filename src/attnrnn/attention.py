@@ -21,6 +21,23 @@ values (the online softmax): O(m) state and O(m·d + m²) work per step, exact.
 
 Scores are the homework's unscaled ``q^T k``. Input size ``n``, state size ``m`` and
 query/key size ``d`` may all differ.
+
+Heads and recency ([`AttentionOptions`][attnrnn.bounds.AttentionOptions]'s ``heads`` and
+``recency``) let the weights over the past tell when a state was made. With ``H`` heads, head
+``g`` owns the ``g``-th part of the query, key and value (``q_{i,g}``, ``k_{i,g}``,
+``v_{i,g}``), and with recency ``λ_g`` its score of the term of lag ``i`` is lowered by
+``λ_g i``:
+
+$$
+w_{i,g} = q_{i,g}^\top k_{i,g} - \lambda_g\, i, \qquad
+a_g[t] = \operatorname{softargmax}(w_{0,g}, \dots, w_{k,g}), \qquad
+h[t]_g = \sum_i a_{i,g}[t]\, v_{i,g}.
+$$
+
+For AttentionRNN(∞) every past score only drops by ``λ_g`` from one step to the next, so the
+online softmax stays exact: its running maximum is lowered by ``λ_g`` at each step, and the
+carry holds one maximum and one denominator per head (``H + 2m`` floats and ``h``).
+One head without recency is the homework's model.
 """
 
 from __future__ import annotations
@@ -34,7 +51,7 @@ from jax import lax
 
 from attnrnn import _scan
 from attnrnn._checks import as_bool, as_int, check_floating, check_rank, check_shape, initialiser
-from attnrnn.bounds import RAW, AttentionOptions, _bounded, _check_options
+from attnrnn.bounds import RAW, AttentionOptions, _bounded, _check_options, check_heads
 
 __all__ = [
     "AttentionRNNParams",
@@ -67,13 +84,33 @@ class AttentionRNNParams(NamedTuple):
 
 
 def _score(q, k, options: AttentionOptions):
-    """``w = q^T k`` over the last axis, then the optional scale and soft cap."""
-    w = jnp.sum(q * k, axis=-1)
+    """``w = q^T k`` over the last axis, per head (``(..., H)``; one head: ``(...)``), then the
+    optional scale and soft cap."""
+    H = options.heads
+    qk = q * k
+    w = jnp.sum(qk if H == 1 else qk.reshape(*qk.shape[:-1], H, qk.shape[-1] // H), axis=-1)
     if options.score_scale != 1.0:
         w = w * options.score_scale
     if options.score_cap is not None:
         w = options.score_cap * jnp.tanh(w / options.score_cap)
     return w
+
+
+def _per_head(weights, values, H, op=jnp.multiply):
+    """``op(weights_g, values_g)`` head by head: per-head scalars ``weights`` (``(...)`` for one
+    head, ``(..., H)``) with the matching parts of ``values (..., m)``."""
+    if H == 1:
+        return op(values, weights[..., None])
+    parts = values.reshape(*values.shape[:-1], H, values.shape[-1] // H)
+    return op(parts, weights[..., None]).reshape(values.shape)
+
+
+def _recency(options: AttentionOptions, dtype):
+    """``λ`` per head (``()`` for one head, ``(H,)``), or None where every head has none."""
+    if options.recency is None or not any(options.recency):
+        return None
+    rates = jnp.asarray(options.recency, dtype)
+    return rates[0] if options.heads == 1 else rates
 
 
 def _past(states, options: AttentionOptions):
@@ -93,10 +130,12 @@ class WindowState(NamedTuple):
 
 class OnlineSoftmaxState(NamedTuple):
     """AttentionRNN(∞)'s carry over the past states ``h[1..t-1]`` (each with score
-    ``w_s = (Q h[s])^T (K h[s])``):
+    ``w_s = (Q h[s])^T (K h[s])``, less ``λ`` per step of its age with recency):
 
     ``h`` the last state; ``max = max_s w_s`` (``-inf`` before any state);
     ``denominator = Σ_s exp(w_s - max)``; ``numerator = Σ_s exp(w_s - max) V h[s]``.
+    With ``H`` heads ``max`` and ``denominator`` are ``(H,)`` (one per head: ``()`` for one)
+    and head ``g``'s part of ``numerator`` is its sum.
     """
 
     h: jax.Array
@@ -206,17 +245,23 @@ def _split_qkv(qkv, m):
     return qkv[..., :d], qkv[..., d : 2 * d], qkv[..., 2 * d :]
 
 
-def _lag_scores_values(qkv, m, options=RAW):
+def _lag_scores_values(qkv, m, options: AttentionOptions = RAW):
     """Scores ``w_i = (Q_i h_i)^T (K_i h_i)`` and values ``V_i h_i`` of ``L`` lags, given
     ``qkv = [Q_i; K_i; V_i] h_i (L, 2d + m)`` (the stacked lag weights times the states)."""
     q, k, v = _split_qkv(qkv, m)
     return _score(q, k, options), v
 
 
-def _attend(w0, v0, w, v):
-    """``a = softargmax(w_0, w_1..w_L)`` and ``h = Σ_i a_i v_i`` over the input and L lags."""
-    a = jax.nn.softmax(jnp.concatenate([w0[None], w]))
-    return a, a @ jnp.concatenate([v0[None], v])
+def _attend(w0, v0, w, v, options: AttentionOptions = RAW):
+    """``a = softargmax(w_0, w_1 - λ, .., w_L - λL)`` and ``h = Σ_i a_i v_i`` over the input
+    and L lags, head by head."""
+    scores = jnp.concatenate([w0[None], w])
+    rates = _recency(options, scores.dtype)
+    if rates is not None:
+        lags = jnp.arange(scores.shape[0], dtype=scores.dtype)
+        scores = scores - (lags[:, None] * rates[None, :] if rates.ndim else lags * rates)
+    a = jax.nn.softmax(scores, axis=0)
+    return a, jnp.sum(_per_head(a, jnp.concatenate([v0[None], v]), options.heads), axis=0)
 
 
 def _window_recurrence(options):
@@ -224,28 +269,38 @@ def _window_recurrence(options):
     window; the lag weights multiply the window's states. Outputs ``(h[t], a[t])``."""
 
     def update(state: WindowState, lag0, context, qkv):
-        a, h = _attend(*lag0, *_lag_scores_values(qkv, state.h.shape[-1], options))
+        a, h = _attend(*lag0, *_lag_scores_values(qkv, state.h.shape[-1], options), options)
         history = jnp.concatenate([h[None], state.history])[: state.history.shape[0]]
         return WindowState(h, history), (h, a)
 
     def skip_output(state):
-        return state.h, jnp.zeros((state.history.shape[0] + 1,), state.h.dtype)
+        return state.h, jnp.zeros((state.history.shape[0] + 1, *_heads_shape(options)),
+                                  state.h.dtype)
 
     return _scan.Recurrence(partial(_lag0, options=options),
                             read=lambda state, lag0: (_past(state.history, options), None),
                             update=update, skip_output=skip_output)
 
 
-def _online_mix(state: OnlineSoftmaxState, w0, v0):
+def _aged_max(state: OnlineSoftmaxState, options):
+    """The running maximum one step older: every past score drops by ``λ`` per step."""
+    rates = _recency(options, state.max.dtype)
+    return state.max if rates is None else state.max - rates
+
+
+def _online_mix(state: OnlineSoftmaxState, w0, v0, options):
     """``h[t]`` of AttentionRNN(∞) by the online softmax: the input term joins the running
-    sums of the past. Returns ``(h, top, normaliser)``. The maxima only shift exponents that
-    cancel between numerator and denominator, so they are held constant for
-    differentiation (exact, and no ``-inf`` in any gradient)."""
-    top = lax.stop_gradient(jnp.maximum(state.max, w0))
-    past = jnp.exp(state.max - top)
+    sums of the past (aged one step), head by head. Returns ``(h, top, normaliser)``. The
+    maxima only shift exponents that cancel between numerator and denominator, so they are
+    held constant for differentiation (exact, and no ``-inf`` in any gradient)."""
+    H = options.heads
+    past_max = _aged_max(state, options)
+    top = lax.stop_gradient(jnp.maximum(past_max, w0))
+    past = jnp.exp(past_max - top)
     now = jnp.exp(w0 - top)
     normaliser = now + past * state.denominator
-    return (now * v0 + past * state.numerator) / normaliser, top, normaliser
+    mixed = _per_head(now, v0, H) + _per_head(past, state.numerator, H)
+    return _per_head(normaliser, mixed, H, jnp.divide), top, normaliser
 
 
 def _online_recurrence(options):
@@ -254,23 +309,27 @@ def _online_recurrence(options):
     multiplies ``h[t]``. Outputs ``(h[t], (a_0, w(h[t]), log Z))``, from which the
     attention row can be rebuilt."""
 
+    H = options.heads
+
     def read(state, lag0):
-        h, top, normaliser = _online_mix(state, *lag0)
+        h, top, normaliser = _online_mix(state, *lag0, options)
         return _past(h[None], options), (h, top, normaliser)
 
     def update(state: OnlineSoftmaxState, lag0, context, qkv):
         w0, _ = lag0
         h, top, normaliser = context
         w_h, v = (a[0] for a in _lag_scores_values(qkv, h.shape[-1], options))
-        new_max = lax.stop_gradient(jnp.maximum(state.max, w_h))
-        decay, weight = jnp.exp(state.max - new_max), jnp.exp(w_h - new_max)
-        new_state = OnlineSoftmaxState(h, new_max, state.denominator * decay + weight,
-                                       state.numerator * decay + weight * v)
+        past_max = _aged_max(state, options)
+        new_max = lax.stop_gradient(jnp.maximum(past_max, w_h))
+        decay, weight = jnp.exp(past_max - new_max), jnp.exp(w_h - new_max)
+        new_state = OnlineSoftmaxState(
+            h, new_max, state.denominator * decay + weight,
+            _per_head(decay, state.numerator, H) + _per_head(weight, v, H))
         row = (jnp.exp(w0 - top) / normaliser, w_h, top + jnp.log(normaliser))
         return new_state, (h, row)
 
     def skip_output(state):
-        zero = jnp.zeros((), state.h.dtype)
+        zero = jnp.zeros(_heads_shape(options), state.h.dtype)
         return state.h, (zero, zero, zero)
 
     return _scan.Recurrence(partial(_lag0, options=options), read=read, update=update,
@@ -281,29 +340,43 @@ def _recurrence(k, options):
     return _online_recurrence(options) if k is None else _window_recurrence(options)
 
 
-def _initial_state(k, m, dtype):
+def _heads_shape(options: AttentionOptions) -> tuple:
+    """The shape of one per-head scalar: ``()`` for one head, ``(H,)``."""
+    return () if options.heads == 1 else (options.heads,)
+
+
+def _initial_state(k, m, dtype, options: AttentionOptions = RAW):
     if k is None:
+        per_head = _heads_shape(options)
         return OnlineSoftmaxState(
-            jnp.zeros((m,), dtype), jnp.array(-jnp.inf, dtype), jnp.zeros((), dtype),
-            jnp.zeros((m,), dtype),
+            jnp.zeros((m,), dtype), jnp.full(per_head, -jnp.inf, dtype),
+            jnp.zeros(per_head, dtype), jnp.zeros((m,), dtype),
         )
     return WindowState(jnp.zeros((m,), dtype), jnp.zeros((k, m), dtype))
 
 
-def attention_rnn_initial_state(params: AttentionRNNParams, *, k):
+def _checked_options(options, m, d) -> AttentionOptions:
+    options = _check_options(options)
+    check_heads(options, m, d)
+    return options
+
+
+def attention_rnn_initial_state(params: AttentionRNNParams, *, k, options=None):
     """The carry before step 1: every past state zero (finite k) or no past at all (∞).
 
     Args:
       params: [`AttentionRNNParams`][attnrnn.attention.AttentionRNNParams].
       k: an int >= 0, or None for AttentionRNN(∞).
+      options: [`AttentionOptions`][attnrnn.bounds.AttentionOptions]; its ``heads`` sizes
+        AttentionRNN(∞)'s per-head maxima and denominators.
 
     Returns:
       [`WindowState`][attnrnn.attention.WindowState] for finite ``k``,
       [`OnlineSoftmaxState`][attnrnn.attention.OnlineSoftmaxState] for ``k=None``.
     """
     k = _check_k(k)
-    _, m, _ = _check_params(params, k)
-    return _initial_state(k, m, jnp.result_type(*params))
+    _, m, d = _check_params(params, k)
+    return _initial_state(k, m, jnp.result_type(*params), _checked_options(options, m, d))
 
 
 def attention_rnn_step(params: AttentionRNNParams, state, x, *, k, options=None):
@@ -323,12 +396,12 @@ def attention_rnn_step(params: AttentionRNNParams, state, x, *, k, options=None)
       ``(state, h[t])``.
     """
     k = _check_k(k)
-    options = _check_options(options)
-    n, m, _ = _check_params(params, k)
+    n, m, d = _check_params(params, k)
+    options = _checked_options(options, m, d)
     check_rank("x", x, 1, "(n,)")
     check_shape("x", x, (n,), "(n,), the input_size of params")
     check_floating("x", x)
-    _check_state("state", state, k, m)
+    _check_state("state", state, k, m, options)
     p, dtype = _cast(params, x, *state)
     state = type(state)(*(jnp.asarray(s, dtype) for s in state))
     p = _bounded(p, options)
@@ -340,9 +413,10 @@ def attention_rnn_step(params: AttentionRNNParams, state, x, *, k, options=None)
     return state, state.h
 
 
-def _check_state(name, state, k, m):
-    """``state`` must be the carry type of this ``k`` with the shapes of state size ``m``."""
-    expected = _initial_state(k, m, jnp.float32)
+def _check_state(name, state, k, m, options):
+    """``state`` must be the carry type of this ``k`` with the shapes of state size ``m`` (and
+    of ``options.heads``)."""
+    expected = _initial_state(k, m, jnp.float32, options)
     if type(state) is not type(expected):
         raise TypeError(
             f"{name} must be a {type(expected).__name__} for k={k!r}, got "
@@ -353,16 +427,23 @@ def _check_state(name, state, k, m):
         check_floating(f"{name}.{field}", got)
 
 
-def _infinite_attention(a0, w_state, log_normaliser, valid, reverse=False):
-    """The ``(T, T)`` weights of AttentionRNN(∞) from per-step scalars, by lag.
+def _infinite_attention(a0, w_state, log_normaliser, valid, reverse=False, rate=None):
+    """The ``(T, T)`` weights of AttentionRNN(∞) from per-step scalars, by lag (per head:
+    ``(T, T, H)`` from ``(T, H)`` scalars and ``rate (H,)``).
 
     The state made at valid step ``u`` sits at lag ``#valid(u, t]`` from step ``t``, and its
-    weight there is ``exp(w(h[u]) - log Z[t])``; with ``reverse`` the steps count from the
-    end (the order they were processed in), and rows stay at their original positions.
+    weight there is ``exp(w(h[u]) - λ·lag - log Z[t])``; with ``reverse`` the steps count from
+    the end (the order they were processed in), and rows stay at their original positions.
     """
+    if a0.ndim == 2:  # one head at a time
+        def one_head(a0, w_state, log_normaliser, rate):
+            return _infinite_attention(a0, w_state, log_normaliser, valid, reverse, rate)
+
+        return jax.vmap(one_head, in_axes=(1, 1, 1, None if rate is None else 0),
+                        out_axes=2)(a0, w_state, log_normaliser, rate)
     if reverse:
         flipped = (a0[::-1], w_state[::-1], log_normaliser[::-1], valid[::-1])
-        return _infinite_attention(*flipped)[::-1]
+        return _infinite_attention(*flipped, rate=rate)[::-1]
     T = a0.shape[0]
     if T == 0:  # no steps: no weights (there is no lag-0 column to fill)
         return jnp.zeros((0, 0), a0.dtype)
@@ -370,7 +451,8 @@ def _infinite_attention(a0, w_state, log_normaliser, valid, reverse=False):
     steps = jnp.arange(T)
     seen = valid[:, None] & valid[None, :] & (steps[None, :] < steps[:, None])
     lag = jnp.where(seen, position[:, None] - position[None, :], 0)
-    weight = jnp.exp(jnp.where(seen, w_state[None, :] - log_normaliser[:, None], -jnp.inf))
+    aged = w_state[None, :] if rate is None else w_state[None, :] - rate * lag
+    weight = jnp.exp(jnp.where(seen, aged - log_normaliser[:, None], -jnp.inf))
     a = jnp.zeros((T, T), a0.dtype).at[steps[:, None], lag].add(weight)
     return a.at[:, 0].set(a0)
 
@@ -413,8 +495,8 @@ def attention_rnn(
         the carried state and the attention row is all zeros.
       reverse: process the sequence from its end; outputs (and attention rows) stay at
         their original positions.
-      options: [`AttentionOptions`][attnrnn.bounds.AttentionOptions] (stabilisers and the
-        nonexpansive/score bounds); None is the homework's model.
+      options: [`AttentionOptions`][attnrnn.bounds.AttentionOptions] (stabilisers, the
+        nonexpansive/score bounds, heads and recency); None is the homework's model.
       return_attention: also return the attention weights.
       return_state: also return the final carry.
       unroll: lax.scan unroll factor.
@@ -431,20 +513,22 @@ def attention_rnn(
       by lag: row ``t-1`` holds ``a[t]``, column 0 the input term and column ``i`` the
       ``i``-th most recent state of the history (``h[t-i]`` when nothing is masked). ``a``
       is ``(T, k+1)`` for finite k and ``(T, T)`` for ``k=None``, with zeros beyond the
-      history (for ∞ the lags count only the states made in this call).
+      history (for ∞ the lags count only the states made in this call); with
+      ``options.heads = H > 1`` it has a last axis of heads, ``(T, k+1, H)`` or
+      ``(T, T, H)``. With recency the weights are the ones the model used (the decay in them).
     """
     k = _check_k(k)
-    options = _check_options(options)
-    n, m, _ = _check_params(params, k)
+    n, m, d = _check_params(params, k)
+    options = _checked_options(options, m, d)
     T = _scan.check_sequence(xs, n)
     loop = _scan.check_loop(T, mask=mask, reverse=reverse, unroll=unroll,
                             remat_chunk=remat_chunk, backward=backward,
                             return_state=return_state)
     return_attention = as_bool("return_attention", return_attention)
     if initial_state is not None:
-        _check_state("initial_state", initial_state, k, m)
+        _check_state("initial_state", initial_state, k, m, options)
     p, dtype = _cast(params, xs, *(initial_state or ()))
-    init = _initial_state(k, m, dtype) if initial_state is None else type(initial_state)(
+    init = _initial_state(k, m, dtype, options) if initial_state is None else type(initial_state)(
         *(jnp.asarray(s, dtype) for s in initial_state))
     xs = jnp.asarray(xs, dtype)
     p = _bounded(p, options)
@@ -452,13 +536,14 @@ def attention_rnn(
                                   **loop.run_options())
     if k is None and return_attention:
         rows = _infinite_attention(
-            *rows, jnp.ones((T,), bool) if loop.mask is None else loop.mask, loop.reverse)
+            *rows, jnp.ones((T,), bool) if loop.mask is None else loop.mask, loop.reverse,
+            _recency(options, dtype))
     outputs = ((hs,) + ((rows,) if return_attention else ())
                + ((final,) if loop.return_state else ()))
     return outputs[0] if len(outputs) == 1 else outputs
 
 
-def attention_rnn_jacobian(params: AttentionRNNParams, x, history, *, k, lag=1):
+def attention_rnn_jacobian(params: AttentionRNNParams, x, history, *, k, lag=1, options=None):
     """Closed-form ``∂h[t]/∂h[t-1]`` (or ``∂h[t]/∂h[t-lag]`` through the lag term), holding
     the input and the other states of the history fixed.
 
@@ -468,8 +553,12 @@ def attention_rnn_jacobian(params: AttentionRNNParams, x, history, *, k, lag=1):
         ∂h[t]/∂h[t-i] = a_i (V_i + (v_i - h[t]) h[t-i]^T (Q_i^T K_i + K_i^T Q_i))
 
     (``Q_i = Q`` etc. for every lag of AttentionRNN(∞)). For ``i = 1`` this is the total
-    derivative, as ``h[t-1]`` reaches ``h[t]`` by no other path. This is the homework's
-    model (no [`AttentionOptions`][attnrnn.bounds.AttentionOptions]).
+    derivative, as ``h[t-1]`` reaches ``h[t]`` by no other path. With ``options`` the same
+    holds head by head on the weights as the bounds apply them: head ``g``'s rows are
+    ``a_{i,g} (V_{i,g} + (v_{i,g} - h[t]_g) (∂w_{i,g}/∂h)^T)`` with ``∂w_{i,g}/∂h = s c'
+    (Q_{i,g}^T K_{i,g} + K_{i,g}^T Q_{i,g}) h`` (``s`` the score scale, ``c'`` the cap's
+    slope); recency only changes ``a``; with ``normalize_states`` the state enters as
+    ``p = h / rms(h)``, whose Jacobian ``r I - r³ h h^T / m`` multiplies on the right.
 
     Args:
       params: [`AttentionRNNParams`][attnrnn.attention.AttentionRNNParams].
@@ -479,12 +568,15 @@ def attention_rnn_jacobian(params: AttentionRNNParams, x, history, *, k, lag=1):
         ``k=None``.
       k: an int >= 0, or None for AttentionRNN(∞).
       lag: which past state to differentiate by, ``1 <= lag <= L``.
+      options: [`AttentionOptions`][attnrnn.bounds.AttentionOptions]; None is the homework's
+        model.
 
     Returns:
       ``(m, m)``; zeros when there is no ``h[t-1]`` term (``k = 0`` or ``t = 1``).
     """
     k = _check_k(k)
-    n, m, _ = _check_params(params, k)
+    n, m, d = _check_params(params, k)
+    options = _checked_options(options, m, d)
     check_shape("x", x, (n,), "(n,), the input_size of params")
     check_floating("x", x)
     lags = check_rank("history", history, 2, "(L, m), most recent first")[0]
@@ -498,13 +590,30 @@ def attention_rnn_jacobian(params: AttentionRNNParams, x, history, *, k, lag=1):
     p, dtype = _cast(params, x, history)
     if lags == 0:
         return jnp.zeros((m, m), dtype)
+    p = _bounded(p, options)
     history = jnp.asarray(history, dtype)
+    past = _past(history, options)
     stacked = _stack_lags(p)
     if k is None:  # one shared set for every lag
         stacked = jnp.broadcast_to(stacked, (lags, *stacked.shape[1:]))
-    w, v = _lag_scores_values(_scan.contract(stacked, history), m)
-    a, h = _attend(*_lag0(p, jnp.asarray(x, dtype)), w, v)
+    w, v = _lag_scores_values(_scan.contract(stacked, past), m, options)
+    a, h = _attend(*_lag0(p, jnp.asarray(x, dtype), options), w, v, options)
     i = lag - 1
     j = 0 if k is None else i  # the weights of lag i
-    QK = p.Q_h[j].T @ p.K_h[j]
-    return a[lag] * (p.V_h[j] + jnp.outer(v[i] - h, history[i] @ (QK + QK.T)))
+    H = options.heads
+    Q, K = (w_[j].reshape(H, d // H, m) for w_ in (p.Q_h, p.K_h))
+    q, key = Q @ past[i], K @ past[i]  # (H, d/H) each
+    slope = jnp.einsum("gdm,gd->gm", Q, key) + jnp.einsum("gdm,gd->gm", K, q)
+    slope = slope * options.score_scale
+    if options.score_cap is not None:
+        raw = options.score_scale * jnp.sum(q * key, axis=-1)
+        slope = slope * (1 - jnp.tanh(raw / options.score_cap) ** 2)[:, None]
+    weight = a[lag].reshape(H)
+    rows = weight[:, None, None] * (p.V_h[j].reshape(H, m // H, m) + jnp.einsum(
+        "gi,gm->gim", (v[i] - h).reshape(H, m // H), slope))
+    jacobian = rows.reshape(m, m)
+    if options.normalize_states:
+        state = history[i]
+        r = lax.rsqrt(jnp.mean(state**2) + 1e-6)
+        jacobian = jacobian @ (r * jnp.eye(m, dtype=dtype) - r**3 * jnp.outer(state, state) / m)
+    return jacobian

@@ -12,11 +12,12 @@ a past state's score is at most ``b² ‖h‖²`` — with ``value_bound = c`` a
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax.numpy as jnp
 
-from attnrnn._checks import check_rank, check_static
+from attnrnn._checks import as_int, check_rank, check_static
 from attnrnn.spectral import rescale_to_bound
 
 __all__ = ["AttentionOptions", "bounded_params"]
@@ -48,6 +49,22 @@ class AttentionOptions(NamedTuple):
 
     The proofs, and the bound with an initial state, are in
     [the theory page](../theory.md#bounded-attentionrnn-the-state-and-score-bounds).
+
+    Weighing a past state by its age as well as its content (AttentionRNN(∞)'s weights over
+    the past otherwise cannot tell when a state was made):
+
+    - ``heads = H``: the state, the queries and keys are split into ``H`` equal parts
+      (``H`` divides ``m`` and ``d``); head ``g`` scores every term with its own part of the
+      query and key, has its own softmax, and mixes its own part of the values:
+      ``h[t]_g = Σ_i a_i^g[t] (v_i)_g``. One head is the homework's model.
+    - ``recency = (λ_1, …, λ_H)``: the score of the state made ``i`` steps ago is lowered by
+      ``λ_g · i`` in head ``g`` (the input term, lag 0, by nothing), so head ``g`` forgets at
+      rate ``e^{-λ_g}`` per step whatever the content. Exact and streaming: the online
+      softmax subtracts ``λ_g`` from its running maximum each step. None: all zero.
+    - With ``H`` heads, ``nonexpansive`` bounds each head's rows of every past-state value
+      map by ``1/√H`` (``‖V_{i,g}'‖₂ ≤ 1/√H``, so ``‖V_i'‖₂ ≤ 1`` still), and the state bound
+      becomes ``‖h[t]‖ ≤ √H · max(max_{s ≤ t} ‖V_x' x[s]‖, R_0)`` (the proof on the theory
+      page); recency never loosens a bound (it only moves weight between terms).
     """
 
     score_scale: float = 1.0
@@ -56,6 +73,8 @@ class AttentionOptions(NamedTuple):
     nonexpansive: bool = False
     score_bound: float | None = None
     value_bound: float | None = None
+    heads: int = 1
+    recency: tuple | None = None
 
 
 # The options of the model as the equations define it: no bound, no stabiliser (the
@@ -92,7 +111,10 @@ def bounded_params(params, options: AttentionOptions):
 def _bounded(p, options: AttentionOptions):
     """``bounded_params`` without the checks (``attention_rnn`` has made them)."""
     if options.nonexpansive:
-        p = p._replace(V_h=rescale_to_bound(p.V_h, 1.0))
+        H = options.heads
+        L, m, _ = p.V_h.shape  # each head's rows of each lag's map, a stack of L·H matrices
+        per_head = rescale_to_bound(p.V_h.reshape(L * H, m // H, m), 1.0 / H**0.5)
+        p = p._replace(V_h=per_head.reshape(L, m, m))
     if options.score_bound is not None:
         p = p._replace(Q_h=rescale_to_bound(p.Q_h, options.score_bound),
                        K_h=rescale_to_bound(p.K_h, options.score_bound))
@@ -119,4 +141,25 @@ def _check_options(options) -> AttentionOptions:
             raise ValueError(f"options.{name} must be a number > 0 or None, got {value!r}")
     if not isinstance(options.nonexpansive, bool):
         raise TypeError(f"options.nonexpansive must be a bool, got {options.nonexpansive!r}")
-    return options
+    if not isinstance(options.normalize_states, bool):
+        raise TypeError(
+            f"options.normalize_states must be a bool, got {options.normalize_states!r}")
+    heads = as_int("options.heads", options.heads, minimum=1)
+    recency = options.recency
+    if recency is not None and not (
+            isinstance(recency, tuple) and len(recency) == heads
+            and all(isinstance(r, (int, float)) and not isinstance(r, bool)
+                    and math.isfinite(r) and r >= 0 for r in recency)):
+        raise ValueError(
+            f"options.recency must be None or a tuple of {heads} numbers >= 0 (one per head, "
+            f"options.heads={heads}), got {recency!r}")
+    return options._replace(heads=heads)
+
+
+def check_heads(options: AttentionOptions, m, d):
+    """``options.heads`` must divide the state size ``m`` and the query/key size ``d``."""
+    H = options.heads
+    if m % H or d % H:
+        raise ValueError(
+            f"options.heads={H} must divide the state size m={m} and the query/key size "
+            f"d={d}: each head takes an equal part of both")

@@ -24,6 +24,9 @@ NO_CLIP = "none"
 
 _STACK = {"layers": 2, "bidirectional": True}
 
+# ``attention:inf``'s options when it is named without any (the DEFAULTS row below).
+ATTENTION_INF = "raw,nonexp,v=2,cap=5,heads=4,recency=0/0.5/1/2,bias"
+
 # Every default, in one table: ``(task, model, settings)``. A row applies to a run when its
 # task matches (None: any task; ``mnist1d`` is also ``mnist1d,shuffle``) and its model does
 # (None: any; a cell such as ``attention``, or a model's name without options such as
@@ -35,6 +38,10 @@ DEFAULTS = (
     (None, None, {"optimizer": "adam", "lr": 1e-2, "clip": 1.0, "batch": 32, "eval_every": 20,
                   "steps": 600, "hidden": 32, "layers": 1, "bidirectional": False,
                   "readout": "last", "position": False}),
+    # AttentionRNN(∞) that knows when a state was made: four heads, each its own softmax over
+    # every past state with its own recency (0, 0.5, 1, 2 per step of age), bounded values
+    # (nonexp, v=2) and soft-capped scores, reading [x, 1] (experiments/realdata chose it)
+    (None, "attention:inf", {"options": ATTENTION_INF}),
     # the paper's online SGD, and its fixed network of 4 cells (2 blocks of 2: ``hidden``
     # records it, it cannot change it)
     (None, "lstm1997", {"optimizer": "sgd", "lr": 0.5, "clip": NO_CLIP, "batch": 1,
@@ -49,8 +56,8 @@ DEFAULTS = (
     ("mnist1d", "gru", {"hidden": 12, **_STACK}),
     ("mnist1d", "lstm", {"hidden": 12, **_STACK}),
     ("mnist1d", "attention", {"hidden": 5, **_STACK, "readout": "all"}),
-    ("mnist1d", "attention:inf", {"hidden": 12, **_STACK, "readout": "last", "position": True,
-                                  "options": "norm"}),
+    ("mnist1d", "attention:inf", {"hidden": 32, "layers": 1, "bidirectional": False,
+                                  "readout": "last", "position": False}),
 )
 
 
@@ -157,8 +164,8 @@ class TrainConfig:
             if self.data_sha256 is None and data.is_file():
                 values["data_sha256"] = file_sha256(data)
         defaults = training_defaults(values["model"], values["task"])
-        if defaults["options"] and "," not in values["model"]:  # named without options
-            values["model"] += "," + defaults["options"]
+        if defaults["options"] and "," not in self.model:  # named without options
+            values["model"] = str(parse_model(f"{self.model},{defaults['options']}"))
         given = {name: getattr(self, name) for name in _DEFAULTED}
         values.update({name: defaults[name] if value is None else value
                        for name, value in given.items()})

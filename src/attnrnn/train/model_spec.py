@@ -5,13 +5,16 @@ this one module (``parse_model(str(spec)) == spec`` for every spec).
 
 Grammar: ``cell[:K][,option]…`` — ``attention:K`` (``K`` lags, an int ≥ 0) or
 ``attention:inf`` (AttentionRNN(∞)) with the options ``raw`` (first: start from the unbounded
-model of the equations), ``nonexp``, ``qk=B``, ``v=C``, ``norm``, ``scale=S``, ``cap=C``
-(see [`AttentionOptions`][attnrnn.bounds.AttentionOptions]); ``gated`` with ``offset=B``;
+model of the equations), ``nonexp``, ``qk=B``, ``v=C``, ``norm``, ``scale=S``, ``cap=C``,
+``heads=H`` and ``recency=λ1/λ2/…`` (one rate per head, ``/`` between them)
+(see [`AttentionOptions`][attnrnn.bounds.AttentionOptions]), and ``bias`` (the cell reads
+``[x, 1]``, as the gated RNN always does: every input map gains a bias column); ``gated`` with ``offset=B``;
 ``lstm1997`` with ``truncated`` and ``logistic``; ``lstm``, ``gru`` and ``conv`` alone.
 """
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 from attnrnn.bounds import RAW, AttentionOptions
@@ -38,7 +41,8 @@ def cell_names() -> tuple:
 
 # Every option a model string can carry, by cell, as --help and the errors show them.
 MODEL_OPTIONS = {
-    "attention": "raw (first), nonexp, qk=B, v=C, norm, scale=S, cap=C",
+    "attention": "raw (first), nonexp, qk=B, v=C, norm, scale=S, cap=C, heads=H, "
+                 "recency=R1/R2/.. (one rate >= 0 per head), bias",
     "gated": "offset=B",
     "lstm1997": "truncated, logistic",
 }
@@ -62,7 +66,8 @@ class ModelSpec(NamedTuple):
     truncated gradient; ``logistic`` the 1997 LSTM's regression output unit logistic instead
     of linear (see [`make_model`][attnrnn.train.models.make_model]). ``str(spec)`` is the
     string form, e.g. ``attention:inf``, ``attention:2,raw``, ``attention:inf,qk=1.5``,
-    ``gated,offset=0`` or ``lstm1997,truncated,logistic``."""
+    ``gated,offset=0`` or ``lstm1997,truncated,logistic``; ``bias`` AttentionRNN reading
+    ``[x, 1]`` (a bias column in each input map)."""
 
     cell: str
     k: int | None = None
@@ -70,6 +75,7 @@ class ModelSpec(NamedTuple):
     gate_offset: float = GATE_OFFSET
     truncated: bool = False
     logistic: bool = False
+    bias: bool = False
 
     def __str__(self):
         if self.cell == "lstm1997":
@@ -80,20 +86,26 @@ class ModelSpec(NamedTuple):
         if self.cell != "attention":
             return self.cell
         head = f"attention:{'inf' if self.k is None else self.k}"
-        return ",".join([head, *_format_options(self.options)])
+        # `attention:inf` alone names the training default's recipe (the CLI's DEFAULTS), so
+        # AttentionRNN(∞)'s bounds are always written out: its strings are never bare.
+        options = _format_options(self.options, explicit=self.k is None)
+        return ",".join([head, *options, *["bias"] * self.bias])
 
 
-def _format_options(o: AttentionOptions) -> list:
-    """The options after ``attention:K``, as few as say ``o`` (none for ``BOUNDED``)."""
+def _format_options(o: AttentionOptions, explicit=False) -> list:
+    """The options after ``attention:K``, as few as say ``o`` (none for ``BOUNDED``, unless
+    ``explicit``: then the bounds are always written, from ``raw``)."""
     bounds = (o.nonexpansive, o.score_bound, o.value_bound)
     parts = []
-    if bounds != (BOUNDED.nonexpansive, BOUNDED.score_bound, BOUNDED.value_bound):
+    if explicit or bounds != (BOUNDED.nonexpansive, BOUNDED.score_bound, BOUNDED.value_bound):
         parts = ["raw"] + ["nonexp"] * o.nonexpansive
         parts += [f"{name}={_number(value)}" for name, value in
                   (("qk", o.score_bound), ("v", o.value_bound)) if value is not None]
     parts += ["norm"] * o.normalize_states
     parts += [f"scale={_number(o.score_scale)}"] if o.score_scale != 1.0 else []
     parts += [f"cap={_number(o.score_cap)}"] if o.score_cap is not None else []
+    parts += [f"heads={o.heads}"] if o.heads != 1 else []
+    parts += ["recency=" + "/".join(map(_number, o.recency))] if o.recency is not None else []
     return parts
 
 
@@ -115,12 +127,23 @@ def _parse_options(parts, spec):
                 if not number > 0:
                     raise ValueError
                 options = options._replace(**{_NUMBERS[name]: number})
+            elif name == "heads" and value.isdigit() and int(value) >= 1:
+                options = options._replace(heads=int(value))
+            elif name == "recency" and value:
+                rates = tuple(float(r) for r in value.split("/"))
+                if not all(math.isfinite(r) and r >= 0 for r in rates):
+                    raise ValueError
+                options = options._replace(recency=rates)
             else:
                 raise ValueError
         except ValueError:
             raise ValueError(
                 f"model option {part!r} in {spec!r} is not one of "
                 f"{MODEL_OPTIONS['attention']} (numbers > 0)") from None
+    if options.recency is not None and len(options.recency) != options.heads:
+        raise ValueError(
+            f"recency in {spec!r} has {len(options.recency)} rates for {options.heads} "
+            f"head{'s' * (options.heads > 1)}: give one rate per head (heads=H before it)")
     return options
 
 
@@ -136,11 +159,14 @@ def parse_model(spec) -> ModelSpec:
     head, *extra = spec.split(",")
     cell, _, lags = head.partition(":")
     if cell == "attention":
-        options = _parse_options(extra, spec)
+        bias = "bias" in extra
+        options = _parse_options([part for part in extra if part != "bias"], spec)
+        if extra.count("bias") > 1:
+            raise ValueError(f"model option 'bias' comes at most once, got {spec!r}")
         if lags in ("inf", "∞"):
-            return ModelSpec("attention", None, options)
+            return ModelSpec("attention", None, options, bias=bias)
         if lags.isdigit():
-            return ModelSpec("attention", int(lags), options)
+            return ModelSpec("attention", int(lags), options, bias=bias)
     elif cell == "gated" and not lags and len(extra) <= 1:
         name, _, value = (extra or [f"offset={GATE_OFFSET}"])[0].partition("=")
         try:

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from attnrnn._checks import as_int
 from attnrnn.attention import attention_rnn, attention_rnn_init
+from attnrnn.bounds import _check_options, check_heads
 from attnrnn.conv import ConvParams, conv, conv_init, conv_output_shape
 from attnrnn.gated import gated_rnn, gated_rnn_init
 from attnrnn.gru import gru, gru_init
@@ -84,9 +85,10 @@ CELLS = {
                                                                mask=mask, reverse=reverse),
                   lambda p: p.W_h.shape[0]),
     "attention": Cell(lambda key, n, m, spec, regression, dtype:
-                      attention_rnn_init(key, n, m, k=spec.k, dtype=dtype),
+                      attention_rnn_init(key, n + spec.bias, m, k=spec.k, dtype=dtype),
                       lambda p, xs, mask, reverse, spec: attention_rnn(
-                          p, xs, k=spec.k, mask=mask, reverse=reverse, options=spec.options),
+                          p, _with_bias_input(xs) if spec.bias else xs, k=spec.k, mask=mask,
+                          reverse=reverse, options=spec.options),
                       lambda p: p.V_x.shape[0]),
     "lstm": Cell(lambda key, n, m, spec, regression, dtype: lstm_init(key, n, m, dtype=dtype),
                  lambda p, xs, mask, reverse, spec: lstm(p, xs, mask=mask, reverse=reverse),
@@ -189,8 +191,8 @@ class FunctionModel(NamedTuple):
 
 
 def make_model(cell="gated", *, input_size, hidden_size, outputs, k=None, options=BOUNDED,
-               gate_offset=GATE_OFFSET, truncated=False, logistic=False, per_step=False,
-               regression=False, layers=1, bidirectional=False, readout="last", length=None,
+               bias=False, gate_offset=GATE_OFFSET, truncated=False, logistic=False,
+               per_step=False, regression=False, layers=1, bidirectional=False, readout="last", length=None,
                position=False, dtype=jnp.float32) -> Model:
     """A recurrence (or a convolutional classifier) plus a linear readout, as one
     [`Model`][attnrnn.train.models.Model] value.
@@ -228,6 +230,9 @@ def make_model(cell="gated", *, input_size, hidden_size, outputs, k=None, option
       k: AttentionRNN's lags (None: AttentionRNN(∞)).
       options: [`attnrnn.AttentionOptions`][attnrnn.bounds.AttentionOptions] (default
         [`BOUNDED`][attnrnn.train.model_spec.BOUNDED]).
+      bias: AttentionRNN reads ``[x, 1]`` (each input map gains a bias column, as the gated
+        RNN's always has): with one feature per step, ``Q_x x`` and ``K_x x`` are otherwise
+        both multiples of ``x``, so the input's score cannot tell ``x`` from ``-x``.
       gate_offset: the gated RNN's initial gate bias.
       truncated: ``lstm1997`` with the paper's truncated gradient.
       logistic: ``lstm1997``'s regression output unit logistic (``σ(net)``) instead of linear.
@@ -253,10 +258,13 @@ def make_model(cell="gated", *, input_size, hidden_size, outputs, k=None, option
                         regression)
     if cell == "conv":
         _conv_features(as_int("length", length, minimum=1))
+    if cell == "attention":  # heads split the state (and the keys, of the state's size)
+        check_heads(_check_options(options), m, m)
     spec = ModelSpec(cell, k if cell == "attention" else None,
                      options if cell == "attention" else BOUNDED,
                      float(gate_offset) if cell == "gated" else GATE_OFFSET,
-                     cell == "lstm1997" and bool(truncated), cell == "lstm1997" and bool(logistic))
+                     cell == "lstm1997" and bool(truncated), cell == "lstm1997" and bool(logistic),
+                     cell == "attention" and bool(bias))
     return Model(spec, n, m, classes, bool(per_step), bool(regression), layers,
                  bool(bidirectional), readout, None if length is None else int(length),
                  bool(position), jnp.dtype(dtype))
@@ -269,7 +277,7 @@ def model_for(spec, task, hidden_size, dtype=jnp.float32, *, layers=1, bidirecti
     spec = parse_model(spec)
     length = task.train[0].shape[1] if getattr(task, "train", None) is not None else None
     return make_model(spec.cell, input_size=task.features, hidden_size=hidden_size,
-                      outputs=task.classes, k=spec.k, options=spec.options,
+                      outputs=task.classes, k=spec.k, options=spec.options, bias=spec.bias,
                       gate_offset=spec.gate_offset, truncated=spec.truncated,
                       logistic=spec.logistic, per_step=task.per_step,
                       regression=task.regression, layers=layers, bidirectional=bidirectional,

@@ -46,6 +46,7 @@ from attnrnn.train.checkpoints import (CheckpointError, Checkpoints, CheckpointW
 from attnrnn.train.config import NO_CLIP, TrainConfig
 from attnrnn.train.data import DataError
 from attnrnn.train.loop import RunOptions, fit, new_train_state, run_options
+from attnrnn.train.model_spec import parse_model
 from attnrnn.train.plots import plot_curves
 from attnrnn.train.protocol import protocol_name
 from attnrnn.train.sharding import check_divides, data_parallel_mesh
@@ -265,6 +266,8 @@ def _saved_config(out: Path, steps, task):
             fields["task"] = TrainConfig.task
         if "clip" in fields and fields["clip"] is None:  # an older record of no clipping
             fields["clip"] = NO_CLIP
+        if fields.get("model") == "attention:inf":  # recorded when that meant the bounded model
+            fields["model"] = str(parse_model("attention:inf,qk=0.7"))
         config = TrainConfig(**fields)
     except DataError as error:  # the run's --data file is gone or has changed
         raise RunError(f"--resume {out}: {error}") from None
