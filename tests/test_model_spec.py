@@ -32,7 +32,7 @@ def test_parse_model():
             model_spec.parse_model(bad)
     headed = model_spec.parse_model("attention:inf,heads=4,recency=0/0.5/1/2")
     assert (headed.options.heads, headed.options.recency) == (4, (0.0, 0.5, 1.0, 2.0))
-    assert str(headed) == "attention:inf,heads=4,recency=0/0.5/1/2"
+    assert str(headed) == "attention:inf,raw,nonexp,qk=0.7,v=2,heads=4,recency=0/0.5/1/2"
     with pytest.raises(ValueError, match="recency in .* has 2 rates for 4 heads: give one rate "
                                          "per head"):
         model_spec.parse_model("attention:inf,heads=4,recency=0/1")
