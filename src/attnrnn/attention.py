@@ -288,13 +288,12 @@ def _aged_max(state: OnlineSoftmaxState, options):
     return state.max if rates is None else state.max - rates
 
 
-def _online_mix(state: OnlineSoftmaxState, w0, v0, options):
+def _online_mix(state: OnlineSoftmaxState, past_max, w0, v0, H):
     """``h[t]`` of AttentionRNN(∞) by the online softmax: the input term joins the running
-    sums of the past (aged one step), head by head. Returns ``(h, top, normaliser)``. The
-    maxima only shift exponents that cancel between numerator and denominator, so they are
-    held constant for differentiation (exact, and no ``-inf`` in any gradient)."""
-    H = options.heads
-    past_max = _aged_max(state, options)
+    sums of the past (their maximum ``past_max``, aged one step), head by head. Returns
+    ``(h, top, normaliser)``. The maxima only shift exponents that cancel between numerator
+    and denominator, so they are held constant for differentiation (exact, and no ``-inf``
+    in any gradient)."""
     top = lax.stop_gradient(jnp.maximum(past_max, w0))
     past = jnp.exp(past_max - top)
     now = jnp.exp(w0 - top)
@@ -312,14 +311,14 @@ def _online_recurrence(options):
     H = options.heads
 
     def read(state, lag0):
-        h, top, normaliser = _online_mix(state, *lag0, options)
-        return _past(h[None], options), (h, top, normaliser)
+        past_max = _aged_max(state, options)
+        h, top, normaliser = _online_mix(state, past_max, *lag0, H)
+        return _past(h[None], options), (h, top, normaliser, past_max)
 
     def update(state: OnlineSoftmaxState, lag0, context, qkv):
         w0, _ = lag0
-        h, top, normaliser = context
+        h, top, normaliser, past_max = context
         w_h, v = (a[0] for a in _lag_scores_values(qkv, h.shape[-1], options))
-        past_max = _aged_max(state, options)
         new_max = lax.stop_gradient(jnp.maximum(past_max, w_h))
         decay, weight = jnp.exp(past_max - new_max), jnp.exp(w_h - new_max)
         new_state = OnlineSoftmaxState(
@@ -528,8 +527,8 @@ def attention_rnn(
     if initial_state is not None:
         _check_state("initial_state", initial_state, k, m, options)
     p, dtype = _cast(params, xs, *(initial_state or ()))
-    init = _initial_state(k, m, dtype, options) if initial_state is None else type(initial_state)(
-        *(jnp.asarray(s, dtype) for s in initial_state))
+    init = (_initial_state(k, m, dtype, options) if initial_state is None
+            else type(initial_state)(*(jnp.asarray(s, dtype) for s in initial_state)))
     xs = jnp.asarray(xs, dtype)
     p = _bounded(p, options)
     final, (hs, rows) = _scan.run(_recurrence(k, options), _stack_lags(p), p, init, xs,
@@ -596,13 +595,14 @@ def attention_rnn_jacobian(params: AttentionRNNParams, x, history, *, k, lag=1, 
     stacked = _stack_lags(p)
     if k is None:  # one shared set for every lag
         stacked = jnp.broadcast_to(stacked, (lags, *stacked.shape[1:]))
-    w, v = _lag_scores_values(_scan.contract(stacked, past), m, options)
+    qkv = _scan.contract(stacked, past)
+    w, v = _lag_scores_values(qkv, m, options)
     a, h = _attend(*_lag0(p, jnp.asarray(x, dtype), options), w, v, options)
     i = lag - 1
     j = 0 if k is None else i  # the weights of lag i
     H = options.heads
     Q, K = (w_[j].reshape(H, d // H, m) for w_ in (p.Q_h, p.K_h))
-    q, key = Q @ past[i], K @ past[i]  # (H, d/H) each
+    q, key = (part[i].reshape(H, d // H) for part in _split_qkv(qkv, m)[:2])
     slope = jnp.einsum("gdm,gd->gm", Q, key) + jnp.einsum("gdm,gd->gm", K, q)
     slope = slope * options.score_scale
     if options.score_cap is not None:

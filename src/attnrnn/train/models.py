@@ -192,8 +192,8 @@ class FunctionModel(NamedTuple):
 
 def make_model(cell="gated", *, input_size, hidden_size, outputs, k=None, options=BOUNDED,
                bias=False, gate_offset=GATE_OFFSET, truncated=False, logistic=False,
-               per_step=False, regression=False, layers=1, bidirectional=False, readout="last", length=None,
-               position=False, dtype=jnp.float32) -> Model:
+               per_step=False, regression=False, layers=1, bidirectional=False, readout="last",
+               length=None, position=False, dtype=jnp.float32) -> Model:
     """A recurrence (or a convolutional classifier) plus a linear readout, as one
     [`Model`][attnrnn.train.models.Model] value.
 
