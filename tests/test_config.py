@@ -39,7 +39,7 @@ def test_none_is_the_default_and_resolve_fills_it_once():
                                True, "last")
     named = train.TrainConfig(task="mnist1d", model="attention:inf,raw").resolve()
     assert named.model == "attention:inf,raw" and named.hidden == 12  # its options, kept
-    # AttentionRNN(∞) named alone runs its heads-and-recency recipe on every task
+    # AttentionRNN(∞) named alone runs its heads-and-recency recipe (MNIST-1D aside, above)
     for task in ("temporal-order", "adding"):
         assert train.TrainConfig(task=task, model="attention:inf").resolve().model == (
             "attention:inf,raw,nonexp,v=2,cap=5,heads=4,recency=0/0.5/1/2,bias")
