@@ -22,6 +22,7 @@ from jax import lax
 
 import attnrnn as ar
 import attention_inf
+import cells
 from attnrnn import train as training
 from attnrnn.train import models, tasks
 from common import (compiled_temp_bytes, fmt_mib, fmt_ms, interleaved_seconds, machine,
@@ -403,13 +404,17 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(Path(__file__).parents[1] / "docs" / "benchmarks.md"))
     parser.add_argument("--quick", action="store_true", help="short sequences, for a smoke run")
-    parser.add_argument("--only", choices=["bounds"], default=None,
+    parser.add_argument("--only", choices=["bounds", "cells"], default=None,
                         help="measure one table alone and print it (nothing is written)")
     args = parser.parse_args()
     lengths = (64, 128) if args.quick else (256, 1024, 4096)
     if args.only == "bounds":
         table, worst = bounds_table(lengths[1])
         print(f"{table}\n\nworst bounded / raw forward: {worst:.3f}x ({machine()})")
+        return
+    if args.only == "cells":
+        table, _ = cells.run(cells.GRID[:2] if args.quick else cells.GRID)
+        print(f"{table}\n\n({machine()})")
         return
     if jax.default_backend() == "gpu":
         # Full float32 matmuls (no TF32), the same arithmetic as on the CPU and in PyTorch.
@@ -449,6 +454,9 @@ def main():
     table, training = training_table(steps=40 if args.quick else 200)
     section("Training step of the main job", table)
 
+    table, same_cell = cells.run(cells.GRID[:2] if args.quick else cells.GRID)
+    section("The same cell in three libraries (attnrnn, Flax, Equinox)", table)
+
     table, mnist1d = mnist1d_table(steps=20 if args.quick else 100)
     if table:
         section("Training step at MNIST-1D's paper size", table)
@@ -469,11 +477,12 @@ def main():
         ("bounded AttentionRNN forward ≤ 1.15x the homework's (worst row; ≤ 1.15)",
          bounded_cost, None),
     ]
-    if mnist1d:
-        targets += [("MNIST-1D step: attnrnn gru ≥ 1.5x Flax's GRUCell network", mnist1d["gru"],
-                     1.5),
-                    ("MNIST-1D step: the gated RNN ≥ 3x Flax's GRUCell network",
-                     mnist1d["gated"], 3.0)]
+    for family, at_least in (("GRU", 1.0), ("LSTM", 1.0), ("a user's cell (Elman)", 0.95)):
+        for i, what in enumerate(("forward", "gradient")):
+            worst = min(ratio[i] for (name, *_), peers in same_cell.items() if name == family
+                        for ratio in peers.values())
+            targets.append((f"{family}: attnrnn {what} ≥ {at_least}x the peers' (worst over "
+                            "the grid)", worst, at_least))
     if training.get("torch"):
         targets.append(("training step ≥ 2x the PyTorch nn.LSTM course loop",
                         training["torch"], 2.0))

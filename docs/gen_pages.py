@@ -18,7 +18,7 @@ SRC = ROOT / "src"
 # and one page per name in its __all__; the package's own names live in these modules.
 LIBRARY = ["attnrnn.conv", "attnrnn.gated", "attnrnn.attention", "attnrnn.bounds",
            "attnrnn.spectral", "attnrnn.analysis", "attnrnn.lstm", "attnrnn.lstm1997",
-           "attnrnn.gru", "attnrnn.nnx"]
+           "attnrnn.gru", "attnrnn.loop", "attnrnn.nnx"]
 PAGES = [("Home", "index.md"), ("Theory", "theory.md"), ("Ecosystem: Flax NNX, Equinox",
          "ecosystem.md")]
 RESULTS = [("What the models learn", "results.md"), ("MNIST-1D table", "results-mnist1d.md"),

@@ -35,10 +35,11 @@ def test_none_is_the_default_and_resolve_fills_it_once():
     # on MNIST-1D the benchmark's protocol, then the model's best configuration and options
     mnist = train.TrainConfig(task="mnist1d", model="attention:inf").resolve()
     assert (mnist.model, mnist.batch, mnist.clip, mnist.hidden, mnist.layers, mnist.position,
-            mnist.readout) == ("attention:inf,raw,nonexp,qk=0.7,v=2,norm", 100, "none", 12, 2,
-                               True, "last")
+            mnist.readout) == (
+        "attention:inf,raw,nonexp,v=2,cap=5,heads=8,recency=0/0.01/0.03/0.1/0.2/0.3/0.6/1", 100,
+        "none", 32, 1, False, "last")
     named = train.TrainConfig(task="mnist1d", model="attention:inf,raw").resolve()
-    assert named.model == "attention:inf,raw" and named.hidden == 12  # its options, kept
+    assert named.model == "attention:inf,raw" and named.hidden == 32  # its options, kept
     # AttentionRNN(∞) named alone runs its heads-and-recency recipe (MNIST-1D aside, above)
     for task in ("temporal-order", "adding"):
         assert train.TrainConfig(task=task, model="attention:inf").resolve().model == (
@@ -52,7 +53,8 @@ def test_none_is_the_default_and_resolve_fills_it_once():
 
 def test_defaults_rows_apply_by_task_family_and_model_name():
     assert train.training_defaults("attention:2", "mnist1d,shuffle")["readout"] == "all"
-    assert train.training_defaults("attention:inf,raw", "mnist1d")["hidden"] == 12
+    assert train.training_defaults("attention:inf,raw", "mnist1d")["options"] == (
+        config_module.ATTENTION_INF_MNIST1D)
     assert train.training_defaults("gated,offset=0", "mnist1d")["hidden"] == 16
     assert train.training_defaults("gated")["hidden"] == 32
     assert set(config_module._DEFAULTED) <= {f.name for f in dataclasses.fields(train.TrainConfig)}

@@ -49,6 +49,22 @@ def test_gru_matches_loop_reference():
     np.testing.assert_array_equal(gru_initial_state(params), np.zeros(5))
 
 
+def test_wide_inputs_projected_inside_the_loop_match_the_reference():
+    """From IN_LOOP_FEATURES features on, autodiff projects the inputs step by step inside
+    the loop: the same numbers, and the same gradient as the fused pass (inputs hoisted)."""
+    from attnrnn._scan import IN_LOOP_FEATURES
+
+    params, xs = setup(T=6, n=IN_LOOP_FEATURES, m=4)
+    mask = np.array([1, 0, 1, 1, 0, 1], bool)
+    hs = gru(params, xs, mask=jnp.asarray(mask), reverse=True)
+    np.testing.assert_allclose(hs, reference(params, xs[::-1], mask[::-1], np.zeros(4))[::-1],
+                               rtol=1e-12)
+    loss = lambda p, x, backward: jnp.sum(gru(p, x, mask=jnp.asarray(mask),  # noqa: E731
+                                              backward=backward) ** 2)
+    assert_tree_allclose(jax.grad(loss, (0, 1))(params, xs, "autodiff"),
+                         jax.grad(loss, (0, 1))(params, xs, "fused"), rtol=1e-10)
+
+
 def test_two_chunks_through_the_state_equal_one_call():
     params, xs = setup()
     whole = gru(params, xs)

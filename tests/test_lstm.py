@@ -2,7 +2,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from attnrnn._scan import IN_LOOP_FEATURES
 from attnrnn.lstm import lstm, lstm_init
+from helpers import assert_tree_allclose
 
 
 def sigmoid(z):
@@ -29,3 +31,16 @@ def test_lstm_matches_loop_reference_with_mask():
     assert np.all(np.abs(np.delete(params.b, np.s_[4:8])) <= 0.5)
     grads = jax.grad(lambda p: jnp.sum(jax.vmap(lambda x: lstm(p, x))(xs[None])))(params)
     assert all(bool(jnp.isfinite(g).all()) for g in grads)
+
+
+def test_wide_inputs_projected_inside_the_loop_match_the_hoisted_projection():
+    """From IN_LOOP_FEATURES features on, autodiff projects the inputs step by step inside
+    the loop: values and gradients equal the fused pass's (inputs hoisted before it)."""
+    params = lstm_init(jax.random.PRNGKey(0), IN_LOOP_FEATURES, 4, dtype=jnp.float64)
+    xs = jax.random.normal(jax.random.PRNGKey(1), (6, IN_LOOP_FEATURES), jnp.float64)
+    mask = jnp.asarray(np.array([1, 1, 0, 1, 0, 1], bool))
+    run = lambda p, x, backward: lstm(p, x, mask=mask, backward=backward)  # noqa: E731
+    assert_tree_allclose(run(params, xs, "autodiff"), run(params, xs, "fused"), rtol=1e-12)
+    loss = lambda p, x, backward: jnp.sum(run(p, x, backward) ** 2)  # noqa: E731
+    assert_tree_allclose(jax.grad(loss, (0, 1))(params, xs, "autodiff"),
+                         jax.grad(loss, (0, 1))(params, xs, "fused"), rtol=1e-10)

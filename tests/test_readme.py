@@ -26,6 +26,10 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch, capsys):
             assert namespace["summary"]["test_size"] == 400
             assert namespace["summary"]["test_accuracy"] >= 0.9
     assert namespace["J"].shape == (32, 32)
+    # Your own cell: the padded steps (reverse: processed first) hold the zero state.
+    assert namespace["hs"].shape == (100, 32) and namespace["batch"].shape == (4, 100, 32)
+    assert not namespace["hs"][70:].any() and namespace["hs"][:70].all()
+    assert set(namespace["grads"]) == {"W_z", "U_z", "W"}
     # ... and the same data from the command line, as the README writes it.
     from attnrnn.train import cli
 

@@ -161,3 +161,4 @@ def test_a_bad_initial_state_is_named(name):
         run(XS, jax.tree.map(lambda s: s[..., :-1] if s.ndim else s, state))
     with pytest.raises(TypeError, match="initial_state"):
         run(XS, [state, state])
+

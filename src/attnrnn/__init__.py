@@ -20,6 +20,10 @@ from attnrnn.conv import (
     conv_output_shape,
     conv_weight_grad,
 )
+from attnrnn.loop import run
+from attnrnn.gru import GRUParams, gru, gru_init, gru_initial_state
+from attnrnn.lstm import LSTMParams, lstm, lstm_init, lstm_initial_state
+from attnrnn.lstm1997 import LSTM1997Params, lstm1997, lstm1997_init, lstm1997_initial_state
 from attnrnn.spectral import spectral_norm
 from attnrnn.gated import (
     GatedRNNParams,
@@ -36,7 +40,10 @@ __all__ = [
     "AttentionOptions",
     "AttentionRNNParams",
     "ConvParams",
+    "GRUParams",
     "GatedRNNParams",
+    "LSTM1997Params",
+    "LSTMParams",
     "OnlineSoftmaxState",
     "WindowState",
     "attention_rnn",
@@ -55,5 +62,15 @@ __all__ = [
     "gated_rnn_initial_state",
     "gated_rnn_jacobian",
     "gated_rnn_step",
+    "gru",
+    "gru_init",
+    "gru_initial_state",
+    "lstm",
+    "lstm1997",
+    "lstm1997_init",
+    "lstm1997_initial_state",
+    "lstm_init",
+    "lstm_initial_state",
+    "run",
     "spectral_norm",
 ]

@@ -1,4 +1,5 @@
-"""THE time loop: every recurrence of the library runs through ``run``, which owns
+"""THE time loop: every recurrence of the library runs through ``run_recurrence``, and a
+user's own cell through the public [`attnrnn.run`][attnrnn.loop.run]; the loop owns
 masking, reverse order, unrolling, rematerialisation, the initial and final state, and the
 choice of backward pass. Models describe their equations (a ``Recurrence``); they never
 see how the loop is differentiated.
@@ -47,11 +48,18 @@ from jax import lax
 from attnrnn._checks import (as_bool, as_int, check_floating, check_mask, check_rank,
                              check_shape, check_static)
 
-__all__ = ["Recurrence", "Loop", "run", "contract", "chunks", "unchunk", "check_loop",
+__all__ = ["Recurrence", "Loop", "run_recurrence", "scan_steps", "contract", "chunks", "unchunk", "check_loop",
            "check_sequence", "initial_state", "state_shapes", "outputs", "chunked_backward",
            "check_unroll", "check_remat_chunk", "check_backward"]
 
 BACKWARDS = ("autodiff", "fused")
+# Inputs with at least this many features are projected inside the loop, step by step, by a
+# recurrence that allows it. benchmarks/LOG.md (2026-12-07) has the measurements: in the loop
+# the forward gains up to 1.4x at batch 64 (the (T, B, gates) projections are never written
+# out and read back) and the gradient loses up to 1.3x at batch 1 and with 16 features (the
+# weight gradient becomes a product per step); at one feature the per-step product is mostly
+# overhead.
+IN_LOOP_FEATURES = 32
 
 
 class Recurrence(NamedTuple):
@@ -66,6 +74,10 @@ class Recurrence(NamedTuple):
       update: ``(carry, z, context, WP) -> (carry, out)``: the rest of the step, given
         ``WP[l] = W[l] @ P[l]``.
       skip_output: ``carry -> out`` at a skipped step; None: the carry itself.
+      project_in_loop: ``project_inputs`` treats each step on its own, so under autodiff the
+        loop may run it inside the step on one ``x[t]`` at a time (it does when ``x`` has at
+        least ``IN_LOOP_FEATURES`` features: a product over that many features is worth
+        its call, and the ``(T, ...)`` projections are never written out and read back).
       kernel: None, or a hand-written whole loop that ``backward="fused"`` uses instead of
         the weight-tapped pass: ``kernel(W, inputs, init, xs, keep, unroll, chunk) ->
         (final, outs)`` over the raw inputs ``xs`` (``keep`` None or boolean ``(T,)``),
@@ -78,6 +90,7 @@ class Recurrence(NamedTuple):
     update: Callable
     skip_output: Callable | None = None
     kernel: Callable | None = None
+    project_in_loop: bool = False
 
 
 def check_unroll(unroll) -> int | bool:
@@ -171,8 +184,8 @@ def _flip(tree):
     return jax.tree.map(lambda a: a[::-1], tree)
 
 
-def run(rec: Recurrence, weights, inputs, init, xs, *, mask=None, reverse=False, unroll=1,
-        remat_chunk=None, backward="autodiff"):
+def run_recurrence(rec: Recurrence, weights, inputs, init, xs, *, mask=None, reverse=False,
+                   unroll=1, remat_chunk=None, backward="autodiff"):
     """Runs ``rec`` over the leading (time) axis of ``xs`` from the carry ``init``.
 
     Args:
@@ -195,8 +208,7 @@ def run(rec: Recurrence, weights, inputs, init, xs, *, mask=None, reverse=False,
     if backward == "fused":
         final, outs = _fused(rec, weights, inputs, init, xs, mask, unroll, remat_chunk)
     else:
-        zs = rec.project_inputs(inputs, xs)
-        final, outs = _autodiff(rec, weights, init, zs, mask, unroll, remat_chunk)
+        final, outs = _autodiff(rec, weights, inputs, init, xs, mask, unroll, remat_chunk)
     return final, _flip(outs) if reverse else outs
 
 
@@ -244,6 +256,8 @@ def _skip_unless(keep, carry, step_result, skip_output):
 def contract(weights, P):
     """``W P``: ``weights (L, O, I)`` applied to ``P (L, I)`` lag by lag, ``(L, O)`` — how
     every recurrence's weights meet its state (the one product the weight-tapped pass taps)."""
+    if weights.shape[0] == 1:  # as a row vector: under vmap one (B, I) @ (I, O), no transpose
+        return (P[0] @ weights[0].T)[None]
     return jnp.einsum("loi,li->lo", weights, P)
 
 
@@ -299,13 +313,29 @@ def chunked_backward(recompute, backward, starts, steps, T, chunk, d_final, d_we
     return d_first, d_w, unchunk(d_steps, T)
 
 
-def _autodiff(rec, weights, init, zs, keep, unroll, chunk):
-    """``lax.scan`` of the step, differentiated by JAX; with ``chunk``, each chunk's scan
-    is a ``jax.checkpoint`` (only the carries between chunks are stored)."""
+def _autodiff(rec, weights, inputs, init, xs, keep, unroll, chunk):
+    """``lax.scan`` of the recurrence's step, differentiated by JAX; the inputs projected
+    before the loop, or inside it step by step (``Recurrence.project_in_loop``)."""
+    in_loop = rec.project_in_loop and xs.shape[-1] >= IN_LOOP_FEATURES
+
+    def step(carry, z):
+        if in_loop:
+            z = jax.tree.map(lambda a: a[0], rec.project_inputs(inputs, z[None]))
+        P, context = rec.read(carry, z)
+        return rec.update(carry, z, context, contract(weights, P))
+
+    zs = xs if in_loop else rec.project_inputs(inputs, xs)
+    return scan_steps(step, rec.skip_output, init, zs, keep, unroll, chunk)
+
+
+def scan_steps(step, skip_output, init, zs, keep, unroll, chunk):
+    """``lax.scan`` of ``step(carry, z) -> (carry, out)``, a step skipped where ``keep`` is
+    False; with ``chunk``, each chunk's scan is a ``jax.checkpoint`` (only the carries between
+    chunks are stored)."""
 
     def body(carry, inputs):
         z, k = inputs
-        return _step(rec, weights, carry, z, k)[0]
+        return _skip_unless(k, carry, step(carry, z), skip_output)
 
     if chunk is None:
         return lax.scan(body, init, (zs, keep), unroll=unroll)

@@ -531,7 +531,7 @@ def attention_rnn(
             else type(initial_state)(*(jnp.asarray(s, dtype) for s in initial_state)))
     xs = jnp.asarray(xs, dtype)
     p = _bounded(p, options)
-    final, (hs, rows) = _scan.run(_recurrence(k, options), _stack_lags(p), p, init, xs,
+    final, (hs, rows) = _scan.run_recurrence(_recurrence(k, options), _stack_lags(p), p, init, xs,
                                   **loop.run_options())
     if k is None and return_attention:
         rows = _infinite_attention(

@@ -194,7 +194,7 @@ def gated_rnn(params: GatedRNNParams, xs, *, initial_state=None, mask=None, reve
     dtype, h0 = _scan.initial_state(initial_state, _scan.state_shapes((m,)),
                                     "(m,), the hidden size of params", *params, xs)
     W_c, W_h, W_x = (jnp.asarray(w, dtype) for w in params)
-    final, hs = _scan.run(_RECURRENCE, W_h[None], (W_c, W_x), h0, jnp.asarray(xs, dtype),
+    final, hs = _scan.run_recurrence(_RECURRENCE, W_h[None], (W_c, W_x), h0, jnp.asarray(xs, dtype),
                           **loop.run_options())
     return _scan.outputs(loop, hs, final)
 

@@ -17,6 +17,7 @@ those biases).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -71,10 +72,18 @@ def gru(params: GRUParams, xs, *, initial_state=None, mask=None, reverse=False, 
     dtype, h0 = _scan.initial_state(initial_state, _scan.state_shapes((m,)), "(m,)", *params,
                                     xs)
     W_x, W_h, b_x, b_h = (jnp.asarray(w, dtype) for w in params)
-    recurrence = _scan.Recurrence(project_inputs=_project, read=lambda h, z: (h[None], None),
-                                  update=_update)
-    h_last, hs = _scan.run(recurrence, W_h[None], (W_x, b_x, b_h), h0, jnp.asarray(xs, dtype),
-                           **loop.run_options())
+    # b_hr and b_hz join the input projection; b_hn sits inside r ⊙ ·, so it cannot
+    inputs = (W_x.T, b_x + b_h.at[2 * m:].set(0))
+    if loop.backward == "fused":  # its recurrence is static: b_hn rides along every step
+        inputs += (b_h[2 * m:],)
+        recurrence = _scan.Recurrence(project_inputs=_project_with_b_hn, read=_read,
+                                      update=_update)
+    else:
+        recurrence = _scan.Recurrence(project_inputs=_project, read=_read,
+                                      update=partial(_update_given_b_hn, b_h[2 * m:]),
+                                      project_in_loop=True)
+    h_last, hs = _scan.run_recurrence(recurrence, W_h[None], inputs, h0,
+                                      jnp.asarray(xs, dtype), **loop.run_options())
     return _scan.outputs(loop, hs, h_last)
 
 
@@ -84,17 +93,32 @@ def _check_params(params):
 
 
 def _project(inputs, xs):
-    """Every step's ``W_x x[t] + b_x``, and ``b_h`` beside it (``b_hn`` sits inside
-    ``r ⊙ ·``, so it cannot join the input projection)."""
-    W_x, b_x, b_h = inputs
-    return xs @ W_x.T + b_x[None, :], jnp.broadcast_to(b_h, (xs.shape[0], b_h.shape[0]))
+    """Every step's input part of each gate, one ``(T, m)`` array per gate (a gate's columns
+    cut out of one ``(T, 3m)`` array inside the loop cost a copy every step): ``W_{xr} x[t] +
+    b_{xr} + b_{hr}``, the same for ``z``, and ``W_{xn} x[t] + b_{xn}``."""
+    W_x_T, bias = inputs[:2]
+    return tuple(jnp.split(xs @ W_x_T + bias[None, :], 3, axis=-1))
+
+
+def _project_with_b_hn(inputs, xs):
+    """``_project``'s arrays and ``b_hn`` beside them at every step."""
+    b_hn = inputs[2]
+    return (*_project(inputs, xs), jnp.broadcast_to(b_hn, (xs.shape[0], b_hn.shape[0])))
+
+
+def _read(h, z):
+    return h[None], None
 
 
 def _update(h, z, context, WP):
-    """One step given ``W_h h[t-1] = WP[0]``."""
-    x_r, x_z, x_n = jnp.split(z[0], 3)
-    h_r, h_z, h_n = jnp.split(WP[0] + z[1], 3)
+    """One step given ``W_h h[t-1] = WP[0]`` (and ``b_hn`` the last of ``z``)."""
+    return _update_given_b_hn(z[3], h, z[:3], context, WP)
+
+
+def _update_given_b_hn(b_hn, h, z, context, WP):
+    x_r, x_z, x_n = z
+    h_r, h_z, h_n = jnp.split(WP[0], 3)
     r, update = jax.nn.sigmoid(x_r + h_r), jax.nn.sigmoid(x_z + h_z)
-    n = jnp.tanh(x_n + r * h_n)
+    n = jnp.tanh(x_n + r * (h_n + b_hn))
     h = (1 - update) * n + update * h
     return h, h

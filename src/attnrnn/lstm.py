@@ -65,11 +65,11 @@ def lstm(params: LSTMParams, xs, *, initial_state=None, mask=None, reverse=False
                                       "(h, c), two (m,) vectors", *params, xs)
     W_x, W_h, b = (jnp.asarray(w, dtype) for w in params)
     recurrence = _scan.Recurrence(
-        project_inputs=lambda inputs, xs: xs @ inputs[0].T + inputs[1][None, :],
+        project_inputs=_project,
         read=lambda carry, z: (carry[0][None], None), update=_update,
-        skip_output=lambda carry: carry[0])
-    final, hs = _scan.run(recurrence, W_h[None], (W_x, b), init, jnp.asarray(xs, dtype),
-                          **loop.run_options())
+        skip_output=lambda carry: carry[0], project_in_loop=True)
+    final, hs = _scan.run_recurrence(recurrence, W_h[None], (W_x.T, b), init,
+                                     jnp.asarray(xs, dtype), **loop.run_options())
     return _scan.outputs(loop, hs, final)
 
 
@@ -85,10 +85,17 @@ def _check_params(params):
     return check_gate_blocks(params, LSTMParams, 4)
 
 
+def _project(inputs, xs):
+    """Every step's ``W_x x[t] + b``, one ``(T, m)`` array per gate: a gate's columns cut out
+    of one ``(T, 4m)`` array inside the loop cost a copy every step."""
+    W_x_T, b = inputs
+    return tuple(jnp.split(xs @ W_x_T + b[None, :], 4, axis=-1))
+
+
 def _update(carry, z, context, WP):
     """One step given ``W_h h[t-1] = WP[0]``."""
     _, c = carry
-    i, f, g, o = jnp.split(z + WP[0], 4)
+    i, f, g, o = (x + h for x, h in zip(z, jnp.split(WP[0], 4)))
     c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
     h = jax.nn.sigmoid(o) * jnp.tanh(c)
     return (h, c), h

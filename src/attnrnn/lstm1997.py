@@ -153,7 +153,7 @@ def lstm1997(params: LSTM1997Params, xs, *, initial_state=None, mask=None, rever
         # The input part of every unit's net input, for all steps in one product.
         project_inputs=lambda inputs, xs: xs @ inputs[0].T + inputs[1][None, :],
         read=read, update=partial(_update, B, C, g, h), skip_output=lambda carry: carry[1][: B * C])
-    final, ys = _scan.run(recurrence, W[None, :, n:], (W[:, :n], b), init,
+    final, ys = _scan.run_recurrence(recurrence, W[None, :, n:], (W[:, :n], b), init,
                           jnp.asarray(xs, dtype), **loop.run_options())
     return _scan.outputs(loop, ys, final)
 

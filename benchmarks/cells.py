@@ -1,0 +1,129 @@
+"""The same cell in three libraries: attnrnn's GRU and LSTM against Flax's and Equinox's own
+modules, and a user's cell through ``attnrnn.run`` against the same cell in a plain
+``lax.scan`` — one harness, every candidate timed in turn in one process.
+
+Forward: the sum of every state; gradient: of the sum of their squares, with respect to the
+weights. A batch is ``jax.vmap`` over examples (attnrnn, Equinox, the plain scan) or Flax's own
+batched ``nnx.RNN``. Speed is a candidate's time over attnrnn's (above 1: attnrnn faster).
+
+    .venv/bin/python benchmarks/run.py --only cells
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+import attnrnn as ar
+from common import interleaved_seconds
+
+GRID = ((100, 40, 1, 6), (32, 100, 16, 32), (64, 200, 64, 128), (16, 500, 64, 256),
+        (1, 1000, 64, 64))
+
+
+def _flax(cell_type, n, m, carry):
+    """Flax's ``nnx.RNN`` over its own cell: ``(params, run(params, xs))``."""
+    from flax import nnx
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.rnn = nnx.RNN(cell_type(n, m, rngs=rngs), rngs=False)
+
+    graph, params, rest = nnx.split(Net(nnx.Rngs(0)), nnx.Param, ...)
+
+    def run(params, xs):
+        return nnx.merge(graph, params, rest).rnn(xs, initial_carry=carry(xs.shape[0]))
+
+    return params, run
+
+
+def _equinox(cell_type, n, m, carry, output):
+    """Equinox's cell stepped by ``lax.scan``, batched by ``vmap``."""
+    import equinox as eqx
+
+    params, static = eqx.partition(cell_type(n, m, key=jax.random.PRNGKey(0)), eqx.is_array)
+
+    def one(params, xs):
+        cell = eqx.combine(params, static)
+        step = lambda c, x: ((new := cell(x, c)), output(new))  # noqa: E731
+        return lax.scan(step, carry(), xs)[1]
+
+    return params, lambda params, xs: jax.vmap(lambda x: one(params, x))(xs)
+
+
+def _elman(params, h, x):
+    W, U, b = params
+    h = jnp.tanh(W @ x + U @ h + b)
+    return h, h
+
+
+def candidates(n, m):
+    """``{family: {name: (params, run(params, xs) -> states (B, T, m))}}``."""
+    import equinox as eqx
+    from flax import nnx
+
+    zeros = lambda batch: jnp.zeros((batch, m))  # noqa: E731
+    key = jax.random.PRNGKey(0)
+    gru = ar.gru_init(key, n, m)
+    lstm = ar.lstm_init(key, n, m)
+    keys = jax.random.split(key, 3)
+    elman = (jax.random.normal(keys[0], (m, n)) / n**0.5,
+             jax.random.normal(keys[1], (m, m)) / m**0.5, jnp.zeros(m))
+    batch = lambda f: lambda p, xs: jax.vmap(lambda x: f(p, x))(xs)  # noqa: E731
+    return {
+        "GRU": {
+            "attnrnn.gru": (gru, batch(ar.gru)),
+            "Flax nnx.GRUCell": _flax(nnx.GRUCell, n, m, zeros),
+            "Equinox GRUCell": _equinox(eqx.nn.GRUCell, n, m, lambda: jnp.zeros(m),
+                                        lambda h: h),
+        },
+        "LSTM": {
+            "attnrnn.lstm": (lstm, batch(ar.lstm)),
+            "Flax nnx.OptimizedLSTMCell": _flax(nnx.OptimizedLSTMCell, n, m,
+                                                lambda b: (zeros(b), zeros(b))),
+            "Equinox LSTMCell": _equinox(eqx.nn.LSTMCell, n, m,
+                                         lambda: (jnp.zeros(m), jnp.zeros(m)), lambda c: c[0]),
+        },
+        "a user's cell (Elman)": {
+            "attnrnn.run": (elman, batch(lambda p, x: ar.run(_elman, p, x,
+                                                             initial_state=jnp.zeros(m)))),
+            "plain lax.scan": (elman, batch(lambda p, x: lax.scan(
+                lambda h, x_t: _elman(p, h, x_t), jnp.zeros(m), x)[1])),
+        },
+    }
+
+
+def _timed(family, xs, rounds):
+    """``{name: (forward s, gradient s, forward speed, gradient speed)}``, speeds against
+    the family's first (attnrnn) row: the row's time over attnrnn's."""
+    forward, gradient = {}, {}
+    for name, (params, run) in family.items():
+        f = jax.jit(lambda p, xs, run=run: jnp.sum(run(p, xs)))
+        g = jax.jit(jax.grad(lambda p, xs, run=run: jnp.sum(run(p, xs) ** 2)))
+        forward[name] = lambda xs, f=f, p=params: f(p, xs)
+        gradient[name] = lambda xs, g=g, p=params: g(p, xs)
+    fwd = interleaved_seconds(forward, xs, rounds=rounds)
+    grad = interleaved_seconds(gradient, xs, rounds=rounds)
+    return {name: (fwd[name][0], grad[name][0], 1 / fwd[name][1], 1 / grad[name][1])
+            for name in family}
+
+
+def run(grid=GRID, rounds=7):
+    """The markdown table and ``{(family, B, T, n, m): {peer: (fwd ratio, grad ratio)}}``
+    (ratio: the peer's time over attnrnn's)."""
+    lines = ["| B, T, n, m | cell | implementation | forward µs | gradient µs | attnrnn's "
+             "speed: forward / gradient |", "|---|---|---|---|---|---|"]
+    ratios = {}
+    for B, T, n, m in grid:
+        xs = jax.random.normal(jax.random.PRNGKey(1), (B, T, n))
+        for family, members in candidates(n, m).items():
+            times = _timed(members, xs, rounds)
+            ours = next(iter(members))
+            for name, (fwd, grad, fwd_ratio, grad_ratio) in times.items():
+                speed = "" if name == ours else f"{fwd_ratio:.2f}x / {grad_ratio:.2f}x"
+                lines.append(f"| {B}, {T}, {n}, {m} | {family} | {name} | {fwd * 1e6:,.0f} | "
+                             f"{grad * 1e6:,.0f} | {speed} |")
+                if name != ours:
+                    ratios.setdefault((family, B, T, n, m), {})[name] = (fwd_ratio, grad_ratio)
+    return "\n".join(lines), ratios
