@@ -111,20 +111,6 @@ def test_run_under_jit_and_vmap_equals_each_example():
                                                 mask=masks[i], reverse=True), rtol=1e-12)
 
 
-def test_run_runs_the_librarys_gru_as_a_cell():
-    """The library's GRU, one step of it written as a user would, through run equals
-    ar.gru (with a mask and reversed)."""
-    params = ar.gru_init(jax.random.PRNGKey(0), N, M, dtype=jnp.float64)
-    xs = jax.random.normal(jax.random.PRNGKey(1), (T, N), jnp.float64)
-
-    def gru_step(p, h, x):
-        return (h := ar.gru(p, x[None], initial_state=h)[0]), h
-
-    h0 = jnp.zeros(M, jnp.float64)
-    assert_tree_allclose(ar.run(gru_step, params, xs, initial_state=h0, mask=MASK, reverse=True),
-                         ar.gru(params, xs, mask=MASK, reverse=True), rtol=1e-12, atol=1e-12)
-
-
 def test_run_names_what_is_wrong():
     params, h0 = cell_params(), jnp.zeros(M, jnp.float64)
     xs = jnp.zeros((T, N), jnp.float64)
@@ -144,3 +130,48 @@ def test_run_names_what_is_wrong():
     ):
         with pytest.raises(error, match=match):
             call()
+
+
+def _library_cells():
+    """(name, cell, params, initial state, the convenience running the same recurrence)."""
+    key = jax.random.PRNGKey(3)
+    gated = ar.gated_rnn_init(key, N, M, dtype=jnp.float64)
+    gru = ar.gru_init(key, N, M, dtype=jnp.float64)
+    lstm = ar.lstm_init(key, N, M, dtype=jnp.float64)
+    old = ar.lstm1997_init(key, N, dtype=jnp.float64)
+    attention = ar.attention_rnn_init(key, N, 4, k=None, dtype=jnp.float64)
+    window = ar.attention_rnn_init(key, N, 4, k=2, dtype=jnp.float64)
+    heads = ar.AttentionOptions(nonexpansive=True, score_cap=5.0, heads=2, recency=(0.0, 1.0))
+    zero = jnp.zeros(M, jnp.float64)
+    return [
+        ("gated", ar.gated_rnn_cell, gated, zero, lambda p, x, **o: ar.gated_rnn(p, x, **o)),
+        ("gru", ar.gru_cell, gru, zero, lambda p, x, **o: ar.gru(p, x, **o)),
+        ("lstm", ar.lstm_cell, lstm, (zero, zero), lambda p, x, **o: ar.lstm(p, x, **o)),
+        ("lstm1997", ar.lstm1997_cell, old, ar.lstm1997_initial_state(old),
+         lambda p, x, **o: ar.lstm1997(p, x, **o)),
+        ("attention:inf", ar.attention_rnn_cell(k=None, options=heads), attention,
+         ar.attention_rnn_initial_state(attention, k=None, options=heads),
+         lambda p, x, **o: ar.attention_rnn(p, x, k=None, options=heads, **o)),
+        ("attention:2", ar.attention_rnn_cell(k=2), window,
+         ar.attention_rnn_initial_state(window, k=2),
+         lambda p, x, **o: ar.attention_rnn(p, x, k=2, **o)),
+    ]
+
+
+@pytest.mark.parametrize("name", [c[0] for c in _library_cells()])
+def test_the_librarys_cells_through_run_equal_their_conveniences(name):
+    """Every recurrence of the library is a cell: run of it (its own skip_output) equals the
+    convenience, with a mask, reversed, values and gradients."""
+    _, cell, params, init, convenience = next(c for c in _library_cells() if c[0] == name)
+    xs = jax.random.normal(jax.random.PRNGKey(4), (T, N), jnp.float64)
+    options = dict(mask=jnp.asarray(MASK), reverse=True)
+    ys, final = ar.run(cell, params, xs, initial_state=init, return_state=True, **options)
+    want, want_final = convenience(params, xs, initial_state=init, return_state=True, **options)
+    assert_tree_allclose((ys, final), (want, want_final), rtol=1e-12, atol=1e-12)
+
+    def loss(p, run):
+        return jnp.sum(run(p, xs, initial_state=init, **options) ** 2)
+
+    through_run = lambda p, x, **o: ar.run(cell, p, x, **o)  # noqa: E731
+    assert_tree_allclose(jax.grad(loss)(params, through_run), jax.grad(loss)(params, convenience),
+                         rtol=1e-9, atol=1e-12)

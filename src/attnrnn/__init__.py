@@ -6,6 +6,7 @@ from attnrnn.attention import (
     OnlineSoftmaxState,
     WindowState,
     attention_rnn,
+    attention_rnn_cell,
     attention_rnn_init,
     attention_rnn_initial_state,
     attention_rnn_jacobian,
@@ -21,13 +22,15 @@ from attnrnn.conv import (
     conv_weight_grad,
 )
 from attnrnn.loop import run
-from attnrnn.gru import GRUParams, gru, gru_init, gru_initial_state
-from attnrnn.lstm import LSTMParams, lstm, lstm_init, lstm_initial_state
-from attnrnn.lstm1997 import LSTM1997Params, lstm1997, lstm1997_init, lstm1997_initial_state
+from attnrnn.gru import GRUParams, gru, gru_cell, gru_init, gru_initial_state
+from attnrnn.lstm import LSTMParams, lstm, lstm_cell, lstm_init, lstm_initial_state
+from attnrnn.lstm1997 import (LSTM1997Params, lstm1997, lstm1997_cell, lstm1997_init,
+                              lstm1997_initial_state)
 from attnrnn.spectral import spectral_norm
 from attnrnn.gated import (
     GatedRNNParams,
     gated_rnn,
+    gated_rnn_cell,
     gated_rnn_init,
     gated_rnn_initial_state,
     gated_rnn_jacobian,
@@ -47,6 +50,7 @@ __all__ = [
     "OnlineSoftmaxState",
     "WindowState",
     "attention_rnn",
+    "attention_rnn_cell",
     "attention_rnn_init",
     "attention_rnn_initial_state",
     "attention_rnn_jacobian",
@@ -58,17 +62,21 @@ __all__ = [
     "conv_output_shape",
     "conv_weight_grad",
     "gated_rnn",
+    "gated_rnn_cell",
     "gated_rnn_init",
     "gated_rnn_initial_state",
     "gated_rnn_jacobian",
     "gated_rnn_step",
     "gru",
+    "gru_cell",
     "gru_init",
     "gru_initial_state",
     "lstm",
     "lstm1997",
+    "lstm1997_cell",
     "lstm1997_init",
     "lstm1997_initial_state",
+    "lstm_cell",
     "lstm_init",
     "lstm_initial_state",
     "run",

@@ -48,9 +48,10 @@ from jax import lax
 from attnrnn._checks import (as_bool, as_int, check_floating, check_mask, check_rank,
                              check_shape, check_static)
 
-__all__ = ["Recurrence", "Loop", "run_recurrence", "scan_steps", "contract", "chunks", "unchunk", "check_loop",
-           "check_sequence", "initial_state", "state_shapes", "outputs", "chunked_backward",
-           "check_unroll", "check_remat_chunk", "check_backward"]
+__all__ = ["Recurrence", "Loop", "run_recurrence", "recurrence_step", "scan_steps", "contract",
+           "chunks", "unchunk",
+           "check_loop", "check_sequence", "initial_state", "state_shapes", "outputs",
+           "chunked_backward", "check_unroll", "check_remat_chunk", "check_backward"]
 
 BACKWARDS = ("autodiff", "fused")
 # Inputs with at least this many features are projected inside the loop, step by step, by a
@@ -210,6 +211,14 @@ def run_recurrence(rec: Recurrence, weights, inputs, init, xs, *, mask=None, rev
     else:
         final, outs = _autodiff(rec, weights, inputs, init, xs, mask, unroll, remat_chunk)
     return final, _flip(outs) if reverse else outs
+
+
+def recurrence_step(rec: Recurrence, weights, inputs, carry, x):
+    """One step of ``rec`` on one input ``x (n,)``: ``(carry, out)``, what the library's
+    cells compute (each recurrence written once, for its loop and its cell)."""
+    z = jax.tree.map(lambda a: a[0], rec.project_inputs(inputs, x[None]))
+    P, context = rec.read(carry, z)
+    return rec.update(carry, z, context, contract(weights, P))
 
 
 def _fused(rec, weights, inputs, init, xs, mask, unroll, chunk):

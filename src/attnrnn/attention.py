@@ -60,6 +60,7 @@ __all__ = [
     "attention_rnn_init",
     "attention_rnn_initial_state",
     "attention_rnn_step",
+    "attention_rnn_cell",
     "attention_rnn",
     "attention_rnn_jacobian",
 ]
@@ -412,6 +413,23 @@ def attention_rnn_step(params: AttentionRNNParams, state, x, *, k, options=None)
     return state, state.h
 
 
+
+def attention_rnn_cell(*, k, options=None):
+    """AttentionRNN(k) or (∞) as a cell of [`attnrnn.run`][attnrnn.loop.run]:
+    ``cell(params, state, x) -> (state, h[t])``, i.e.
+    [`attention_rnn_step`][attnrnn.attention.attention_rnn_step] with ``k`` and ``options``
+    fixed; a skipped step repeats ``state.h`` (``cell.skip_output``). ``ar.run(cell, params,
+    xs, initial_state=ar.attention_rnn_initial_state(params, k=k, options=options))`` is
+    ``ar.attention_rnn(params, xs, k=k, options=options)``."""
+    k = _check_k(k)
+    options = _check_options(options)
+
+    def cell(params, state, x):
+        return attention_rnn_step(params, state, x, k=k, options=options)
+
+    cell.skip_output = lambda state: state.h
+    return cell
+
 def _check_state(name, state, k, m, options):
     """``state`` must be the carry type of this ``k`` with the shapes of state size ``m`` (and
     of ``options.heads``)."""
@@ -531,8 +549,8 @@ def attention_rnn(
             else type(initial_state)(*(jnp.asarray(s, dtype) for s in initial_state)))
     xs = jnp.asarray(xs, dtype)
     p = _bounded(p, options)
-    final, (hs, rows) = _scan.run_recurrence(_recurrence(k, options), _stack_lags(p), p, init, xs,
-                                  **loop.run_options())
+    final, (hs, rows) = _scan.run_recurrence(_recurrence(k, options), _stack_lags(p), p, init,
+                                             xs, **loop.run_options())
     if k is None and return_attention:
         rows = _infinite_attention(
             *rows, jnp.ones((T,), bool) if loop.mask is None else loop.mask, loop.reverse,

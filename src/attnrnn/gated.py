@@ -30,6 +30,7 @@ __all__ = [
     "GatedRNNParams",
     "gated_rnn_init",
     "gated_rnn_step",
+    "gated_rnn_cell",
     "gated_rnn",
     "gated_rnn_initial_state",
     "gated_rnn_jacobian",
@@ -131,6 +132,13 @@ def gated_rnn_step(params: GatedRNNParams, h_prev, x):
     return gated_step(W_h, h_prev, W_c @ x, W_x @ x)[0]
 
 
+def gated_rnn_cell(params: GatedRNNParams, h_prev, x):
+    """[`gated_rnn_step`][attnrnn.gated.gated_rnn_step] as a cell of
+    [`attnrnn.run`][attnrnn.loop.run]: ``(h[t-1], x[t]) -> (h[t], h[t])``."""
+    h = gated_rnn_step(params, h_prev, x)
+    return h, h
+
+
 def _project_inputs(inputs, xs):
     W_c, W_x = inputs
     return xs @ W_c.T, xs @ W_x.T
@@ -194,8 +202,8 @@ def gated_rnn(params: GatedRNNParams, xs, *, initial_state=None, mask=None, reve
     dtype, h0 = _scan.initial_state(initial_state, _scan.state_shapes((m,)),
                                     "(m,), the hidden size of params", *params, xs)
     W_c, W_h, W_x = (jnp.asarray(w, dtype) for w in params)
-    final, hs = _scan.run_recurrence(_RECURRENCE, W_h[None], (W_c, W_x), h0, jnp.asarray(xs, dtype),
-                          **loop.run_options())
+    final, hs = _scan.run_recurrence(_RECURRENCE, W_h[None], (W_c, W_x), h0,
+                                     jnp.asarray(xs, dtype), **loop.run_options())
     return _scan.outputs(loop, hs, final)
 
 

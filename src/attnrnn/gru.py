@@ -24,9 +24,9 @@ import jax
 import jax.numpy as jnp
 
 from attnrnn import _scan
-from attnrnn._checks import as_int, check_gate_blocks, initialiser
+from attnrnn._checks import as_int, check_gate_blocks, check_shape, initialiser
 
-__all__ = ["GRUParams", "gru_init", "gru", "gru_initial_state"]
+__all__ = ["GRUParams", "gru_init", "gru", "gru_cell", "gru_initial_state"]
 
 
 class GRUParams(NamedTuple):
@@ -71,20 +71,38 @@ def gru(params: GRUParams, xs, *, initial_state=None, mask=None, reverse=False, 
                             return_state=return_state)
     dtype, h0 = _scan.initial_state(initial_state, _scan.state_shapes((m,)), "(m,)", *params,
                                     xs)
-    W_x, W_h, b_x, b_h = (jnp.asarray(w, dtype) for w in params)
-    # b_hr and b_hz join the input projection; b_hn sits inside r ⊙ ·, so it cannot
-    inputs = (W_x.T, b_x + b_h.at[2 * m:].set(0))
-    if loop.backward == "fused":  # its recurrence is static: b_hn rides along every step
-        inputs += (b_h[2 * m:],)
-        recurrence = _scan.Recurrence(project_inputs=_project_with_b_hn, read=_read,
-                                      update=_update)
-    else:
-        recurrence = _scan.Recurrence(project_inputs=_project, read=_read,
-                                      update=partial(_update_given_b_hn, b_h[2 * m:]),
-                                      project_in_loop=True)
-    h_last, hs = _scan.run_recurrence(recurrence, W_h[None], inputs, h0,
-                                      jnp.asarray(xs, dtype), **loop.run_options())
+    recurrence, W_h, inputs = _recurrence(params, dtype, fused=loop.backward == "fused")
+    h_last, hs = _scan.run_recurrence(recurrence, W_h, inputs, h0, jnp.asarray(xs, dtype),
+                                      **loop.run_options())
     return _scan.outputs(loop, hs, h_last)
+
+
+def gru_cell(params: GRUParams, h, x):
+    """One step, ``(h[t-1], x[t]) -> (h[t], h[t])``: the GRU as a cell of
+    [`attnrnn.run`][attnrnn.loop.run] (``ar.run(ar.gru_cell, params, xs, initial_state=h0)``
+    is ``ar.gru(params, xs, initial_state=h0)``), or of any loop of your own."""
+    _, m = _check_params(params)
+    check_shape("h", h, (m,), "(m,), the hidden size of params")
+    dtype = jnp.result_type(*params, h, x)
+    recurrence, W_h, inputs = _recurrence(params, dtype, fused=False)
+    return _scan.recurrence_step(recurrence, W_h, inputs, jnp.asarray(h, dtype),
+                                 jnp.asarray(x, dtype))
+
+
+def _recurrence(params, dtype, fused):
+    """``(Recurrence, W_h (1, 3m, m), inputs)`` of the time loop. ``b_hr`` and ``b_hz`` join
+    the input projection; ``b_hn`` sits inside ``r ⊙ ·``, so it cannot: the update closes over
+    it, or (``fused``: the weight-tapped pass takes the recurrence as static) it rides along
+    every step as an input."""
+    W_x, W_h, b_x, b_h = (jnp.asarray(w, dtype) for w in params)
+    m = W_h.shape[1]
+    inputs = (W_x.T, jnp.concatenate([b_x[:2 * m] + b_h[:2 * m], b_x[2 * m:]]))
+    if fused:
+        return (_scan.Recurrence(project_inputs=_project_with_b_hn, read=_read, update=_update),
+                W_h[None], (*inputs, b_h[2 * m:]))
+    return (_scan.Recurrence(project_inputs=_project, read=_read,
+                             update=partial(_update_given_b_hn, b_h[2 * m:]),
+                             project_in_loop=True), W_h[None], inputs)
 
 
 def _check_params(params):

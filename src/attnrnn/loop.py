@@ -31,7 +31,11 @@ def run(cell, params, xs, *, initial_state, mask=None, reverse=False, unroll=1,
     - ``return_state``: also return the final carry, so two chunks fed through it equal one
       call.
 
-    A cell brings its own backward pass by being a ``jax.custom_vjp`` function (its step's
+    The library's recurrences are cells too (``gated_rnn_cell``, ``gru_cell``, ``lstm_cell``,
+    ``lstm1997_cell``, ``attention_rnn_cell(k, options)``): ``run`` of one equals its
+    convenience (``gru``, …), which runs the same equations with its inputs projected for
+    every step at once and, with ``backward="fused"``, a hand-written reverse pass. A cell of
+    your own brings its own backward pass by being a ``jax.custom_vjp`` function (its step's
     reverse pass); ``jit``, ``vmap`` (batch by mapping ``run`` over examples) and ``grad``
     work as for any JAX function.
 
@@ -43,8 +47,9 @@ def run(cell, params, xs, *, initial_state, mask=None, reverse=False, unroll=1,
         does not know the cell's state).
       mask: None, or boolean ``(T,)``.
       reverse, unroll, remat_chunk, return_state: as above.
-      skip_output: ``carry -> y``, the output of a skipped step; None: the carry itself, which
-        must then have the structure and shapes of ``y`` (the LSTM's, whose carry is
+      skip_output: ``carry -> y``, the output of a skipped step; None: the cell's own
+        ``cell.skip_output`` if it has one (the library's cells do), else the carry itself,
+        which must then have the structure and shapes of ``y`` (an LSTM's, whose carry is
         ``(h, c)`` and output ``h``, is ``lambda carry: carry[0]``).
 
     Returns:
@@ -54,6 +59,8 @@ def run(cell, params, xs, *, initial_state, mask=None, reverse=False, unroll=1,
     if not callable(cell):
         raise TypeError(f"cell must be a function cell(params, carry, x) -> (carry, y), got "
                         f"{type(cell).__name__}")
+    if skip_output is None:  # the library's cells bring theirs (the LSTM's repeats h)
+        skip_output = getattr(cell, "skip_output", None)
     if skip_output is not None and not callable(skip_output):
         raise TypeError(f"skip_output must be None or a function carry -> y, got "
                         f"{type(skip_output).__name__}")
@@ -75,16 +82,17 @@ def run(cell, params, xs, *, initial_state, mask=None, reverse=False, unroll=1,
     step = partial(cell, params)
     if skip_output is None:
         _check_carry_is_output(step, initial_state, jax.tree.map(lambda a: a[0], xs))
-    xs, keep = (_flip(xs), None if loop.mask is None else loop.mask[::-1]) if loop.reverse \
-        else (xs, loop.mask)
+    keep = loop.mask
+    if loop.reverse:  # run forward over the flipped sequence; the outputs flip back
+        xs, keep = _flip(xs), None if keep is None else keep[::-1]
     final, ys = scan_steps(step, skip_output, initial_state, xs, keep, loop.unroll,
-                            loop.remat_chunk)
+                           loop.remat_chunk)
     return outputs(loop, _flip(ys) if loop.reverse else ys, final)
 
 
 def _check_carry_is_output(step, carry, x):
     """Without ``skip_output`` a skipped step outputs its carry: it must look like ``y``."""
-    new_carry, y = jax.eval_shape(step, carry, x)
+    _, y = jax.eval_shape(step, carry, x)
     shapes = lambda tree: jax.tree.map(lambda a: (a.shape, jnp.dtype(a.dtype)), tree)
     if jax.tree.structure(y) != jax.tree.structure(carry) or shapes(y) != shapes(
             jax.eval_shape(lambda c: c, carry)):

@@ -18,9 +18,9 @@ import jax
 import jax.numpy as jnp
 
 from attnrnn import _scan
-from attnrnn._checks import as_int, check_gate_blocks, initialiser
+from attnrnn._checks import as_int, check_gate_blocks, check_shape, initialiser
 
-__all__ = ["LSTMParams", "lstm_init", "lstm", "lstm_initial_state"]
+__all__ = ["LSTMParams", "lstm_init", "lstm", "lstm_cell", "lstm_initial_state"]
 
 
 class LSTMParams(NamedTuple):
@@ -63,14 +63,31 @@ def lstm(params: LSTMParams, xs, *, initial_state=None, mask=None, reverse=False
                             return_state=return_state)
     dtype, init = _scan.initial_state(initial_state, _scan.state_shapes((m,), (m,)),
                                       "(h, c), two (m,) vectors", *params, xs)
-    W_x, W_h, b = (jnp.asarray(w, dtype) for w in params)
-    recurrence = _scan.Recurrence(
-        project_inputs=_project,
-        read=lambda carry, z: (carry[0][None], None), update=_update,
-        skip_output=lambda carry: carry[0], project_in_loop=True)
-    final, hs = _scan.run_recurrence(recurrence, W_h[None], (W_x.T, b), init,
+    final, hs = _scan.run_recurrence(_RECURRENCE, *_weights(params, dtype), init,
                                      jnp.asarray(xs, dtype), **loop.run_options())
     return _scan.outputs(loop, hs, final)
+
+
+def lstm_cell(params: LSTMParams, carry, x):
+    """One step, ``((h, c), x[t]) -> ((h, c), h)``: the LSTM as a cell of
+    [`attnrnn.run`][attnrnn.loop.run] (its ``skip_output`` repeats ``h``), or of any loop of
+    your own."""
+    _, m = _check_params(params)
+    for i, part in enumerate(carry):
+        check_shape(f"carry[{i}]", part, (m,), "(h, c), two (m,) vectors")
+    dtype = jnp.result_type(*params, *carry, x)
+    return _scan.recurrence_step(_RECURRENCE, *_weights(params, dtype),
+                                 tuple(jnp.asarray(a, dtype) for a in carry),
+                                 jnp.asarray(x, dtype))
+
+
+lstm_cell.skip_output = lambda carry: carry[0]
+
+
+def _weights(params, dtype):
+    """``(W_h (1, 4m, m), inputs)`` of the time loop."""
+    W_x, W_h, b = (jnp.asarray(w, dtype) for w in params)
+    return W_h[None], (W_x.T, b)
 
 
 def lstm_initial_state(params: LSTMParams, dtype=None):
@@ -99,3 +116,9 @@ def _update(carry, z, context, WP):
     c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
     h = jax.nn.sigmoid(o) * jnp.tanh(c)
     return (h, c), h
+
+
+# The LSTM as the time loop sees it: W_h multiplies the previous h; a skipped step repeats h.
+_RECURRENCE = _scan.Recurrence(
+    project_inputs=_project, read=lambda carry, z: (carry[0][None], None), update=_update,
+    skip_output=lstm_cell.skip_output, project_in_loop=True)

@@ -34,7 +34,8 @@ from attnrnn import _scan
 from attnrnn._checks import (as_bool, as_int, check_floating, check_rank, check_shape,
                              initialiser)
 
-__all__ = ["LSTM1997Params", "lstm1997_init", "lstm1997", "lstm1997_initial_state"]
+__all__ = ["LSTM1997Params", "lstm1997_init", "lstm1997", "lstm1997_cell",
+           "lstm1997_initial_state"]
 
 
 class LSTM1997Params(NamedTuple):
@@ -144,6 +145,29 @@ def lstm1997(params: LSTM1997Params, xs, *, initial_state=None, mask=None, rever
     dtype, init = _scan.initial_state(
         initial_state, _scan.state_shapes((B * C,), (B * C + 2 * B,)),
         f"(s, y): {B * C} cell states and {B * C + 2 * B} unit outputs", *params, xs)
+    final, ys = _scan.run_recurrence(*_recurrence(params, dtype, n, B, C, truncated, g, h),
+                                     init, jnp.asarray(xs, dtype), **loop.run_options())
+    return _scan.outputs(loop, ys, final)
+
+
+def lstm1997_cell(params: LSTM1997Params, carry, x):
+    """One step of the paper's network with its own squashings, ``((s, y), x[t]) -> ((s, y),
+    y^c[t])``: a cell of [`attnrnn.run`][attnrnn.loop.run] (its ``skip_output`` repeats the
+    cell outputs), or of any loop of your own."""
+    n, B, C = _check_params(params)
+    for i, (part, size) in enumerate(zip(carry, (B * C, B * C + 2 * B))):
+        check_shape(f"carry[{i}]", part, (size,), "(s, y): the cell states and unit outputs")
+    dtype = jnp.result_type(*params, *carry, x)
+    return _scan.recurrence_step(*_recurrence(params, dtype, n, B, C, False, _g, _h),
+                                 tuple(jnp.asarray(a, dtype) for a in carry),
+                                 jnp.asarray(x, dtype))
+
+
+lstm1997_cell.skip_output = lambda carry: carry[1][: carry[0].shape[0]]  # the cell outputs
+
+
+def _recurrence(params, dtype, n, B, C, truncated, g, h):
+    """``(Recurrence, W_y (1, H, H), inputs)`` of the time loop."""
     W_c, b_c, W_in, b_in, W_out, b_out = (jnp.asarray(w, dtype) for w in params)
     W = jnp.concatenate([W_c, W_in, W_out])
     b = jnp.concatenate([b_c, b_in, b_out])
@@ -152,10 +176,8 @@ def lstm1997(params: LSTM1997Params, xs, *, initial_state=None, mask=None, rever
     recurrence = _scan.Recurrence(
         # The input part of every unit's net input, for all steps in one product.
         project_inputs=lambda inputs, xs: xs @ inputs[0].T + inputs[1][None, :],
-        read=read, update=partial(_update, B, C, g, h), skip_output=lambda carry: carry[1][: B * C])
-    final, ys = _scan.run_recurrence(recurrence, W[None, :, n:], (W[:, :n], b), init,
-                          jnp.asarray(xs, dtype), **loop.run_options())
-    return _scan.outputs(loop, ys, final)
+        read=read, update=partial(_update, B, C, g, h), skip_output=lstm1997_cell.skip_output)
+    return recurrence, W[None, :, n:], (W[:, :n], b)
 
 
 def lstm1997_initial_state(params: LSTM1997Params, dtype=None):
