@@ -52,7 +52,7 @@ def test_train_writes_every_file(tmp_path, capsys):
     (["--batch", "0"], "batch must be a positive int"),
     (["--lr", "-1"], "lr must be a positive"),
     (["--level", "medium"], "level must be one of"),
-    (["--devices", "64"], "devices must be between 1 and"),
+    (["--devices", "64"], "local device"),  # "must be 1 (the only local device), got 64"
     (["--checkpoint-every", "0"], "checkpoint_every must be a positive int"),
     (["--clip", "0"], "clip must be a positive number, or 'none' for no clipping (--clip none)"),
     (["--protocol", "1997", "--task", "echo"], "protocol 1997 is defined for the tasks"),
@@ -95,10 +95,13 @@ def test_unusable_output_folders(tmp_path, capsys):
         locked.mkdir(mode=0o500)
         assert cli.main(["train", *EASY, "--out", str(locked / "run")]) == 2
         assert "cannot write" in capsys.readouterr().err
-    for bad in (["--steps", "many"], ["--bidirectional", "maybe"]):
+    for bad, words in ((["--steps", "many"], "--steps: invalid int value"),
+                       (["--bidirectional", "maybe"], "expected yes or no, got 'maybe'"),
+                       (["--clip", "abc"], "--clip: expected a number > 0 (the global-norm "
+                                           "clip) or 'none', got 'abc'")):
         with pytest.raises(SystemExit) as exit_info:
             cli.main(["train", *bad])
-        assert exit_info.value.code == 2
+        assert exit_info.value.code == 2 and words in capsys.readouterr().err
     # The loss-curve study refuses a folder holding files, as training does.
     assert cli.main(["debug-loss", "--out", str(used), "--steps", "1", "--no-progress"]) == 2
     assert "already holds files" in capsys.readouterr().err
@@ -130,6 +133,32 @@ def test_resume_refuses_foreign_and_truncated_folders(tmp_path, capsys):
     assert cli.main(["train", "--resume", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert str(out / "checkpoints") in err
+
+
+def test_compare_names_each_runs_task_when_they_differ(tmp_path, capsys, monkeypatch):
+    """Runs on several tasks: every curve says its model and task (only the first run's model
+    was labelled), and the title lists the tasks in the runs' order (they were sorted)."""
+    from attnrnn.train import plots
+
+    drawn = {}
+    monkeypatch.setattr(plots, "plot_curves",
+                        lambda runs, path, title: drawn.update(labels=list(runs), title=title))
+    folders = []
+    for level in ("hard", "easy"):
+        folder = tmp_path / level
+        folder.mkdir()
+        config = TrainConfig(level=level, model="gated", steps=2)
+        summary = {"config": config.__dict__, "heldout_accuracy": 1.0, "sequences_seen": 64,
+                   "wall_seconds": 1.0, "sequences_to_solve": 64, "skipped_updates": 0,
+                   "stop_reason": "completed"}
+        (folder / "summary.json").write_text(json.dumps(summary))
+        (folder / "metrics.jsonl").write_text(json.dumps(
+            {"step": 1, "sequences_seen": 32, "loss": 1.3, "accuracy": 0.5}) + "\n")
+        folders.append(str(folder))
+    assert cli.main(["compare", *folders, "--out", str(tmp_path / "x.png")]) == 0
+    assert drawn == {"labels": ["gated on temporal-order (hard)",
+                                "gated on temporal-order (easy)"],
+                     "title": "temporal-order (hard), temporal-order (easy)"}
 
 
 def test_compare_plots_runs_side_by_side(tmp_path, capsys):
@@ -277,6 +306,8 @@ def test_the_cli_explains_itself(tmp_path, monkeypatch, capsys):
              and a.dest not in ("help", "data", "resume", "coordinator", "num_processes",
                                 "process_id", "checkpoint_every")]
     assert [a.dest for a in flags if "default" not in (a.help or "")] == []
+    yes_no = [a for a in flags if a.metavar == "yes|no"]  # their defaults read yes or no
+    assert yes_no and all("False" not in a.help and "True" not in a.help for a in yes_no)
     model = next(a for a in flags if a.dest == "model")
     assert all(option in model.help for text in MODEL_OPTIONS.values()
                for option in text.split(", "))
@@ -288,3 +319,22 @@ def test_the_cli_explains_itself(tmp_path, monkeypatch, capsys):
     assert cli.main([*args, "--coordinator", "127.0.0.1:1", "--num-processes", "2",
                      "--process-id", "0"]) == 2
     assert "--out is needed for a run over several processes" in capsys.readouterr().err
+
+
+def test_a_reader_that_closes_the_pipe_leaves_the_run_whole(tmp_path):
+    """``attnrnn train … | head -1``: the reader may be gone before a line is written; the run
+    still writes every file and exits 0 without a word on stderr (it was a BrokenPipeError
+    traceback, exit 1)."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    read_end, write_end = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-m", "attnrnn", "train", *EASY, "--steps", "20",
+                             "--out", str(out)], stdout=write_end, stderr=subprocess.PIPE,
+                            text=True)
+    os.close(write_end)
+    os.close(read_end)  # the reader has gone: every line the run prints meets a closed pipe
+    assert proc.wait() == 0 and proc.stderr.read() == ""
+    assert json.loads((out / "summary.json").read_text())["stop_reason"] == "completed"

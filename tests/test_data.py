@@ -30,6 +30,10 @@ def toy_arrays(n, length=12, features=3, seed=0, per_step=False):
 def test_array_task_checks_and_converts():
     xs, labels = toy_arrays(20)
     task = data.array_task((xs, labels), toy_arrays(7, length=9, seed=1), name="toy")
+    # printed, a task shows its splits by shape (it printed every array)
+    assert repr(task) == ("Task(name='toy', features=3, classes=3, per_step=False, "
+                          "regression=False, train=(float32[20, 12, 3], int32[20]), "
+                          "test=(float32[7, 9, 3], int32[7]), shuffle=True)")
     assert (task.name, task.features, task.classes, task.per_step) == ("toy", 3, 3, False)
     assert task.train[0].dtype == jnp.float32 and task.train[1].dtype == jnp.int32
     assert len(task.train) == 2  # no mask given: none stored, every step counts
@@ -47,7 +51,8 @@ def test_array_task_checks_and_converts():
 def test_epochs_visit_every_sequence_once(shuffle):
     n, batch = 10, 4  # batches straddle epochs
     xs = np.arange(n, dtype=np.float32)[:, None, None] * np.ones((1, 2, 1), np.float32)
-    task = data.array_task((xs, np.zeros(n, int)), (xs, np.zeros(n, int)), shuffle=shuffle)
+    labels = np.arange(n) % 2
+    task = data.array_task((xs, labels), (xs, labels), shuffle=shuffle)
     key = jax.random.PRNGKey(3)
     seen = np.concatenate([np.asarray(tasks.next_batch(task, key, step, batch)[1][0][:, 0, 0])
                            for step in range(5)]).astype(int)  # 20 sequences: two epochs
@@ -76,7 +81,10 @@ def test_fit_on_arrays_evaluates_its_test_split():
     again = training.evaluate(state.params, task.test, model=config.build_model(task))
     assert summary["test_accuracy"] == float(again["accuracy"]) > 0.8
     assert summary["test_loss"] == float(again["loss"])
-    assert summary["test_errors"] == float(again["errors"])
+    # counts are ints: in evaluate's result, the records and summary.json
+    assert jnp.issubdtype(again["errors"].dtype, jnp.integer)
+    assert type(summary["test_errors"]) is int and summary["test_errors"] == int(again["errors"])
+    assert all(type(r["test_errors"]) is int for r in history if "test_errors" in r)
     evaluated = [r["step"] for r in history if "test_accuracy" in r]
     assert evaluated == [0, 40, 80, 120]
     assert abs(summary["initial_loss"] - np.log(3)) < 0.05
@@ -84,6 +92,10 @@ def test_fit_on_arrays_evaluates_its_test_split():
         training.fit(config.replace(protocol="heldout"), task=task, progress=False)
     with pytest.raises(ValueError, match="a test split must not choose when to stop"):
         training.fit(config, task=task, progress=False, stop_when_solved=True)
+    # a config naming another task beside task= is refused (it trained on task= silently)
+    with pytest.raises(ValueError, match="fit got task='toy' and a config with "
+                                         "task='adding': name the task once"):
+        training.fit(config.replace(task="adding"), task=task, progress=False)
 
 
 def test_evaluation_in_batches_equals_one_batch():
@@ -142,7 +154,7 @@ FLAGS = ["--hidden", "8", "--steps", "40", "--eval-every", "10", "--no-progress"
 def test_data_file_from_the_command_line(tmp_path, capsys):
     mask = np.ones((256, 12), bool)
     mask[:, :2] = False
-    source = save_npz(tmp_path / "mine.npz", mask_train=mask)
+    source = save_npz(tmp_path / "mine.npz", mask_train=mask, mask_test=mask[:64])
     out = tmp_path / "run"
     assert cli.main(["train", "--data", str(source), *FLAGS, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -203,9 +215,24 @@ def _bad(tmp_path, kind):
                 "x_train has 3 features per step but x_test 4")
     if kind == "mask":
         return save_npz(path, mask_test=np.ones((64, 12))), "mask_test must be a boolean array"
-    if kind == "not an npz":
+    if kind == "mask in one split":  # was trained on, the test padding read as steps
+        return (save_npz(path, mask_train=np.ones((256, 12), bool)),
+                "mask_train is given but mask_test is not")
+    if kind == "empty sequence":  # was classified from the initial state alone
+        mask = np.ones((64, 12), bool)
+        mask[5] = False
+        return (save_npz(path, mask_train=np.ones((256, 12), bool), mask_test=mask),
+                "mask_test marks no step of sequence 5")
+    if kind == "one class":  # was trained (a loss of 0) and plotted with a UserWarning
+        return save_npz(path, y_train=np.zeros(256, int), y_test=np.zeros(64, int)), \
+            "y_train holds one class (0): a classifier needs two or more"
+    if kind == "stray label":  # was a model with a million outputs
+        labels = toy_arrays(256)[1]
+        labels[7] = 1_000_000
+        return save_npz(path, y_train=labels), "y_train holds the label 1000000"
+    if kind == "not an npz":  # was "pickled (object) data", the message cut mid-word
         path.write_text("x,y\n1,2\n")
-        return path, "is not an .npz archive"
+        return path, "is not an .npz archive: not a zip file (numpy.savez writes one)"
     if kind == "npy":
         np.save(tmp_path / "bad.npy", xs)
         return tmp_path / "bad.npy", "is a single .npy array, not an .npz archive"
@@ -216,7 +243,9 @@ def _bad(tmp_path, kind):
 
 BAD_KINDS = ["missing key", "unexpected key", "rank", "float labels", "string dtype",
              "object array", "nan", "inf", "negative label", "label out of range",
-             "label shape", "feature mismatch", "mask", "not an npz", "npy", "no file"]
+             "label shape", "feature mismatch", "mask", "mask in one split", "stray label",
+             "empty sequence", "one class",
+             "not an npz", "npy", "no file"]
 
 
 @pytest.mark.parametrize("kind", BAD_KINDS)

@@ -64,13 +64,28 @@ def test_site_check_finds_what_a_page_fetches(tmp_path):
     assert len(found) == 3 and "api/attnrnn.gated.html" in found[-1]
 
 
+def test_results_include_each_generated_table_from_its_one_file():
+    """docs/results.md includes the tables its commands write (pymdownx.snippets) instead of a
+    copy that could drift from them."""
+    import re
+
+    text = (ROOT / "docs" / "results.md").read_text()
+    included = re.findall(r'^--8<-- "(.+)"$', text, flags=re.M)
+    assert set(included) >= {"results-mnist1d.md", "results-1997.md", "results-heldout.md",
+                             "experiments/realdata/results.md"}
+    for name in included:
+        path = ROOT / "docs" / name if (ROOT / "docs" / name).exists() else ROOT / name
+        table = path.read_text().strip().splitlines()
+        assert table[0].startswith("| ") and not any(row in text for row in table[2:]), name
+
+
 def test_results_open_with_a_table_and_keep_provenance_in_the_experiments():
     """docs/results.md shows a table within its first 30 lines; where the numbers came from
     (machines, sessions) lives in the experiments' LOG.md files, not in the docs."""
     import re
 
     lines = (ROOT / "docs" / "results.md").read_text().splitlines()
-    assert any(line.startswith("|---") for line in lines[:30])
+    assert any(line.startswith(("|---", '--8<-- "')) for line in lines[:30])
     for page in ["results.md", "performance.md"]:
         text = (ROOT / "docs" / page).read_text()
         assert not re.search(r"\bissue \d|\bsession\b|\blent\b", text), page

@@ -28,11 +28,3 @@ def test_examples_run_alone_and_learn():
     assert flax["nnx_accuracy"] > 0.9  # chance 0.5
     assert type(flax["params"]).__name__ == "AttentionRNNParams"
     assert run_alone(eqx_block, PAGE)["eqx_accuracy"] > 0.9
-
-
-def test_every_docs_block_runs_alone():
-    """The other pages' Python blocks (none today but this page's), each alone."""
-    for page in sorted(PAGE.parent.glob("*.md")):
-        if page != PAGE:
-            for block in blocks(page):
-                run_alone(block, page)

@@ -13,3 +13,15 @@ def test_skipped_updates_are_marked():
     marks = [line for line in ax_loss.get_lines() if "skipped" in line.get_label()]
     assert [m.get_label() for m in marks] == ["raw: 2 skipped updates"]
     assert list(marks[0].get_xdata()) == [96, 224]
+
+
+def test_a_loss_of_zero_is_drawn_on_a_linear_scale_without_a_warning():
+    import warnings
+
+    history = [{"step": s, "sequences_seen": 32 * s, "loss": 1.0 / s if s < 5 else 0.0,
+                "accuracy": 1.0, "skipped": False} for s in range(1, 8)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # it warned "cannot be log-scaled" from matplotlib
+        fig = plot_curves({"run": history})
+    assert fig.axes[0].get_yscale() == "linear"
+    assert plot_curves({"run": history[:4]}).axes[0].get_yscale() == "log"

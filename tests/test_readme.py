@@ -66,3 +66,16 @@ def test_readme_first_screen_is_the_sentence_the_commands_and_an_example():
     assert "attnrnn is a JAX library" in text
     assert "make demo" in text and "make test" in text and "pip install" in text
     assert "```python" in text and "ar.attention_rnn(" in text
+
+
+def test_readme_flag_table_names_every_train_flag():
+    """Each flag of ``attnrnn train`` has a row in the README's flag table (--position and
+    --heldout had none)."""
+    from attnrnn.train import cli
+
+    train = cli.build_parser()._subparsers._group_actions[0].choices["train"]
+    flags = {o for a in train._actions for o in a.option_strings if o.startswith("--")}
+    rows = [line.split(" | ")[0] for line in README.read_text().splitlines()
+            if line.startswith("| `--")]
+    named = set(re.findall(r"`(--[a-z-]+)", " ".join(rows)))
+    assert flags == named, (sorted(flags - named), sorted(named - flags))

@@ -97,9 +97,15 @@ def scalar_gated(W_c, W_h, W_x):
 
 
 def test_gate_dimension():
+    """The gate c[t] has one entry per state unit: recovered from the library's own step,
+    c = (h[t] − W_x x) / (h[t−1] − W_x x), it is (m,) and equals σ(W_c x + W_h h[t−1])."""
     params = ar.gated_rnn_init(jax.random.PRNGKey(0), 3, 7, dtype=jnp.float64)
-    gate = jax.nn.sigmoid(params.W_c @ jnp.ones(3) + params.W_h @ jnp.ones(7))
+    x, h_prev = jnp.ones(3), jnp.linspace(-2.0, 2.0, 7)
+    h = ar.gated_rnn_step(params, h_prev, x)
+    gate = (h - params.W_x @ x) / (h_prev - params.W_x @ x)
     assert gate.shape == (7,)
+    np.testing.assert_allclose(gate, jax.nn.sigmoid(params.W_c @ x + params.W_h @ h_prev),
+                               rtol=1e-10)
 
 
 def test_bptt_dl_dWx_matches_autodiff():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 
@@ -31,7 +32,16 @@ def _yes_no(text):
 def _clip(text):
     from attnrnn.train.config import NO_CLIP
 
-    return NO_CLIP if text.lower() in ("none", "off") else float(text)
+    if text.lower() in ("none", "off"):
+        return NO_CLIP
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number > 0 (the global-norm clip) or 'none', got {text!r}") from None
+
+
+_clip.__name__ = "clip"  # argparse names a type's failure by it
 
 
 def _model_default(name):
@@ -42,7 +52,8 @@ def _model_default(name):
     rows = [(f"{task or ''}{' ' if task and model else ''}{model or ''}", settings[name])
             for task, model, settings in DEFAULTS if name in settings]
     (_, value), *specific = rows
-    return f"default {value}" + "".join(f"; {where} {value}" for where, value in specific)
+    shown = lambda v: ("yes" if v else "no") if isinstance(v, bool) else v  # noqa: E731
+    return f"default {shown(value)}" + "".join(f"; {where} {shown(v)}" for where, v in specific)
 
 
 def _add_train_options(parser):
@@ -212,7 +223,8 @@ def _add_train_command(commands):
     train.add_argument("--resume", metavar="DIR", default=None,
                        help="continue the run in DIR from its latest checkpoint, as it was "
                        "configured; only --steps (a new budget: extends a run, finished or "
-                       "not), --devices and --no-progress may go with it")
+                       "not), --devices and --no-progress may go with it (and a multi-host run's "
+                       "--coordinator, --num-processes, --process-id, --distributed)")
     train.add_argument("--stop-when-solved", action="store_true",
                        help="stop once the held-out error is <= 1/2560")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -376,7 +388,7 @@ def _compare(args) -> int:
     from attnrnn.train.plots import plot_curves
     from attnrnn.train.run import task_title, read_metrics
 
-    runs, titles = {}, []
+    finished = []
     for folder in args.runs:
         try:
             summary = json.loads((Path(folder) / "summary.json").read_text())
@@ -385,15 +397,18 @@ def _compare(args) -> int:
             print(f"attnrnn compare: error: {folder} is not a finished run ({error})",
                   file=sys.stderr)
             return 2
-        config = summary["config"]
-        label = config["model"] if config["model"] not in runs else f"{config['model']} ({folder})"
-        runs[label] = history
-        titles.append(task_title(config))
+        finished.append((folder, summary["config"], history))
         print(f"{folder}: ", end="")
         _print_summary(summary)
+    titles = list(dict.fromkeys(task_title(config) for _, config, _ in finished))  # run order
+    runs = {}
+    for folder, config, history in finished:
+        # every run says its task when the runs are on several; a repeated label its folder
+        label = config["model"] + (f" on {task_title(config)}" if len(titles) > 1 else "")
+        runs[label if label not in runs else f"{label} ({folder})"] = history
     try:  # a new folder for the figure is made; one that cannot be written is one line
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        plot_curves(runs, args.out, title=", ".join(sorted(set(titles))))
+        plot_curves(runs, args.out, title=", ".join(titles))
     except OSError as error:
         print(f"attnrnn compare: error: cannot write --out {args.out}: "
               f"{error.strerror or error}", file=sys.stderr)
@@ -414,8 +429,46 @@ def _debug_loss(args) -> int:
     return 0
 
 
+class _ClosablePipe:
+    """``sys.stdout`` that outlives its reader: ``attnrnn train … | head -1`` closes the pipe
+    after a line, and the run must still finish its files and exit quietly (it ended in a
+    ``BrokenPipeError`` traceback). Writes after the reader has gone are dropped."""
+
+    def __init__(self, stream):
+        self._stream, self.closed_by_reader = stream, False
+
+    def write(self, text):
+        if not self.closed_by_reader:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._reader_gone()
+        return len(text)
+
+    def flush(self):
+        if not self.closed_by_reader:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._reader_gone()
+
+    def _reader_gone(self):
+        self.closed_by_reader = True
+        # What Python flushes at exit goes nowhere (else: "Exception ignored ... BrokenPipe").
+        os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if not isinstance(sys.stdout, _ClosablePipe) and hasattr(sys.stdout, "fileno"):
+        try:
+            sys.stdout.fileno()
+        except (OSError, ValueError):  # not a real file (a test's capture): leave it
+            return args.run(args)
+        sys.stdout = _ClosablePipe(sys.stdout)
     return args.run(args)
 
 

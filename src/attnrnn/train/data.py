@@ -43,7 +43,9 @@ class DataError(ValueError):
 
 def _split(where, part, xs, labels, mask):
     """One split checked and converted: ``(xs float32 (N, T, n), labels int32)``, and the
-    ``mask`` (bool) after them when there is one."""
+    ``mask`` (bool, every sequence with a True step) after them when there is one. Integer and
+    boolean ``xs`` become float32 (the library's functions take floats only; a file holds
+    what it holds)."""
     x_name, y_name, m_name = (f"{where}{name}_{part}" for name in ("x", "y", "mask"))
     arrays = {}
     for name, value in ((x_name, xs), (y_name, labels), (m_name, mask)):
@@ -77,6 +79,12 @@ def _split(where, part, xs, labels, mask):
         if mask.dtype != bool or mask.shape != (n, length):
             raise DataError(f"{m_name} must be a boolean array of shape ({n}, {length}), got "
                             f"{mask.dtype} {mask.shape}")
+        empty = np.flatnonzero(~mask.any(axis=1))
+        if empty.size:  # it would be classified from the initial state alone
+            raise DataError(f"{m_name} marks no step of sequence {int(empty[0])}"
+                            + (f" (and {empty.size - 1:,} more)" if empty.size > 1 else "")
+                            + "; every sequence needs at least one True step (drop the empty "
+                            "ones)")
     split = (xs.astype(np.float32), labels.astype(np.int32))
     return split if mask is None else (*split, mask)
 
@@ -89,10 +97,11 @@ def array_task(train, test, *, name="arrays", classes=None, shuffle=True, where=
         (numbers, finite), ``labels (N,)`` or ``(N, T)`` (integers ``>= 0``), ``mask (N, T)``
         bool. Arrays of any kind numpy reads (numpy, jax, lists).
       test: the same for the test split (its own ``N`` and ``T``; the same ``n`` and kind of
-        labels).
+        labels; a mask in both splits or in neither).
       name: how the run's records name the task.
-      classes: the number of classes; default ``1 + `` the largest training label. Test
-        labels must be below it.
+      classes: the number of classes; default ``1 + `` the largest training label, refused
+        when more than half of those classes have no training sequence (a stray label would
+        otherwise build a model of that many outputs). Test labels must be below it.
       shuffle: visit the training split in a fresh order every epoch (drawn from the run's
         key); False keeps the stored order (MNIST-1D's protocol).
       where: a prefix for error messages (``load_npz`` passes the file's name).
@@ -118,7 +127,26 @@ def array_task(train, test, *, name="arrays", classes=None, shuffle=True, where=
     if (y_train.ndim == 2) != (y_test.ndim == 2):
         raise DataError(f"{where}y_train and y_test must both be per sequence (N,) or both per "
                         f"step (N, T), got {y_train.shape} and {y_test.shape}")
-    classes = int(y_train.max()) + 1 if classes is None else int(classes)
+    masked = [name for name, split in (("mask_train", train), ("mask_test", test))
+              if len(split) == 3 and split[2] is not None]
+    if len(masked) == 1:  # the other split's padding would be read as steps
+        other = "mask_test" if masked == ["mask_train"] else "mask_train"
+        raise DataError(f"{where}{masked[0]} is given but {other} is not: the split without a "
+                        "mask would be read whole, its padding as steps; give both masks (all "
+                        "True where a split has no padding) or neither")
+    if classes is None:
+        classes = int(y_train.max()) + 1
+        if classes == 1:
+            raise DataError(f"{where}y_train holds one class (0): a classifier needs two or "
+                            "more (a loss of 0 from the start, nothing learned)")
+        unseen = classes - len(np.unique(y_train))
+        if unseen > classes // 2:  # most classes never seen: a stray label, not a class
+            raise DataError(
+                f"{where}y_train holds the label {int(y_train.max())}, so the classes would be "
+                f"0..{classes - 1}, but {unseen:,} of those {classes:,} classes have no "
+                "training sequence; labels must be 0..C-1 with most classes present (map "
+                "them to that range first)")
+    classes = int(classes)
     for label_name, labels in (("y_train", y_train), ("y_test", y_test)):
         if labels.max() >= classes:
             raise DataError(f"{where}{label_name} holds the label {labels.max()}, out of "
@@ -179,6 +207,13 @@ def _load_npz(path, _mtime, _size, sha256):
         raise DataError(f"{path} is not the file the run was made with: its sha256 is "
                         f"{actual}, the run recorded {sha256}")
     unreadable = (ValueError, OSError, EOFError, zipfile.BadZipFile)
+    if not zipfile.is_zipfile(path):  # numpy would call a text file "pickled data"
+        with open(path, "rb") as f:
+            npy = f.read(6) == b"\x93NUMPY"
+        raise DataError(f"{path} is a single .npy array, not an .npz archive of "
+                        f"{', '.join(NPZ_KEYS)}" if npy else
+                        f"{path} is not an .npz archive: not a zip file (numpy.savez writes "
+                        "one)")
     try:
         archive = np.load(path, allow_pickle=False)
     except unreadable as error:

@@ -37,7 +37,7 @@ def _evaluate(params, data, *, model, tolerance=None):
 
 
 def evaluate(params, data, *, model, tolerance=None, batch_size=EVAL_BATCH):
-    """``{"loss", "accuracy", "errors"}`` of ``model`` (a [`Model`][attnrnn.train.models.Model])
+    """``{"loss", "accuracy", "errors"}`` (``errors`` an int count) of ``model`` (a [`Model`][attnrnn.train.models.Model])
     on ``data = (xs, labels, mask)`` (``mask`` may be left out: every step counts).
 
     Errors are wrong predictions, counted over sequences, or over valid steps for per-step
@@ -60,6 +60,8 @@ def evaluate(params, data, *, model, tolerance=None, batch_size=EVAL_BATCH):
         errors = jnp.asarray(sum(int(errors) for _, errors, _ in parts))
         count = jnp.asarray(sum(float(count) for _, _, count in parts))
         loss = jnp.asarray(loss_sum / float(count))
+    # a count: aux sums 0/1 floats, exact as integers far beyond any test split
+    errors = jnp.asarray(jnp.round(errors), jnp.int32)
     return {"loss": loss, "accuracy": 1 - errors / count, "errors": errors}
 
 

@@ -49,7 +49,11 @@ def plot_curves(runs, path=None, title=None):
             ax_loss.plot(skipped, [1.0] * len(skipped), "|", ms=10, color="red",
                          transform=ax_loss.get_xaxis_transform(), clip_on=False,
                          label=f"{label}: {len(skipped)} skipped updates")
-    ax_loss.set(xlabel="sequences seen", ylabel="cross-entropy", yscale="log", title="loss")
+    drawn = [y for line in ax_loss.get_lines() for y in line.get_ydata()]
+    positive = all(y > 0 for y in drawn if y == y and abs(y) != float("inf"))
+    # a log scale needs every loss above 0 (a loss of exactly 0 would warn and vanish)
+    ax_loss.set(xlabel="sequences seen", ylabel="cross-entropy",
+                yscale="log" if positive else "linear", title="loss")
     ax_acc.set(xlabel="sequences seen", ylabel="accuracy", ylim=(0, 1.02), title="accuracy")
     ax_loss.legend(fontsize=7)
     ax_acc.legend(fontsize=7)

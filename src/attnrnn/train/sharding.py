@@ -23,8 +23,10 @@ def data_parallel_mesh(devices=None, batch=None) -> Mesh:
     elif isinstance(devices, int) and not isinstance(devices, bool):
         available = jax.local_devices()
         if not 1 <= devices <= len(available):
-            raise ValueError(f"devices must be between 1 and the {len(available)} local "
-                             f"devices, got {devices}")
+            raise ValueError(
+                f"devices must be 1 (the only local device), got {devices}" if len(available) == 1
+                else f"devices must be between 1 and {len(available)} (the local devices), got "
+                     f"{devices}")
         devices = available[:devices]
     return Mesh(list(devices), ("data",))
 

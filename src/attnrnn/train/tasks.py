@@ -203,6 +203,17 @@ class Task(NamedTuple):
     test: tuple | None = None
     shuffle: bool = True
 
+    def __repr__(self):
+        """The task's description, its splits by shape (not every array)."""
+        def split(arrays):
+            return None if arrays is None else "(" + ", ".join(
+                f"{a.dtype}{list(a.shape)}" for a in arrays) + ")"
+
+        fields = {"name": repr(self.name), "features": self.features, "classes": self.classes,
+                  "per_step": self.per_step, "regression": self.regression,
+                  "train": split(self.train), "test": split(self.test), "shuffle": self.shuffle}
+        return "Task(" + ", ".join(f"{k}={v}" for k, v in fields.items()) + ")"
+
 
 def check_batch_size(task: Task, batch_size):
     """A batch of a task made from arrays is at most its training set (an epoch)."""
