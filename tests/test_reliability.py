@@ -123,6 +123,32 @@ def test_ctrl_c_is_one_line_and_resumes_bitwise(reference, tmp_path):
     assert metrics == expected_metrics
 
 
+def test_ctrl_c_without_checkpoints_keeps_the_last_chunk(reference, tmp_path):
+    """Without --checkpoint-every, Ctrl-C mid-run saves the state of the chunk under way at its
+    end (the run kept nothing and resumed from the start): exit 130, one line naming that
+    step, and the resumed run ends bitwise like the uninterrupted one."""
+    out_ref, _ = reference
+    expected_params, expected_metrics = _result(out_ref)
+    out = tmp_path / "interrupted"
+    args = [a for a in ARGS if a not in ("--checkpoint-every", "20")]
+    proc = _cli("train", *args, "--out", out)
+    deadline = time.perf_counter() + 120
+    while not (out / "metrics.jsonl").exists() or len(
+            (out / "metrics.jsonl").read_text().splitlines()) < 12:  # past the first chunk
+        assert proc.poll() is None and time.perf_counter() < deadline, proc.stderr.read()
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    err = proc.stderr.read().strip()
+    assert proc.wait() == 130, err
+    assert len(err.splitlines()) == 1, err
+    step = int(err.split("continues at the checkpoint of step ")[1])
+    assert 10 <= step < 300 and step % 10 == 0, err
+    _finish(out)
+    params, metrics = _result(out)
+    assert_tree_equal(params, expected_params)
+    assert metrics == expected_metrics
+
+
 def test_newest_checkpoint_corrupted_falls_back(reference, tmp_path):
     """Every file of the newest checkpoint truncated: resume warns, uses the one before, and
     ends bitwise like the uninterrupted run; the bad one is kept aside."""

@@ -95,17 +95,19 @@ def new_train_state(config: TrainConfig, task=None, seed=None, protocol=None,
     return init_train_state(data_key, params, optimizer, protocol)
 
 
-def _check_one_task(config: TrainConfig, task):
-    """A ``task`` given beside a config that names another one is refused: one of them would
-    be ignored without a word. (The config's default task names none: it means "unset".)"""
+def _one_task(config: TrainConfig, task):
+    """``task``, or the config's when None. A ``task`` given beside a config that names
+    another one is refused: one of them would be ignored without a word. (The config's
+    default task names none: it means "unset".)"""
     if task is None:
-        return
+        return config.make_task()
     default = next(f.default for f in dataclasses.fields(TrainConfig) if f.name == "task")
     if config.data is not None or config.task not in (default, task.name):
         named = f"--data {config.data}" if config.data is not None else f"task={config.task!r}"
         raise ValueError(f"fit got task={task.name!r} and a config with {named}: name the task "
                          "once (the config's, or fit's task= with the config's task left at "
                          "its default)")
+    return task
 
 
 def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, task=None, model=None,
@@ -143,9 +145,8 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, task=None
       ``test_loss``/``test_accuracy``/``test_errors``) and the summary dict of
       ``summary.json``.
     """
-    _check_one_task(config, task)
     config, options = config.resolve(), run_options(options, changes)
-    task = task or config.make_task()
+    task = _one_task(config, task)
     model = model or config.build_model(task)
     protocol = _protocol(config, task, options.stop_when_solved)
     mesh = data_parallel_mesh(options.devices, config.batch)

@@ -30,11 +30,14 @@ the folder was made (one collective) before they use it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
 import shutil
+import signal
+import threading
 import warnings
 from pathlib import Path
 
@@ -308,6 +311,30 @@ def _finished_summary(out: Path):
         return None
 
 
+@contextlib.contextmanager
+def _interrupts_at_chunk_ends(enabled):
+    """Ctrl-C (SIGINT) waits for the end of the chunk under way (``eval_every`` steps), where
+    the run saves the state it reached and stops, so ``--resume`` continues from there; a run
+    without ``--checkpoint-every`` kept nothing. A second Ctrl-C interrupts at once. Yields a
+    list that is non-empty once Ctrl-C was pressed. Only a run of one process, in the main
+    thread: a checkpoint is saved by every process together, and one interrupted process of
+    several cannot save alone."""
+    requested = []
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield requested
+        return
+
+    def at_chunk_end(*_):
+        requested.append(True)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # the next one: at once
+
+    previous = signal.signal(signal.SIGINT, at_chunk_end)
+    try:
+        yield requested
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _execute(config, out, state, history, task, options, checkpoints=None):
     """Trains the run in folder ``out`` from ``state`` (None: fresh), writing its records and
     checkpoints as it goes and its results at the end."""
@@ -321,13 +348,19 @@ def _execute(config, out, state, history, task, options, checkpoints=None):
         if _primary():
             _write_metrics(out / "metrics.jsonl", records, "a")
         step = int(state.step)
-        if checkpoint_every and step and step % checkpoint_every == 0:
+        saved = bool(checkpoint_every and step and step % checkpoint_every == 0)
+        if saved:
             checkpoints.save(state, history)  # by every process
+        if interrupt_requested:  # Ctrl-C during the chunk: keep what it reached, then stop
+            if not saved:
+                checkpoints.save(state, history)
+            raise KeyboardInterrupt
 
-    state, history, summary = fit(config, state=state, history=history, on_chunk=on_chunk,
-                                  task=task,
-                                  options=options._replace(progress=options.progress
-                                                           and _primary()))
+    with _interrupts_at_chunk_ends(jax.process_count() == 1) as interrupt_requested:
+        state, history, summary = fit(config, state=state, history=history, on_chunk=on_chunk,
+                                      task=task,
+                                      options=options._replace(progress=options.progress
+                                                               and _primary()))
     checkpoints.save(state, history)  # the final state, or the last good one after skips
     checkpoints.close()
     if _primary():  # a run killed while writing its results left some: they are redone whole
