@@ -413,7 +413,6 @@ def attention_rnn_step(params: AttentionRNNParams, state, x, *, k, options=None)
     return state, state.h
 
 
-
 def attention_rnn_cell(*, k, options=None):
     """AttentionRNN(k) or (∞) as a cell of [`attnrnn.run`][attnrnn.loop.run]:
     ``cell(params, state, x) -> (state, h[t])``, i.e.
@@ -429,6 +428,7 @@ def attention_rnn_cell(*, k, options=None):
 
     cell.skip_output = lambda state: state.h
     return cell
+
 
 def _check_state(name, state, k, m, options):
     """``state`` must be the carry type of this ``k`` with the shapes of state size ``m`` (and
