@@ -37,8 +37,9 @@ def _evaluate(params, data, *, model, tolerance=None):
 
 
 def evaluate(params, data, *, model, tolerance=None, batch_size=EVAL_BATCH):
-    """``{"loss", "accuracy", "errors"}`` (``errors`` an int count) of ``model`` (a [`Model`][attnrnn.train.models.Model])
-    on ``data = (xs, labels, mask)`` (``mask`` may be left out: every step counts).
+    """``{"loss", "accuracy", "errors"}`` (``errors`` an int count) of ``model`` (a
+    [`Model`][attnrnn.train.models.Model]) on ``data = (xs, labels, mask)`` (``mask`` may be
+    left out: every step counts).
 
     Errors are wrong predictions, counted over sequences, or over valid steps for per-step
     tasks, and the accuracy is ``1 - errors / count`` over the same units; for a regression,
