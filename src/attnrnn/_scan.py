@@ -49,9 +49,8 @@ from attnrnn._checks import (as_bool, as_int, check_floating, check_mask, check_
                              check_shape, check_static)
 
 __all__ = ["Recurrence", "Loop", "run_recurrence", "recurrence_step", "scan_steps", "contract",
-           "chunks", "unchunk",
-           "check_loop", "check_sequence", "initial_state", "state_shapes", "outputs",
-           "chunked_backward", "check_unroll", "check_remat_chunk", "check_backward"]
+           "chunks", "unchunk", "check_loop", "check_sequence", "initial_state", "state_shapes",
+           "outputs", "chunked_backward", "check_unroll", "check_remat_chunk", "check_backward"]
 
 BACKWARDS = ("autodiff", "fused")
 # Inputs with at least this many features are projected inside the loop, step by step, by a
@@ -217,6 +216,11 @@ def recurrence_step(rec: Recurrence, weights, inputs, carry, x):
     """One step of ``rec`` on one input ``x (n,)``: ``(carry, out)``, what the library's
     cells compute (each recurrence written once, for its loop and its cell)."""
     z = jax.tree.map(lambda a: a[0], rec.project_inputs(inputs, x[None]))
+    return _projected_step(rec, weights, carry, z)
+
+
+def _projected_step(rec: Recurrence, weights, carry, z):
+    """One step given its projected input ``z``: read, ``W P``, update."""
     P, context = rec.read(carry, z)
     return rec.update(carry, z, context, contract(weights, P))
 
@@ -327,11 +331,10 @@ def _autodiff(rec, weights, inputs, init, xs, keep, unroll, chunk):
     before the loop, or inside it step by step (``Recurrence.project_in_loop``)."""
     in_loop = rec.project_in_loop and xs.shape[-1] >= IN_LOOP_FEATURES
 
-    def step(carry, z):
+    def step(carry, z):  # z is x[t] itself when projected in the loop
         if in_loop:
-            z = jax.tree.map(lambda a: a[0], rec.project_inputs(inputs, z[None]))
-        P, context = rec.read(carry, z)
-        return rec.update(carry, z, context, contract(weights, P))
+            return recurrence_step(rec, weights, inputs, carry, z)
+        return _projected_step(rec, weights, carry, z)
 
     zs = xs if in_loop else rec.project_inputs(inputs, xs)
     return scan_steps(step, rec.skip_output, init, zs, keep, unroll, chunk)
