@@ -38,13 +38,13 @@ docs: $(VENV)/.installed-docs
 	$(BIN)/python docs/check_site.py site
 	@echo "open site/index.html"
 
-# The figures of docs/reliability.md: >= 5,000 generated bad calls, and kill -9 at 20 moments
+# The figures of docs/reliability.md: >= 5,000 generated bad calls, kill -9 and Ctrl-C at 20 moments each
 # of a run (each resumed run bitwise equal to the uninterrupted one), counts printed.
 fuzz: $(VENV)/.installed-test
 	ATTNRNN_FUZZ_CASES=5000 $(BIN)/python -m pytest -q -s tests/test_fuzz.py
 
 reliability: $(VENV)/.installed-test
-	ATTNRNN_KILL_POINTS=20 $(BIN)/python -m pytest -q -s tests/test_reliability.py
+	ATTNRNN_KILL_POINTS=20 ATTNRNN_INTERRUPT_POINTS=20 $(BIN)/python -m pytest -q -s tests/test_reliability.py
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)

@@ -1,6 +1,7 @@
 """Tasks made from arrays: your own sequences, .npz files and MNIST-1D; the train/test protocol."""
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -45,6 +46,86 @@ def test_array_task_checks_and_converts():
     assert steps.per_step and steps.classes == 2
     batch = task.sample(jax.random.PRNGKey(0), 6)
     assert [a.shape for a in batch] == [(6, 12, 3), (6,)]
+
+
+def test_a_list_of_sequences_is_padded_and_masked():
+    """Sequences of different lengths (the time-series libraries' form) give the task the
+    padded arrays and the mask a user would have built; of one length, no mask."""
+    rng = np.random.default_rng(0)
+    lengths = [5, 3, 7, 1]
+    xs = [rng.standard_normal((t, 2)) for t in lengths]
+    task = data.array_task((xs, [0, 1, 1, 0]), (xs[:2], [1, 0]))
+    padded = np.zeros((4, 7, 2), np.float32)
+    mask = np.zeros((4, 7), bool)
+    for i, x in enumerate(xs):
+        padded[i, :len(x)], mask[i, :len(x)] = x, True
+    by_hand = data.array_task((padded, [0, 1, 1, 0], mask), (padded[:2, :5], [1, 0], mask[:2, :5]))
+    assert_tree_equal(task.train, by_hand.train)
+    assert_tree_equal(task.test, by_hand.test)
+    # (T_i,) sequences have one feature; one length needs no mask (unless the other split has)
+    same = data.array_task(([x[:, 0] for x in xs[:3]], [0, 1, 0]), ([xs[0][:, 0]], [1]))
+    assert same.train[0].shape == (3, 7, 1) and len(same.train) == 3 and len(same.test) == 3
+    even = data.array_task(([x[:3] for x in xs[:3]], [0, 1, 0]), ([x[:2] for x in xs[:2]], [1, 0]))
+    assert len(even.train) == len(even.test) == 2
+    # per-step labels as a list, padded alike
+    steps = data.array_task((xs, [np.arange(t) % 2 for t in lengths]), (xs[:1], [np.ones(5, int)]))
+    assert steps.per_step and steps.train[1].shape == (4, 7) and len(steps.train) == 3
+    np.testing.assert_array_equal(np.asarray(steps.train[1])[2], np.arange(7) % 2)
+    # what cannot be read as one set of sequences is refused, naming the array
+    refusals = {
+        "x_train is a list of sequences of different lengths (padded and masked here) but "
+        "x_test is an array without mask_test": ((xs, [0, 1, 1, 0]), (padded, [0, 1, 1, 0])),
+        "mask_train is given with x_train as a list": ((xs, [0, 1, 1, 0], mask), (xs, [0] * 4)),
+        "x_train[1] has shape (3, 3); each sequence must be (T_i, 2)":
+            (([xs[0], np.zeros((3, 3))], [0, 1]), (xs, [0, 1, 1, 0])),
+        "y_train is a list of per-step labels; it needs one (T_i,) array per sequence":
+            ((xs, [np.zeros(t, int) for t in [5, 3, 7, 2]]), (xs, [np.zeros(t, int)
+                                                                 for t in lengths])),
+    }
+    for words, (train, test) in refusals.items():
+        with pytest.raises(data.DataError, match=re.escape(words)):
+            data.array_task(train, test)
+
+
+def test_string_labels_are_classes_in_sorted_order_with_their_names(tmp_path, capsys):
+    xs, labels = toy_arrays(256)
+    names = np.array(["low", "mid", "high"])  # sorted: high, low, mid
+    task = data.array_task((xs, names[labels]), (xs[:9], list(names[labels[:9]])))
+    assert task.class_names == ("high", "low", "mid") and task.classes == 3
+    assert "class_names=('high', 'low', 'mid')" in repr(task)
+    np.testing.assert_array_equal(task.train[1], np.array([1, 2, 0])[labels])
+    assert task.train[1].dtype == jnp.int32
+    # a list of names fixes the order (and names integer classes)
+    ordered = data.array_task((xs, names[labels]), (xs[:9], names[labels[:9]]),
+                              classes=["low", "mid", "high", "none"])
+    assert ordered.classes == 4
+    np.testing.assert_array_equal(ordered.train[1], labels)
+    assert data.array_task((xs, labels), (xs, labels), classes=names).class_names == \
+        ("low", "mid", "high")
+    refusals = {
+        "y_test holds the label 'top', which is no training sequence's label ('high', 'low', "
+        "'mid')": ((xs, names[labels]), (xs[:2], ["top", "low"]), None),
+        "y_test holds the label 'top', which is not among the classes given":
+            ((xs, names[labels]), (xs[:2], ["top", "low"]), list(names)),
+        "y_train holds strings and y_test integers": ((xs, names[labels]), (xs, labels), None),
+        "y_train holds one class ('low')": ((xs, ["low"] * 256), (xs[:1], ["low"]), None),
+        "classes must be an int or a list of two or more distinct class names":
+            ((xs, labels), (xs, labels), ["a", "a"]),
+    }
+    for words, (train, test, classes) in refusals.items():
+        with pytest.raises(data.DataError, match=re.escape(words)):
+            data.array_task(train, test, classes=classes)
+    # An .npz holds them as a unicode array, read without pickle; the run keeps the names.
+    source = save_npz(tmp_path / "named.npz", y_train=names[labels],
+                      y_test=names[toy_arrays(64, seed=1)[1]])
+    out = tmp_path / "run"
+    assert cli.main(["train", "--data", str(source), *FLAGS, "--out", str(out)]) == 0
+    assert "confusion.png" in capsys.readouterr().out and (out / "confusion.png").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["class_names"] == ["high", "low", "mid"]
+    confusion = np.array(summary["test_confusion"])
+    assert confusion.shape == (3, 3) and confusion.sum() == 64
+    assert np.trace(confusion) == 64 - summary["test_errors"]
 
 
 @pytest.mark.parametrize("shuffle", [True, False])

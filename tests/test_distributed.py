@@ -75,10 +75,13 @@ def _ours(stderr):
     return [line for line in stderr.strip().splitlines() if not line.startswith("[Gloo]")]
 
 
-def _finish(procs):
+def _finish(procs, quiet=False):
+    """Waits for every process to succeed; ``quiet``: with nothing of ours on stderr (process
+    0's watchdog printed an ``UNAVAILABLE`` traceback after a finished run, 1 time in 7)."""
     for proc in procs:
         err = proc.stderr.read()
         assert proc.wait(timeout=300) == 0, err[-3000:]
+        assert not quiet or not _ours(err), err[-3000:]
 
 
 def _result(out):
@@ -90,7 +93,7 @@ def _result(out):
 @pytest.fixture(scope="module")
 def two_processes(tmp_path_factory):
     out = tmp_path_factory.mktemp("two") / "run"
-    _finish(_two(out))
+    _finish(_two(out), quiet=True)
     return out
 
 

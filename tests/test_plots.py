@@ -25,3 +25,13 @@ def test_a_loss_of_zero_is_drawn_on_a_linear_scale_without_a_warning():
         fig = plot_curves({"run": history})
     assert fig.axes[0].get_yscale() == "linear"
     assert plot_curves({"run": history[:4]}).axes[0].get_yscale() == "log"
+
+
+def test_confusion_matrix_is_drawn_with_the_class_names(tmp_path):
+    from attnrnn.train.plots import plot_confusion
+
+    fig = plot_confusion([[5, 1], [0, 4]], ["falling", "rising"], tmp_path / "c.png")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["falling", "rising"]
+    assert sorted(t.get_text() for t in ax.texts) == ["1", "4", "5"]  # no 0 written
+    assert (tmp_path / "c.png").stat().st_size > 0

@@ -1,9 +1,10 @@
-import numpy as np
 """The README's code runs as written (its examples are part of the API contract)."""
 
 import re
 import shlex
 from pathlib import Path
+
+import numpy as np
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -21,10 +22,16 @@ def test_readme_python_blocks_run(tmp_path, monkeypatch, capsys):
             result = train.evaluate(namespace["state"].params, train.heldout_set(namespace["task"]),
                                     model=namespace["model"])
             assert float(result["accuracy"]) >= 0.99
-        if "array_task" in block:
+        if "array_task" in block and "class_names" not in block:
             # Your own sequences: learned, and evaluated on the whole test split.
             assert namespace["summary"]["test_size"] == 400
             assert namespace["summary"]["test_accuracy"] >= 0.9
+        if "class_names" in block:
+            # ... and a list of different lengths with string labels, classes by name.
+            walks, result = namespace["walks"], namespace["result"]
+            assert walks.class_names == ("falling", "rising") and len(walks.train) == 3
+            assert result["class_names"] == ["falling", "rising"]
+            assert np.sum(result["test_confusion"]) == 100 and result["test_accuracy"] >= 0.9
     assert namespace["J"].shape == (32, 32)
     # Your own cell: the padded steps (reverse: processed first) hold the zero state.
     assert namespace["hs"].shape == (100, 32) and namespace["batch"].shape == (4, 100, 32)

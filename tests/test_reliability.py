@@ -1,8 +1,10 @@
 """Nothing lost: a run killed at any moment resumes to the bitwise result of an uninterrupted
 one; a checkpoint that does not restore is passed over for an older one; one process per
-run folder. ``make test`` kills at 2 moments (mid-run, before the first checkpoint and after
-one); ``make reliability`` at 20 (``ATTNRNN_KILL_POINTS``: those two and 18 spread over the
-run), the figure docs/reliability.md records."""
+run folder; Ctrl-C at any moment is one line and exit 130. ``make test`` kills at 2 moments
+(mid-run, before the first checkpoint and after one) and interrupts during the imports (and
+mid-run, below); ``make reliability`` kills at 20 (``ATTNRNN_KILL_POINTS``: those two and 18
+spread over the run) and interrupts at 20 (``ATTNRNN_INTERRUPT_POINTS``, spread over the run
+from its start), the figures docs/reliability.md records."""
 
 import json
 import os
@@ -11,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import jax
 import pytest
@@ -22,11 +25,13 @@ from helpers import assert_tree_equal
 ARGS = ["--level", "easy", "--hidden", "8", "--heldout", "256", "--eval-every", "10",
         "--steps", "300", "--checkpoint-every", "20", "--no-progress"]
 KILL_POINTS = int(os.environ.get("ATTNRNN_KILL_POINTS", "2"))
+INTERRUPT_POINTS = int(os.environ.get("ATTNRNN_INTERRUPT_POINTS", "1"))
+COMMAND = Path(sys.executable).parent / "attnrnn"  # the installed command, as a user runs it
 
 
 def _cli(*argv):
     """``attnrnn`` in a fresh process: default JAX settings, as a user runs it."""
-    return subprocess.Popen([sys.executable, "-m", "attnrnn", *map(str, argv)],
+    return subprocess.Popen([COMMAND, *map(str, argv)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
@@ -101,6 +106,37 @@ def test_killed_at_any_moment_resumes_bitwise(reference, tmp_path):
     assert stages["before the first checkpoint"] >= 1 and stages["after a checkpoint"] >= 1
     print(f"kill -9 at {len(moments)} moments over {seconds:.1f} s: {survived}/{len(moments)} "
           f"resumed runs bitwise equal to the uninterrupted one; killed {stages}")
+
+
+def test_ctrl_c_at_any_moment_is_one_line_and_resumes_bitwise(reference, tmp_path):
+    """SIGINT at moments spread from 0.3 s (the libraries still importing) to the run's end:
+    exit 130 and one line every time (it was a 63-line traceback during the imports, and a
+    segmentation fault at exit in some runs); then the folder resumed (or the run started
+    again where none was made) ends bitwise like the uninterrupted run."""
+    out_ref, seconds = reference
+    expected_params, expected_metrics = _result(out_ref)
+    moments = [0.3 + i * (0.95 * seconds - 0.3) / max(INTERRUPT_POINTS - 1, 1)
+               for i in range(INTERRUPT_POINTS)]
+    stages = dict.fromkeys(["no run folder yet", "before the first checkpoint",
+                            "after a checkpoint", "after the run ended"], 0)
+    for i, moment in enumerate(moments):
+        out = tmp_path / f"interrupted-{i}"
+        proc = _cli("train", *ARGS, "--out", out)
+        time.sleep(moment)
+        proc.send_signal(signal.SIGINT)
+        err = proc.stderr.read().strip()
+        code = proc.wait()
+        finished = code == 0 and not err  # the run ended before the signal came
+        assert finished or code == 130, (moment, code, err)
+        assert finished or len(err.splitlines()) == 1 and "interrupted" in err, (moment, err)
+        stages[_stage(out)] += 1
+        _finish(out)
+        params, metrics = _result(out)
+        assert_tree_equal(params, expected_params)
+        assert metrics == expected_metrics, f"interrupted at {moment:.2f} s"
+    assert stages["no run folder yet"] >= 1  # the first, during the imports
+    print(f"Ctrl-C at {len(moments)} moments over {seconds:.1f} s: all one line, exit 130 (or "
+          f"the run had ended), resumed bitwise; stages {stages}")
 
 
 def test_ctrl_c_is_one_line_and_resumes_bitwise(reference, tmp_path):
@@ -187,3 +223,23 @@ def test_one_process_per_folder(tmp_path, capsys):
     handle = run._lock(out)
     assert handle is not None
     handle.close()
+
+
+def test_an_interrupt_python_could_only_print_stops_the_run_at_a_chunk_end(tmp_path, capsys):
+    """A KeyboardInterrupt raised where Python cannot raise (here a ``__del__``; in a run,
+    JAX's garbage-collector callback) was printed as a traceback and the run went on to the
+    end; kept, it stops the run at its next chunk end like any Ctrl-C, state saved."""
+
+    class RaisesWhenCollected:
+        def __del__(self):
+            raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    config = TrainConfig(level="easy", hidden=8, heldout=256, eval_every=10, steps=300)
+    with run.interrupts_kept():
+        RaisesWhenCollected()  # collected at once: Python hands the interrupt to the hook
+        with pytest.raises(KeyboardInterrupt):
+            run.start_run(config, out, progress=False)
+    assert capsys.readouterr().err == ""
+    assert [p.name for p in (out / "checkpoints").glob("[0-9]*")] == ["0"]
+    assert [r["step"] for r in run.read_metrics(out)] == [0]

@@ -19,7 +19,7 @@ One concept per module: [`tasks`][attnrnn.train.tasks] (generators),
 
 from attnrnn.train.config import DEFAULTS, NO_CLIP, TrainConfig, training_defaults
 from attnrnn.train.data import DataError, array_task, load_npz
-from attnrnn.train.evaluation import evaluate, heldout_set, solved
+from attnrnn.train.evaluation import confusion, evaluate, heldout_set, predict, solved
 from attnrnn.train.loop import RunOptions, fit, fit_trials, new_train_state, summarize
 from attnrnn.train.losses import batch_loss
 from attnrnn.train.model_spec import BOUNDED, RAW, ModelSpec, parse_model
@@ -34,10 +34,10 @@ from attnrnn.train.tasks import Task, make_task, next_batch
 __all__ = [
     "BOUNDED", "DEFAULTS", "NO_CLIP", "RAW", "DataError", "FunctionModel", "Model", "ModelSpec",
     "Protocol", "RunOptions", "Task", "TrainConfig", "TrainState", "array_task", "batch_loss",
-    "consecutive_skips", "data_parallel_mesh", "evaluate",
+    "confusion", "consecutive_skips", "data_parallel_mesh", "evaluate",
     "fit", "fit_trials", "guard_non_finite", "heldout_set", "init_train_state", "load_npz",
     "make_model", "make_optimizer", "make_protocol", "make_task", "make_train_chunk",
-    "make_train_step", "model_for", "new_train_state", "next_batch", "parse_model",
+    "make_train_step", "model_for", "new_train_state", "next_batch", "parse_model", "predict",
     "replicate", "shard_batch", "skipped_updates", "solved", "summarize",
     "training_defaults",
 ]

@@ -297,27 +297,28 @@ def _train(args) -> int:
 
 def _train_here(args, out) -> int:
     from attnrnn.train import distributed
-    from attnrnn.train.run import RunError, resume_run, start_run
+    from attnrnn.train.run import RunError, interrupts_kept, resume_run, start_run
 
     def one_line(message, category, *_args, **_kwargs):
         print(f"attnrnn train: warning: {message}", file=sys.stderr)
 
     try:
-        if args.resume is not None:
-            changing = _changing_flags(args)
-            if changing:
-                raise ValueError(f"--resume continues {args.resume} as it was configured; "
-                                 f"{', '.join(changing)} would change it (only --steps, "
-                                 "--devices and --no-progress go with --resume)")
-            with warnings.catch_warnings():
-                warnings.showwarning = one_line  # restored on leaving the block
-                summary = resume_run(args.resume, steps=args.steps,
-                                     progress=not args.no_progress, devices=args.devices)
-        else:
-            summary = start_run(_config_from(args), out,
-                                checkpoint_every=args.checkpoint_every,
-                                progress=not args.no_progress,
-                                stop_when_solved=args.stop_when_solved, devices=args.devices)
+        with interrupts_kept():
+            if args.resume is not None:
+                changing = _changing_flags(args)
+                if changing:
+                    raise ValueError(f"--resume continues {args.resume} as it was configured; "
+                                     f"{', '.join(changing)} would change it (only --steps, "
+                                     "--devices and --no-progress go with --resume)")
+                with warnings.catch_warnings():
+                    warnings.showwarning = one_line  # restored on leaving the block
+                    summary = resume_run(args.resume, steps=args.steps,
+                                         progress=not args.no_progress, devices=args.devices)
+            else:
+                summary = start_run(_config_from(args), out,
+                                    checkpoint_every=args.checkpoint_every,
+                                    progress=not args.no_progress,
+                                    stop_when_solved=args.stop_when_solved, devices=args.devices)
     except (ValueError, TypeError, RunError) as error:
         if distributed.lost_process(error):  # a collective with a lost process: see _train
             raise
@@ -333,7 +334,9 @@ def _train_here(args, out) -> int:
               f"--batch, --heldout or sequence length{_resumable(out)}", file=sys.stderr)
         return 1
     _print_summary(summary)
-    print(f"wrote {out}/: metrics.jsonl, curves.png, summary.json, params/, checkpoints/")
+    confusion = ", confusion.png" if summary.get("test_confusion") is not None else ""
+    print(f"wrote {out}/: metrics.jsonl, curves.png{confusion}, summary.json, params/, "
+          "checkpoints/")
     return 0 if summary["stop_reason"] in ("completed", "solved", "stopped: ST3") else 1
 
 

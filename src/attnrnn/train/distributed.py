@@ -31,7 +31,7 @@ HEARTBEAT_TIMEOUT = 30  # JAX's, in whole seconds
 _LOST_SIGNS = ("Gloo", "Connection closed by peer", "heartbeat", "UNAVAILABLE",
                "coordination service")
 _done = threading.Event()
-_client = []  # the coordination client and this process's id, once started
+_client = []  # the coordination client, this process's id and the watchdog, once started
 
 
 def start(coordinator=None, num_processes=None, process_id=None, *, on_lost):
@@ -45,10 +45,11 @@ def start(coordinator=None, num_processes=None, process_id=None, *, on_lost):
                                shutdown_timeout_seconds=60)
     from jax._src.distributed import global_state  # the client jax.distributed made
 
-    _client[:] = [global_state.client, jax.process_index()]
-    threading.Thread(target=_watch, args=(global_state.client, jax.process_index(),
-                                          jax.process_count(), on_lost),
-                     name="attnrnn-watchdog", daemon=True).start()
+    watchdog = threading.Thread(target=_watch, args=(global_state.client, jax.process_index(),
+                                                     jax.process_count(), on_lost),
+                                name="attnrnn-watchdog", daemon=True)
+    _client[:] = [global_state.client, jax.process_index(), watchdog]
+    watchdog.start()
 
 
 def finish():
@@ -56,7 +57,8 @@ def finish():
     not at the watchdog's next beat, since the process may be about to exit."""
     _done.set()
     if _client:
-        client, me = _client
+        client, me, watchdog = _client
+        watchdog.join(timeout=5 * PERIOD)  # its last beat must not overwrite "done"
         try:
             client.key_value_set(f"attnrnn/alive/{me}", "done", allow_overwrite=True)
         except Exception:  # the coordinator is gone already: nobody is left to tell
@@ -70,12 +72,14 @@ def lost_process(error) -> bool:
 
 
 def _watch(client, me, count, on_lost):
+    """Beats and watches until this process is done (``finish``): then it stops quietly,
+    since the service may be shutting down under it (process 0 printed its thread's
+    ``UNAVAILABLE`` traceback after a finished run)."""
     beats, seen = 0, {p: (None, time.monotonic()) for p in range(count) if p != me}
-    while True:
+    while not _done.is_set():
         beats += 1
         try:
-            client.key_value_set(f"attnrnn/alive/{me}", "done" if _done.is_set() else str(beats),
-                                 allow_overwrite=True)
+            client.key_value_set(f"attnrnn/alive/{me}", str(beats), allow_overwrite=True)
             for process, (before, since) in seen.items():
                 value = _value(client, f"attnrnn/alive/{process}")
                 if value == "done":
@@ -86,11 +90,14 @@ def _watch(client, me, count, on_lost):
                     return on_lost(f"process {process} stopped answering "
                                    f"(no heartbeat for {LOST_AFTER:g} s)")
         except Exception as error:  # the store is process 0's: it is gone
+            if _done.is_set():  # finished meanwhile: nothing to watch any more
+                return None
             if me != 0:
                 return on_lost("process 0 (the coordinator) cannot be reached "
                                f"({type(error).__name__})")
             raise
-        time.sleep(PERIOD)
+        _done.wait(PERIOD)
+    return None
 
 
 def _value(client, key):

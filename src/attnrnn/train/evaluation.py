@@ -6,8 +6,10 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-__all__ = ["HELDOUT_KEY", "HELDOUT_SIZE", "heldout_set", "evaluate", "solved", "check_batch"]
+__all__ = ["HELDOUT_KEY", "HELDOUT_SIZE", "heldout_set", "evaluate", "predict", "confusion",
+           "solved", "check_batch"]
 
 HELDOUT_KEY = 2**31 - 1  # the held-out set never shares a key with training data
 HELDOUT_SIZE = 2560  # the held-out set; "solved" allows one error per this many sequences
@@ -64,6 +66,53 @@ def evaluate(params, data, *, model, tolerance=None, batch_size=EVAL_BATCH):
     # a count: aux sums 0/1 floats, exact as integers far beyond any test split
     errors = jnp.asarray(jnp.round(errors), jnp.int32)
     return {"loss": loss, "accuracy": 1 - errors / count, "errors": errors}
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def _predicted_classes(params, xs, mask, *, model):
+    if mask is None:
+        outputs = jax.vmap(lambda x: model.apply(params, x))(xs)
+    else:
+        outputs = jax.vmap(lambda x, m: model.apply(params, x, m))(xs, mask)
+    return jnp.argmax(outputs, axis=-1)
+
+
+def predict(params, xs, *, model, mask=None, names=None, batch_size=EVAL_BATCH):
+    """The classes a classifier ``model`` predicts (the argmax of its outputs) for ``xs
+    (N, T, n)``, ``batch_size`` sequences at a time: a numpy array ``(N,)``, or ``(N, T)`` for
+    a per-step model (``-1`` on the steps ``mask`` leaves out); with ``names`` (e.g. a task's
+    ``class_names``) the classes' names instead (``""`` on masked steps).
+    """
+    if getattr(model, "regression", False):
+        raise ValueError("predict gives a classifier's classes; a regression model's "
+                         "prediction is model.predict(model.apply(params, xs))")
+    xs = jnp.asarray(xs)
+    mask = None if mask is None else jnp.asarray(mask)
+    parts = [_predicted_classes(params, xs[i:i + batch_size],
+                                None if mask is None else mask[i:i + batch_size], model=model)
+             for i in range(0, xs.shape[0], batch_size)]
+    classes = np.concatenate([np.asarray(c) for c in parts])
+    if mask is not None and classes.ndim == 2:
+        classes = np.where(np.asarray(mask), classes, -1)
+    if names is None:
+        return classes
+    return np.where(classes >= 0, np.asarray(list(names) + [""])[classes], "")
+
+
+def confusion(params, data, *, model, batch_size=EVAL_BATCH):
+    """The confusion matrix of a classifier ``model`` on ``data = (xs, labels[, mask])``: a
+    numpy ``(C, C)`` int array counting sequences (or valid steps, for per-step labels) of
+    true class ``i`` predicted as ``j`` at ``[i, j]``."""
+    xs, labels, *mask = check_batch(data)
+    mask = mask[0] if mask else None
+    predicted = predict(params, xs, model=model, mask=mask, batch_size=batch_size)
+    one = (xs[0],) if mask is None else (xs[0], mask[0])
+    classes = jax.eval_shape(model.apply, params, *one).shape[-1]
+    labels = np.asarray(labels)
+    counted = predicted >= 0
+    matrix = np.zeros((classes, classes), np.int64)
+    np.add.at(matrix, (labels[counted], predicted[counted]), 1)
+    return matrix
 
 
 def check_batch(batch) -> tuple:

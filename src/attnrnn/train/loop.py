@@ -161,34 +161,33 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, task=None
     history = list(history)
     evaluation = _evaluation(protocol, model, mesh)
     start = time.perf_counter()
-    if int(state.step) == 0 and protocol.eval_set is not None:
-        # Step 0: the untrained model evaluated (initial loss and accuracy).
+    if int(state.step) == 0 and not history and protocol.eval_set is not None:
+        # Step 0: the untrained model evaluated, once (a run interrupted at step 0 kept it).
         history.append({"step": 0, "sequences_seen": 0, **evaluation(state.params)})
         if on_chunk is not None:
             on_chunk(state, history, history[-1:])
     stop_reason = "completed"
-    bar = _progress_bar(options.progress, total=config.steps, initial=int(state.step),
-                        desc=f"{model.name} on {task.name}")
-    while int(state.step) < config.steps:
-        before = int(state.step)
-        state, metrics = chunk(before)(state, train)
-        step = int(state.step)  # less than before + eval_every where the 1997 rule stopped
-        rows = jax.device_get(metrics)
-        records = [_record(before + 1 + i, config.batch, {k: v[i] for k, v in rows.items()})
-                   for i in range(step - before)]
-        records[-1].update(evaluation(state.params))
-        history.extend(records)
-        bar.update(step - before)
-        bar.set_postfix(loss=f"{records[-1]['loss']:.3f}", acc=f"{records[-1]['accuracy']:.2f}",
-                        skipped=int(skipped_updates(state)))
-        if on_chunk is not None:
-            on_chunk(state, history, records)
-        reason = _stop_reason(config, protocol, state, records[-1],
-                              time.perf_counter() - start, options.max_seconds)
-        if reason is not None:
-            stop_reason = reason
-            break
-    bar.close()
+    with _progress_bar(options.progress, total=config.steps, initial=int(state.step),
+                       desc=f"{model.name} on {task.name}") as bar:  # closed by Ctrl-C too
+        while int(state.step) < config.steps:
+            before = int(state.step)
+            state, metrics = chunk(before)(state, train)
+            step = int(state.step)  # less than before + eval_every where the 1997 rule stopped
+            rows = jax.device_get(metrics)
+            records = [_record(before + 1 + i, config.batch, {k: v[i] for k, v in rows.items()})
+                       for i in range(step - before)]
+            records[-1].update(evaluation(state.params))
+            history.extend(records)
+            bar.update(step - before)
+            bar.set_postfix(loss=f"{records[-1]['loss']:.3f}", acc=f"{records[-1]['accuracy']:.2f}",
+                            skipped=int(skipped_updates(state)))
+            if on_chunk is not None:
+                on_chunk(state, history, records)
+            reason = _stop_reason(config, protocol, state, records[-1],
+                                  time.perf_counter() - start, options.max_seconds)
+            if reason is not None:
+                stop_reason = reason
+                break
     summary = summarize(config, history, state, time.perf_counter() - start, stop_reason)
     summary.update(protocol=protocol.name, **protocol.report(state, history, model),
                    devices=mesh.size)

@@ -2,7 +2,27 @@
 
 from __future__ import annotations
 
-__all__ = ["plot_curves"]
+__all__ = ["plot_curves", "plot_confusion"]
+
+
+def _pyplot(path):
+    """pyplot, on the Agg backend when the figure goes to a file."""
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _finish(fig, path, title):
+    if title:
+        fig.suptitle(title)
+    if path is not None:
+        fig.savefig(path, dpi=110)
+        _pyplot(path).close(fig)
+    return fig
 
 
 def plot_curves(runs, path=None, title=None):
@@ -20,12 +40,7 @@ def plot_curves(runs, path=None, title=None):
     Returns:
       The matplotlib figure.
     """
-    import matplotlib
-
-    if path is not None:
-        matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot(path)
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
     for label, history in runs.items():
         train = [r for r in history if "loss" in r]
@@ -57,9 +72,37 @@ def plot_curves(runs, path=None, title=None):
     ax_acc.set(xlabel="sequences seen", ylabel="accuracy", ylim=(0, 1.02), title="accuracy")
     ax_loss.legend(fontsize=7)
     ax_acc.legend(fontsize=7)
-    if title:
-        fig.suptitle(title)
-    if path is not None:
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-    return fig
+    return _finish(fig, path, title)
+
+
+def plot_confusion(matrix, names=None, path=None, title=None):
+    """A confusion matrix as a grid of counts (rows: the true class, columns: the predicted
+    one; the count written in each cell that has one).
+
+    Args:
+      matrix: ``(C, C)`` counts, as [`confusion`][attnrnn.train.evaluation.confusion] gives.
+      names: the classes' names (default ``0..C-1``).
+      path: save the figure there (PNG) when given.
+      title: a figure title.
+
+    Returns:
+      The matplotlib figure.
+    """
+    import numpy as np
+
+    matrix = np.asarray(matrix)
+    names = [str(n) for n in (range(len(matrix)) if names is None else names)]
+    side = min(3 + 0.35 * len(matrix), 14)
+    fig, ax = _pyplot(path).subplots(figsize=(side + 1, side), constrained_layout=True)
+    image = ax.imshow(matrix, cmap="Blues")
+    if len(matrix) <= 30:  # beyond that, the colours alone
+        for (i, j), count in np.ndenumerate(matrix):
+            if count:
+                ax.text(j, i, count, ha="center", va="center", fontsize=7,
+                        color="white" if count > matrix.max() / 2 else "black")
+    ticks = range(len(matrix))
+    ax.set(xlabel="predicted", ylabel="true", xticks=ticks, yticks=ticks)
+    ax.set_xticklabels(names, rotation=90 if max(map(len, names)) > 3 else 0, fontsize=7)
+    ax.set_yticklabels(names, fontsize=7)
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    return _finish(fig, path, title)

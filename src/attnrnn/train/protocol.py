@@ -5,7 +5,9 @@
 - ``heldout`` (generated tasks): a fixed held-out set drawn from its own key, evaluated after
   step 0 and after every chunk; *solved* means at most one error per 2,560 sequences.
 - ``test`` (tasks made from arrays): the task's own test split, evaluated the same way; the
-  summary reports ``test_accuracy`` and ``test_loss`` on the whole split.
+  summary reports ``test_accuracy`` and ``test_loss`` on the whole split, and a classifier's
+  ``test_confusion`` (``[true][predicted]`` counts) with the ``class_names`` (None: the
+  classes are ``0..C-1``).
 - ``1997``: the paper's ST3/ABS stopping rule on the training sequences, checked inside the
   jitted step, then a fresh test set (Hochreiter & Schmidhuber 1997, §5), as below.
 
@@ -37,7 +39,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from attnrnn.train.evaluation import HELDOUT_SIZE, evaluate, heldout_set, solved
+from attnrnn.train.evaluation import HELDOUT_SIZE, confusion, evaluate, heldout_set, solved
 
 __all__ = ["ST3", "StopState", "RULES", "stop_rule", "init_stop", "update_stop", "test_set",
            "TEST_KEY", "TEST_SIZE", "PROTOCOLS", "Protocol", "make_protocol",
@@ -169,8 +171,12 @@ def _train_test(task):
     def report(state, history, model):
         _, fields = _evaluations(history, "test")
         last = next((r for r in reversed(history) if "test_errors" in r), {})
-        return {**fields, "test_errors": last.get("test_errors"),
-                "test_size": int(task.test[0].shape[0])}
+        fields.update(test_errors=last.get("test_errors"), test_size=int(task.test[0].shape[0]))
+        if not task.regression:  # on the host: the state may be spread over processes
+            fields["test_confusion"] = confusion(jax.device_get(state.params), task.test,
+                                                 model=model).tolist()
+            fields["class_names"] = list(task.class_names or ()) or None
+        return fields
 
     return Protocol("test", lambda: None, _unchanged, None, "test", task.test,
                     lambda state, record: None, report)

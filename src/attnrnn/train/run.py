@@ -2,8 +2,10 @@
 
 ``DIR/config.json`` (the configuration, written first), ``DIR/metrics.jsonl`` (one line per
 step; step 0 is the untrained model's held-out evaluation), ``DIR/checkpoints/`` (orbax,
-the last three), and at the end ``DIR/params/`` (orbax), ``DIR/curves.png`` and
-``DIR/summary.json``. JSON files are replaced atomically (written beside, then renamed).
+the last three), and at the end ``DIR/params/`` (orbax), ``DIR/curves.png``,
+``DIR/confusion.png`` (a classifier trained on a task with a test split: the test split's
+confusion matrix, classes by name) and ``DIR/summary.json``. JSON files are replaced
+atomically (written beside, then renamed).
 
 Nothing is lost and nothing is stuck:
 
@@ -37,6 +39,7 @@ import math
 import os
 import shutil
 import signal
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -50,7 +53,7 @@ from attnrnn.train.config import NO_CLIP, TrainConfig
 from attnrnn.train.data import DataError
 from attnrnn.train.loop import RunOptions, fit, new_train_state, run_options
 from attnrnn.train.model_spec import parse_model
-from attnrnn.train.plots import plot_curves
+from attnrnn.train.plots import plot_confusion, plot_curves
 from attnrnn.train.protocol import protocol_name
 from attnrnn.train.sharding import check_divides, data_parallel_mesh
 from attnrnn.train.tasks import check_batch_size
@@ -311,6 +314,32 @@ def _finished_summary(out: Path):
         return None
 
 
+_SWALLOWED = []  # Ctrl-C that only sys.unraisablehook saw (see interrupts_kept)
+
+
+@contextlib.contextmanager
+def interrupts_kept():
+    """Ctrl-C raises ``KeyboardInterrupt`` wherever Python is at that moment; where that is a
+    callback Python cannot raise from (JAX's garbage-collector callback), Python prints a
+    traceback and goes on as if nothing had happened. In this block such an interrupt is
+    kept, quietly: the run stops at its next chunk end, as after any Ctrl-C (or, when it came
+    after the last one, finishes)."""
+    previous = sys.unraisablehook
+    _SWALLOWED.clear()
+
+    def keep(unraisable):
+        if issubclass(unraisable.exc_type, KeyboardInterrupt):
+            _SWALLOWED.append(True)
+        else:
+            previous(unraisable)
+
+    sys.unraisablehook = keep
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
+
+
 @contextlib.contextmanager
 def _interrupts_at_chunk_ends(enabled):
     """Ctrl-C (SIGINT) waits for the end of the chunk under way (``eval_every`` steps), where
@@ -319,7 +348,7 @@ def _interrupts_at_chunk_ends(enabled):
     list that is non-empty once Ctrl-C was pressed. Only a run of one process, in the main
     thread: a checkpoint is saved by every process together, and one interrupted process of
     several cannot save alone."""
-    requested = []
+    requested = list(_SWALLOWED)
     if not enabled or threading.current_thread() is not threading.main_thread():
         yield requested
         return
@@ -372,6 +401,10 @@ def _execute(config, out, state, history, task, options, checkpoints=None):
         plot_curves({config.model: history}, out / "curves.png",
                     title=f"{config.model}, {task_title(summary['config'])}, "
                     f"hidden {config.hidden}")
+        if summary.get("test_confusion") is not None:
+            plot_confusion(summary["test_confusion"], summary["class_names"],
+                           out / "confusion.png",
+                           title=f"{config.model} on {summary['config']['task']}: test split")
         write_json_atomic(out / "summary.json", summary)
     return summary
 

@@ -190,7 +190,8 @@ class Task(NamedTuple):
     ``train`` and ``test`` splits, each ``(xs, labels)`` or ``(xs, labels, mask)``: training
     walks through ``train`` in epochs (see [`next_batch`][attnrnn.train.tasks.next_batch])
     and runs are evaluated on ``test``. ``shuffle`` says whether each epoch visits ``train``
-    in a fresh order drawn from the run's key, or in the stored order.
+    in a fresh order drawn from the run's key, or in the stored order. ``class_names``: the
+    classes' names (labels given as strings), or None (the classes are ``0..C-1``).
     """
 
     name: str
@@ -202,6 +203,7 @@ class Task(NamedTuple):
     train: tuple | None = None
     test: tuple | None = None
     shuffle: bool = True
+    class_names: tuple | None = None
 
     def __repr__(self):
         """The task's description, its splits by shape (not every array)."""
@@ -211,7 +213,8 @@ class Task(NamedTuple):
 
         fields = {"name": repr(self.name), "features": self.features, "classes": self.classes,
                   "per_step": self.per_step, "regression": self.regression,
-                  "train": split(self.train), "test": split(self.test), "shuffle": self.shuffle}
+                  "train": split(self.train), "test": split(self.test), "shuffle": self.shuffle,
+                  **({"class_names": self.class_names} if self.class_names else {})}
         return "Task(" + ", ".join(f"{k}={v}" for k, v in fields.items()) + ")"
 
 
