@@ -33,13 +33,22 @@ test: $(VENV)/.installed-test
 
 # The site (README as home, theory/results/performance/reliability pages, one API page per public
 # name, the notebooks with their outputs) in site/; strict, so a broken reference fails it.
-docs: $(VENV)/.installed-docs
+# Then every page is opened in headless Chromium (docs/check_browser.py): math typeset, tables
+# within the column. Chromium comes from Debian's packages, installed here the first time.
+CHROMIUM := /usr/bin/chromium
+docs: $(VENV)/.installed-docs | $(CHROMIUM)
 	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(BIN)/mkdocs build --strict
 	$(BIN)/python docs/check_site.py site
+	$(BIN)/python docs/check_browser.py site
 	@echo "open site/index.html"
 
-# The figures of docs/reliability.md: >= 5,000 generated bad calls, kill -9 and Ctrl-C at 20 moments each
-# of a run (each resumed run bitwise equal to the uninterrupted one), counts printed.
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then sudo=; else sudo=sudo; fi; \
+	DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q chromium \
+	|| { $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q chromium; }
+
+# The figures of docs/reliability.md: >= 5,000 generated bad calls, kill -9 and Ctrl-C at 20
+# moments each of a run (each resumed run bitwise equal to the uninterrupted one), counts printed.
 fuzz: $(VENV)/.installed-test
 	ATTNRNN_FUZZ_CASES=5000 $(BIN)/python -m pytest -q -s tests/test_fuzz.py
 

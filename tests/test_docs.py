@@ -44,8 +44,27 @@ def test_math_is_rendered_at_build_time():
     page = ('<div class="arithmatex">\\[\\begin{aligned} c[t] &amp;= \\sigma(W_c\\, x[t]) \\\\ '
             'h &amp;= x \\end{aligned}\\]</div> and <span class="arithmatex">\\(h_t\\)</span>')
     out = hook.on_page_content(page, None, None, None)
-    assert out.count("<math") == 2 and "arithmatex" not in out and "<mtable>" in out
+    assert out.count("<math") == 2 and "arithmatex" not in out
+    assert "<mtable class=\"aligned\" displaystyle=\"true\">" in out  # lined up by math.css
     assert "&amp;" not in out and "<mi>&</mi>" not in out
+
+
+def test_formulas_written_as_code_are_typeset_and_code_stays_code():
+    """A code span holding a Unicode formula (as the docstrings write them) becomes MathML;
+    a model string, a code block and a table's configuration string stay code, the last
+    breakable only between its options."""
+    hook = _load(ROOT / "docs" / "hooks" / "mathml.py")
+    page = ("<p><code>∂ℓ/∂W_x</code>, <code>‖V_x' x‖ ≤ c ‖x‖₁</code> and "
+            "<code>attention:inf,heads=4</code></p><pre><code>∂ℓ/∂W_x</code></pre>"
+            "<table><tr><td><code>gated,bi/x</code></td></tr></table>")
+    out = hook.on_page_content(page, None, None, None)
+    assert out.count("<math") == 2 and "<mo>&#x02202;</mo>" in out  # ∂ typeset
+    assert "<code>attention:inf,heads=4</code>" in out
+    assert "<pre><code>∂ℓ/∂W_x</code></pre>" in out
+    assert "<code>gated,<wbr>bi/<wbr>x</code>" in out
+    tex = hook.to_tex("w, b ~ U(-1/√fan_in, 1/√fan_in) ∈ R^m")
+    assert tex == (r"w, b \sim  U(-1/\sqrt{\mathrm{fan}_{\mathrm{in}}}, "
+                   r"1/\sqrt{\mathrm{fan}_{\mathrm{in}}}) \in  \mathbb{R}^m")
 
 
 def test_site_check_finds_what_a_page_fetches(tmp_path):

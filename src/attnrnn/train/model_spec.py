@@ -6,7 +6,7 @@ this one module (``parse_model(str(spec)) == spec`` for every spec).
 Grammar: ``cell[:K][,option]…`` — ``attention:K`` (``K`` lags, an int ≥ 0) or
 ``attention:inf`` (AttentionRNN(∞)) with the options ``raw`` (first: start from the unbounded
 model of the equations), ``nonexp``, ``qk=B``, ``v=C``, ``norm``, ``scale=S``, ``cap=C``,
-``heads=H`` and ``recency=λ1/λ2/…`` (one rate per head, ``/`` between them) (see
+``heads=H`` and ``recency=RATE/RATE/…`` (one rate per head, ``/`` between them) (see
 [`AttentionOptions`][attnrnn.bounds.AttentionOptions]), and ``bias`` (the cell reads ``[x, 1]``,
 as the gated RNN always does: every input map gains a bias column); ``gated`` with
 ``offset=B``; ``lstm1997`` with ``truncated`` and ``logistic``; ``lstm``, ``gru`` and ``conv``
