@@ -14,15 +14,11 @@ $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[$*]'
 	touch $@
 
-$(VENV)/.installed-base: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
-	touch $@
-
 # The main job: the homework's two recurrences learn the moderate temporal-order task side by
 # side (each its own run folder), then one plot of both; each demo gets a new folder.
 DEMO_FLAGS := --task temporal-order --level moderate --hidden 32 --steps 600 --batch 32 \
 	--optimizer adam --clip 1.0 --seed 0 --no-progress
-demo: $(VENV)/.installed-base
+demo: $(VENV)/.installed-train
 	@out=runs/demo-$$(date +%Y%m%d-%H%M%S); \
 	$(BIN)/attnrnn train --model gated $(DEMO_FLAGS) --out $$out/gated && \
 	$(BIN)/attnrnn train --model attention:inf $(DEMO_FLAGS) --out $$out/attention-inf && \

@@ -1,7 +1,8 @@
 """The ``attnrnn`` command's entry point, outside the ``attnrnn`` package on purpose: importing
 the package loads JAX (seconds), and Ctrl-C then would end in a long ``KeyboardInterrupt``
 traceback raised inside some library's import. Here nothing is imported before the handler is
-in place, so Ctrl-C at any moment is one line and exit code 130, as during a run."""
+in place, so Ctrl-C at any moment is one line and exit code 130, as during a run. Without the
+``train`` extra the command says which to install, in one line."""
 
 import os
 import signal
@@ -19,7 +20,13 @@ def _interrupted_while_importing(*_):
 
 def main() -> int:
     signal.signal(signal.SIGINT, _interrupted_while_importing)
-    from attnrnn.train.cli import main as command
+    try:
+        from attnrnn.train.cli import main as command
+    except ImportError as error:
+        if error.name != "attnrnn.train":  # not the missing `train` extra: a real bug
+            raise
+        print(f"attnrnn: {error}", file=sys.stderr)
+        return 1
 
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:

@@ -135,21 +135,21 @@ def test_epochs_visit_every_sequence_once(shuffle):
     labels = np.arange(n) % 2
     task = data.array_task((xs, labels), (xs, labels), shuffle=shuffle)
     key = jax.random.PRNGKey(3)
-    seen = np.concatenate([np.asarray(tasks.next_batch(task, key, step, batch)[1][0][:, 0, 0])
+    seen = np.concatenate([np.asarray(training.next_batch(task, key, step, batch)[1][0][:, 0, 0])
                            for step in range(5)]).astype(int)  # 20 sequences: two epochs
     for epoch in (seen[:n], seen[n:]):
         assert sorted(epoch) == list(range(n))
     if shuffle:
         assert list(seen[:n]) != list(range(n)) and list(seen[:n]) != list(seen[n:])
-        other = tasks.next_batch(task, jax.random.PRNGKey(4), 0, batch)[1][0][:, 0, 0]
+        other = training.next_batch(task, jax.random.PRNGKey(4), 0, batch)[1][0][:, 0, 0]
         assert list(np.asarray(other)) != list(seen[:batch])  # the order comes from the key
     else:
         assert list(seen) == list(range(n)) * 2
-    again = tasks.next_batch(task, key, 3, batch)  # a function of (key, step) alone
+    again = training.next_batch(task, key, 3, batch)  # a function of (key, step) alone
     np.testing.assert_array_equal(again[1][0][:, 0, 0], seen[12:16])
     assert again[0] is key
     with pytest.raises(ValueError, match="batch of 11 sequences is more than the 10"):
-        tasks.next_batch(task, key, 0, 11)
+        training.next_batch(task, key, 0, 11)
 
 
 def test_fit_on_arrays_evaluates_its_test_split():

@@ -82,3 +82,50 @@ def test_the_patch_finder_finds_patches(tmp_path):
                       "paper._g = abs\nsetattr(paper, '_h', abs)\nmodels.make_model.cache_clear()\n"
                       "x = object()\nx.y = 1\n")
     assert [where.split(":")[1] for where in _patches(script)] == ["3", "4", "5"]
+
+
+def _imports(path: Path, modules) -> set:
+    """The modules of ``src/`` that a file imports, at its top or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                full = f"{node.module}.{alias.name}"
+                found.add(full if full in modules else node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found & set(modules)
+
+
+def test_the_import_graph_has_no_cycle():
+    """No module imports one that imports it back, directly or round a longer circle (three
+    did: attention and bounds, train.data and train.tasks, train.model_spec and
+    train.models, each through an import inside a function)."""
+    src = Path(__file__).resolve().parents[1] / "src"
+    modules = {".".join(p.relative_to(src).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in src.rglob("*.py")}
+    graph = {name: _imports(path, modules) - {name} for name, path in modules.items()}
+    cycles, state, stack = [], {}, []
+
+    def visit(module):
+        state[module] = "open"
+        stack.append(module)
+        for imported in sorted(graph[module]):
+            if state.get(imported) == "open":
+                cycles.append(" -> ".join(stack[stack.index(imported):] + [imported]))
+            elif imported not in state:
+                visit(imported)
+        stack.pop()
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module)
+    assert cycles == [], cycles
+    # ... and nothing runs back up a floor: the library never reads the application (the
+    # command's entry points, attnrnn_command and ``python -m attnrnn``, are the application's).
+    library = [m for m in graph if m.startswith("attnrnn") and not m.startswith(
+        ("attnrnn.train", "attnrnn_command", "attnrnn.__main__"))]
+    upward = {m: sorted(i for i in graph[m] if i.startswith(("attnrnn.train", "attnrnn_command")))
+              for m in library}
+    assert not any(upward.values()), upward

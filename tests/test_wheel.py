@@ -39,3 +39,27 @@ def test_wheel_installs_and_trains(tmp_path):
                          env={**os.environ, "JAX_PLATFORMS": "cpu"})
     assert run.returncode == 0, run.stderr[-2000:]
     assert (out / "summary.json").exists() and (out / "params").is_dir()
+
+
+def test_the_library_needs_jax_alone():
+    """With the `train` extra's packages absent, the library imports and runs, and the
+    `attnrnn` command says in one line which extra to install (exit 1)."""
+    script = (
+        "import sys\n"
+        "for name in ('optax', 'orbax', 'tqdm', 'matplotlib'):\n"
+        "    sys.modules[name] = None  # as if not installed: importing it fails\n"
+        "import jax.numpy as jnp\n"
+        "import attnrnn as ar\n"
+        "import jax\n"
+        "params = ar.gated_rnn_init(jax.random.PRNGKey(0), 3, 4)\n"
+        "print(ar.gated_rnn(params, jnp.ones((5, 3))).shape)\n"
+        "import attnrnn_command\n"
+        "sys.argv = ['attnrnn', 'train', '--steps', '1']\n"
+        "sys.exit(attnrnn_command.main())\n")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert run.returncode == 1, run.stderr[-2000:]
+    assert run.stdout.strip() == "(5, 4)"
+    assert run.stderr.strip() == (
+        "attnrnn: attnrnn.train needs the training extra (optax, orbax, tqdm, matplotlib not "
+        "installed): pip install 'attnrnn[train]'")

@@ -22,7 +22,7 @@ import jax
 import optax
 
 from attnrnn import train as training
-from attnrnn.bounds import bounded_params
+from attnrnn.attention import bounded_params
 from attnrnn.train import TrainConfig, fit, parse_model
 
 # docs/results.md: (model, level, lr (None: the model's default), budget in sequences), each

@@ -11,8 +11,9 @@ from attnrnn.attention import (
     attention_rnn_initial_state,
     attention_rnn_jacobian,
     attention_rnn_step,
+    bounded_params,
 )
-from attnrnn.bounds import AttentionOptions, bounded_params
+from attnrnn.bounds import AttentionOptions
 from attnrnn.conv import (
     ConvParams,
     conv,

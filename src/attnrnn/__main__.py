@@ -1,5 +1,5 @@
 """``python -m attnrnn`` is the ``attnrnn`` command line."""
 
-from attnrnn.train.cli import main
+from attnrnn_command import main
 
 raise SystemExit(main())

@@ -63,6 +63,7 @@ __all__ = [
     "attention_rnn_cell",
     "attention_rnn",
     "attention_rnn_jacobian",
+    "bounded_params",
 ]
 
 
@@ -635,3 +636,27 @@ def attention_rnn_jacobian(params: AttentionRNNParams, x, history, *, k, lag=1, 
         r = lax.rsqrt(jnp.mean(state**2) + 1e-6)
         jacobian = jacobian @ (r * jnp.eye(m, dtype=dtype) - r**3 * jnp.outer(state, state) / m)
     return jacobian
+
+
+def bounded_params(params, options: AttentionOptions):
+    """The weights as the bounds of ``options`` apply them (``attention_rnn`` does this once
+    per call): useful to inspect the effective weights, or to project parameters onto the
+    bounded set after an update instead of reparametrising.
+
+    Args:
+      params: [`AttentionRNNParams`][attnrnn.attention.AttentionRNNParams].
+      options: [`AttentionOptions`][attnrnn.bounds.AttentionOptions]; only its
+        ``nonexpansive``, ``score_bound`` and ``value_bound`` act here.
+
+    Returns:
+      [`AttentionRNNParams`][attnrnn.attention.AttentionRNNParams] with ``V_h``, ``Q_h``,
+      ``K_h`` and ``V_x`` rescaled.
+    """
+    if not isinstance(options, AttentionOptions):
+        raise TypeError(f"options must be AttentionOptions, got {type(options).__name__}")
+    if not isinstance(params, AttentionRNNParams):
+        raise TypeError(f"params must be AttentionRNNParams, got {type(params).__name__}")
+    lags = check_rank("params.Q_h", params.Q_h, 3, "(L, d, m)")[0]
+    _check_params(params, None if lags == 1 else lags)  # any k: only the shapes matter here
+    _check_options(options)
+    return _bounded(params, options)

@@ -1,6 +1,7 @@
 r"""AttentionRNN's stabilisers and bounds: [`AttentionOptions`][attnrnn.bounds.AttentionOptions]
-and the reparametrisation they apply to the weights,
-[`bounded_params`][attnrnn.bounds.bounded_params].
+and the reparametrisation they apply to the weights (applied to parameters by
+[`attnrnn.attention.bounded_params`][attnrnn.attention.bounded_params]; this module reads no
+other part of the library's AttentionRNN, so that ``attention`` can read it).
 
 The bounds hold for *any* weights an optimiser reaches, because they act inside the function:
 with ``nonexpansive`` the state stays within the largest input value (and the initial
@@ -17,10 +18,10 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 
-from attnrnn._checks import as_int, check_rank, check_static
+from attnrnn._checks import as_int, check_static
 from attnrnn.spectral import rescale_to_bound
 
-__all__ = ["AttentionOptions", "bounded_params"]
+__all__ = ["AttentionOptions"]
 
 
 class AttentionOptions(NamedTuple):
@@ -82,34 +83,9 @@ class AttentionOptions(NamedTuple):
 RAW = AttentionOptions()
 
 
-def bounded_params(params, options: AttentionOptions):
-    """The weights as the bounds of ``options`` apply them (``attention_rnn`` does this once
-    per call): useful to inspect the effective weights, or to project parameters onto the
-    bounded set after an update instead of reparametrising.
-
-    Args:
-      params: [`AttentionRNNParams`][attnrnn.attention.AttentionRNNParams].
-      options: [`AttentionOptions`][attnrnn.bounds.AttentionOptions]; only its
-        ``nonexpansive``, ``score_bound`` and ``value_bound`` act here.
-
-    Returns:
-      [`AttentionRNNParams`][attnrnn.attention.AttentionRNNParams] with ``V_h``, ``Q_h``,
-      ``K_h`` and ``V_x`` rescaled.
-    """
-    from attnrnn.attention import AttentionRNNParams, _check_params  # imports this module
-
-    if not isinstance(options, AttentionOptions):
-        raise TypeError(f"options must be AttentionOptions, got {type(options).__name__}")
-    if not isinstance(params, AttentionRNNParams):
-        raise TypeError(f"params must be AttentionRNNParams, got {type(params).__name__}")
-    lags = check_rank("params.Q_h", params.Q_h, 3, "(L, d, m)")[0]
-    _check_params(params, None if lags == 1 else lags)  # any k: only the shapes matter here
-    _check_options(options)
-    return _bounded(params, options)
-
-
 def _bounded(p, options: AttentionOptions):
-    """``bounded_params`` without the checks (``attention_rnn`` has made them)."""
+    """[`bounded_params`][attnrnn.attention.bounded_params] without the checks
+    (``attention_rnn`` has made them)."""
     if options.nonexpansive:
         H = options.heads
         L, m, _ = p.V_h.shape  # each head's rows of each lag's map, a stack of L·H matrices

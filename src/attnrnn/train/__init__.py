@@ -1,12 +1,14 @@
 """The training application built on the library: tasks, models as values, the optimisation
 step and host loop, the 1997 protocol, run folders with checkpoints, plots, and the CLI
-(``attnrnn train``). It uses optax, orbax-checkpoint, tqdm and matplotlib; the library
-(``attnrnn``) imports none of it.
+(``attnrnn train``). It uses optax, orbax-checkpoint, tqdm and matplotlib, the ``train`` extra
+(``pip install 'attnrnn[train]'``); the library (``attnrnn``) imports none of it.
 
-One concept per module: [`tasks`][attnrnn.train.tasks] (generators),
+One concept per module: [`task`][attnrnn.train.task] (the task value, its batches),
+[`tasks`][attnrnn.train.tasks] (generators, tasks by name),
 [`data`][attnrnn.train.data] (tasks made from arrays, ``.npz`` files, MNIST-1D),
+[`cells`][attnrnn.train.cells] (the recurrences, one entry each),
 [`model_spec`][attnrnn.train.model_spec] (model strings), [`models`][attnrnn.train.models]
-(models as values, a registry of cells), [`losses`][attnrnn.train.losses],
+(models as values), [`losses`][attnrnn.train.losses],
 [`config`][attnrnn.train.config] (what defines a run; the defaults table),
 [`step`][attnrnn.train.step] (optimizer, one update, chunks on device),
 [`sharding`][attnrnn.train.sharding], [`evaluation`][attnrnn.train.evaluation],
@@ -17,6 +19,7 @@ One concept per module: [`tasks`][attnrnn.train.tasks] (generators),
 [`cli`][attnrnn.train.cli].
 """
 
+from attnrnn.train import _extra  # noqa: F401  (first: names a missing `train` extra)
 from attnrnn.train.config import DEFAULTS, NO_CLIP, TrainConfig, training_defaults
 from attnrnn.train.data import DataError, array_task, load_npz
 from attnrnn.train.evaluation import confusion, evaluate, heldout_set, predict, solved
@@ -29,7 +32,8 @@ from attnrnn.train.step import (TrainState, consecutive_skips, guard_non_finite,
                                 init_train_state, make_optimizer, make_train_chunk,
                                 make_train_step, skipped_updates)
 from attnrnn.train.protocol import Protocol, make_protocol
-from attnrnn.train.tasks import Task, make_task, next_batch
+from attnrnn.train.task import Task, next_batch
+from attnrnn.train.tasks import make_task
 
 __all__ = [
     "BOUNDED", "DEFAULTS", "NO_CLIP", "RAW", "DataError", "FunctionModel", "Model", "ModelSpec",

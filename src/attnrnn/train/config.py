@@ -15,7 +15,8 @@ from attnrnn.train.model_spec import BOUNDED, ModelSpec, parse_model
 from attnrnn.train.models import Model, model_for
 from attnrnn.train.protocol import PROTOCOLS, protocol_name, stop_rule
 from attnrnn.train.step import OPTIMIZERS, make_optimizer
-from attnrnn.train.tasks import check_batch_size, make_task
+from attnrnn.train.task import check_batch_size
+from attnrnn.train.tasks import make_task
 
 __all__ = ["DEFAULTS", "NO_CLIP", "PROTOCOLS", "TrainConfig", "training_defaults"]
 

@@ -7,7 +7,7 @@ class names) â€” ``(N,)``, one class per sequence, or ``(N, T)``, one per step â
 boolean ``mask (N, T)`` (True on the steps that count). A split without a mask stays without
 one: every step counts, and the recurrences run without masking (a mask of all True would
 give the same result, slower). Training walks through the training
-split in epochs ([`next_batch`][attnrnn.train.tasks.next_batch]); runs are evaluated on the
+split in epochs ([`next_batch`][attnrnn.train.task.next_batch]); runs are evaluated on the
 whole test split (the ``test`` protocol of [`attnrnn.train.protocol`][attnrnn.train.protocol]).
 
 Everything is checked on the host before anything is traced, and a problem is a
@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from attnrnn.train.tasks import Task
+from attnrnn.train.task import Task
 
 __all__ = ["DataError", "array_task", "load_npz", "file_sha256", "mnist1d", "NPZ_KEYS"]
 
@@ -205,7 +205,7 @@ def _text(label) -> str:
 
 
 def array_task(train, test, *, name="arrays", classes=None, shuffle=True, where="") -> Task:
-    """A [`Task`][attnrnn.train.tasks.Task] of your own sequences, with a test split.
+    """A [`Task`][attnrnn.train.task.Task] of your own sequences, with a test split.
 
     Args:
       train: ``(xs, labels)`` or ``(xs, labels, mask)``: ``xs (N, T, n)`` or ``(N, T)``

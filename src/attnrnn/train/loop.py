@@ -127,7 +127,7 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, task=None
       on_chunk: called as ``on_chunk(state, history, new_records)`` after the step-0
         evaluation and after every chunk of ``config.eval_every`` steps, e.g. to append to
         ``metrics.jsonl`` or to checkpoint.
-      task: a [`Task`][attnrnn.train.tasks.Task] to use instead of ``config.task`` (e.g.
+      task: a [`Task`][attnrnn.train.task.Task] to use instead of ``config.task`` (e.g.
         [`array_task`][attnrnn.train.data.array_task] of your own arrays); the summary's
         ``config.task`` records its name.
       model: a [`Model`][attnrnn.train.models.Model] to train instead of the config's (any

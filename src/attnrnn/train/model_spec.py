@@ -19,6 +19,7 @@ import math
 from typing import NamedTuple
 
 from attnrnn.bounds import RAW, AttentionOptions
+from attnrnn.train.cells import CELLS
 
 __all__ = ["BOUNDED", "RAW", "GATE_OFFSET", "MODEL_OPTIONS", "ModelSpec", "cell_names",
            "parse_model"]
@@ -34,10 +35,8 @@ BOUNDED = AttentionOptions(nonexpansive=True, score_bound=0.7, value_bound=2.0)
 
 
 def cell_names() -> tuple:
-    """Every cell a model string can name: the recurrences of ``models.CELLS`` (the one
-    registry; imported here when asked, as ``models`` imports this module) and ``conv``."""
-    from attnrnn.train.models import CELLS
-
+    """Every cell a model string can name: the recurrences of
+    [`attnrnn.train.cells`][attnrnn.train.cells] (the one registry) and ``conv``."""
     return (*CELLS, "conv")
 
 # Every option a model string can carry, by cell, as --help and the errors show them.

@@ -3,7 +3,8 @@ classifier, plus a linear readout. A [`Model`][attnrnn.train.models.Model] is a 
 configuration, equal and hashable by value — with ``init``/``apply``/``predict``/``loss``; it is
 built from real arguments by [`make_model`][attnrnn.train.models.make_model], or from a model
 string ([`attnrnn.train.model_spec`][attnrnn.train.model_spec]) by
-[`model_for`][attnrnn.train.models.model_for]. Every recurrence is one entry of ``CELLS``.
+[`model_for`][attnrnn.train.models.model_for]. Every recurrence is one entry of
+[`attnrnn.train.cells`][attnrnn.train.cells].
 
 A classifier reads out the last state: with a mask, a skipped step repeats the carried
 state, so ``hs[-1]`` is the last valid state for pre- and post-padded sequences alike. A
@@ -21,13 +22,9 @@ import jax
 import jax.numpy as jnp
 
 from attnrnn._checks import as_int
-from attnrnn.attention import attention_rnn, attention_rnn_init
 from attnrnn.bounds import _check_options, check_heads
 from attnrnn.conv import ConvParams, conv, conv_init, conv_output_shape
-from attnrnn.gated import gated_rnn, gated_rnn_init
-from attnrnn.gru import gru, gru_init
-from attnrnn.lstm import lstm, lstm_init
-from attnrnn.lstm1997 import lstm1997, lstm1997_init
+from attnrnn.train.cells import CELLS
 from attnrnn.train.losses import batch_loss
 from attnrnn.train.model_spec import BOUNDED, GATE_OFFSET, ModelSpec, cell_names, parse_model
 
@@ -57,52 +54,6 @@ class SequenceModelParams(NamedTuple):
     readout: Readout
 
 
-def _with_bias_input(xs):
-    """``[x, 1]`` at every step: the gated RNN's bias column (the equations' cell has none)."""
-    return jnp.concatenate([xs, jnp.ones(xs.shape[:-1] + (1,), xs.dtype)], axis=-1)
-
-
-def _gated_init(key, n, m, spec, regression, dtype):
-    params = gated_rnn_init(key, n + 1, m, dtype=dtype)
-    return params._replace(W_c=params.W_c.at[:, -1].set(spec.gate_offset))
-
-
-class Cell(NamedTuple):
-    """A recurrence as the models use it: ``init(key, n, m, spec, regression, dtype)`` and
-    ``run(params, xs, mask, reverse, spec) -> hs (T, width)``; ``width(params)`` is the
-    state size the readout sees."""
-
-    init: Callable
-    run: Callable
-    width: Callable
-
-
-# One entry per recurrence: adding a cell is adding an entry here (model strings, make_model
-# and the CLI read their names from it).
-CELLS = {
-    "gated": Cell(_gated_init,
-                  lambda p, xs, mask, reverse, spec: gated_rnn(p, _with_bias_input(xs),
-                                                               mask=mask, reverse=reverse),
-                  lambda p: p.W_h.shape[0]),
-    "attention": Cell(lambda key, n, m, spec, regression, dtype:
-                      attention_rnn_init(key, n + spec.bias, m, k=spec.k, dtype=dtype),
-                      lambda p, xs, mask, reverse, spec: attention_rnn(
-                          p, _with_bias_input(xs) if spec.bias else xs, k=spec.k, mask=mask,
-                          reverse=reverse, options=spec.options),
-                      lambda p: p.V_x.shape[0]),
-    "lstm": Cell(lambda key, n, m, spec, regression, dtype: lstm_init(key, n, m, dtype=dtype),
-                 lambda p, xs, mask, reverse, spec: lstm(p, xs, mask=mask, reverse=reverse),
-                 lambda p: p.W_h.shape[1]),
-    "gru": Cell(lambda key, n, m, spec, regression, dtype: gru_init(key, n, m, dtype=dtype),
-                lambda p, xs, mask, reverse, spec: gru(p, xs, mask=mask, reverse=reverse),
-                lambda p: p.W_h.shape[1]),
-    "lstm1997": Cell(lambda key, n, m, spec, regression, dtype: lstm1997_init(
-                         key, n, input_gate_bias=(-3.0, -6.0) if regression else (-2.0, -4.0),
-                         dtype=dtype),
-                     lambda p, xs, mask, reverse, spec: lstm1997(
-                         p, xs, mask=mask, reverse=reverse, truncated=spec.truncated),
-                     lambda p: p.W_c.shape[0]),
-}
 READOUTS = ("last", "all")
 
 # ConvBase of the MNIST-1D benchmark (Greydanus 2020): three 1-D convolutions with ReLU,

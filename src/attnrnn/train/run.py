@@ -56,7 +56,7 @@ from attnrnn.train.model_spec import parse_model
 from attnrnn.train.plots import plot_confusion, plot_curves
 from attnrnn.train.protocol import protocol_name
 from attnrnn.train.sharding import check_divides, data_parallel_mesh
-from attnrnn.train.tasks import check_batch_size
+from attnrnn.train.task import check_batch_size
 
 __all__ = ["RunError", "start_run", "resume_run", "read_metrics", "prepare_folder"]
 
@@ -197,7 +197,7 @@ def _check_run(config, task, options):
 def start_run(config: TrainConfig, out, *, task=None, options: RunOptions | None = None,
               **changes):
     """Trains per ``config`` into the new run folder ``out``; returns the summary dict.
-    ``task``: a [`Task`][attnrnn.train.tasks.Task] to train on instead of ``config.task``
+    ``task``: a [`Task`][attnrnn.train.task.Task] to train on instead of ``config.task``
     (e.g. [`array_task`][attnrnn.train.data.array_task] of your arrays): ``config.json``
     records its name, and [`resume_run`][attnrnn.train.run.resume_run] must be given the same
     task again. ``options``: a [`RunOptions`][attnrnn.train.loop.RunOptions], or its fields

@@ -3,7 +3,7 @@ run on device.
 
 Data are drawn inside the jitted chunk from the key carried in
 [`TrainState`][attnrnn.train.step.TrainState] (generated, or taken from a task's training
-arrays: [`next_batch`][attnrnn.train.tasks.next_batch]), and ``steps_per_chunk`` steps run in one
+arrays: [`next_batch`][attnrnn.train.task.next_batch]), and ``steps_per_chunk`` steps run in one
 ``lax.scan`` on device, so the host sees the device once per chunk, not once per step. Every
 update goes through ``optax.apply_if_finite``: a non-finite gradient leaves the parameters and
 optimizer moments untouched and is counted.
@@ -23,7 +23,7 @@ from jax import lax
 from attnrnn.train.evaluation import check_batch
 from attnrnn.train.protocol import Protocol, StopState
 from attnrnn.train.sharding import check_divides, constrain_batch
-from attnrnn.train.tasks import next_batch
+from attnrnn.train.task import next_batch
 
 __all__ = ["OPTIMIZERS", "TrainState", "make_optimizer", "guard_non_finite", "init_train_state",
            "make_train_step", "make_train_chunk", "skipped_updates", "consecutive_skips"]
@@ -116,7 +116,7 @@ def make_train_chunk(optimizer, task, model, *, batch_size, steps_per_chunk, mes
                      protocol=None, trials=False):
     """A jitted ``(state, train=None) -> (state, metrics)`` that runs ``steps_per_chunk``
     steps of ``model`` on device, each on the batch
-    [`next_batch`][attnrnn.train.tasks.next_batch] draws from ``task`` with the state's key
+    [`next_batch`][attnrnn.train.task.next_batch] draws from ``task`` with the state's key
     and step; ``metrics`` are stacked per step. For a task made from arrays pass its training
     split as ``train`` (``task.train``): as an argument it is not baked into the compiled
     program as a constant (left out, ``task.train`` is). The input state's buffers are
