@@ -234,7 +234,8 @@ def array_task(train, test, *, name="arrays", classes=None, shuffle=True, where=
       a task whose ``sample(key, B)`` draws ``B`` training sequences at random (with
       replacement, for your own loops), whose ``train``/``test`` hold the splits as jax arrays
       (``(xs, labels)``, or ``(xs, labels, mask)`` where a mask was given or made; labels
-      as int32 classes), and which [`fit`][attnrnn.train.loop.fit] trains in epochs and evaluates on ``test``.
+      as int32 classes), and which [`fit`][attnrnn.train.loop.fit] trains in epochs and
+      evaluates on ``test``.
     """
     for part, value in (("train", train), ("test", test)):
         if not isinstance(value, (tuple, list)) or len(value) not in (2, 3):
