@@ -1,5 +1,5 @@
-"""Flax NNX modules over the library's pure functions (the optional extra ``attnrnn[flax]``;
-imported only as ``attnrnn.nnx``).
+"""Flax NNX modules over the library's pure functions (the optional extra ``attnrnn[nnx]``,
+or ``attnrnn[flax]``; imported only as ``attnrnn.nnx``).
 
 Each module holds its weights as ``nnx.Param``s — one per field of the library's parameter
 NamedTuple, so ``nnx.Optimizer(model, tx, wrt=nnx.Param)`` updates them — and calls the pure
