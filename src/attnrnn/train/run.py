@@ -347,11 +347,12 @@ def _interrupts_at_chunk_ends(enabled):
     without ``--checkpoint-every`` kept nothing. A second Ctrl-C interrupts at once. Yields a
     list that is non-empty once Ctrl-C was pressed. Only a run of one process, in the main
     thread: a checkpoint is saved by every process together, and one interrupted process of
-    several cannot save alone."""
-    requested = list(_SWALLOWED)
+    several cannot save alone (so an interrupt ``interrupts_kept`` caught is acted on only
+    here, where a process saves alone)."""
     if not enabled or threading.current_thread() is not threading.main_thread():
-        yield requested
+        yield []
         return
+    requested = _SWALLOWED  # one list: an interrupt kept before or during the run counts
 
     def at_chunk_end(*_):
         requested.append(True)
