@@ -1,4 +1,5 @@
-"""Evaluation on a fixed set: the held-out set of quick runs, and what "solved" means."""
+"""Evaluation on a fixed set: the held-out set of quick runs, what "solved" means, and a
+classifier's predictions and confusion matrix."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from attnrnn.train.losses import batch_outputs
 
 __all__ = ["HELDOUT_KEY", "HELDOUT_SIZE", "heldout_set", "evaluate", "predict", "confusion",
            "solved", "check_batch"]
@@ -70,11 +73,7 @@ def evaluate(params, data, *, model, tolerance=None, batch_size=EVAL_BATCH):
 
 @functools.partial(jax.jit, static_argnames=("model",))
 def _predicted_classes(params, xs, mask, *, model):
-    if mask is None:
-        outputs = jax.vmap(lambda x: model.apply(params, x))(xs)
-    else:
-        outputs = jax.vmap(lambda x, m: model.apply(params, x, m))(xs, mask)
-    return jnp.argmax(outputs, axis=-1)
+    return jnp.argmax(batch_outputs(model.apply, params, xs, mask), axis=-1)
 
 
 def predict(params, xs, *, model, mask=None, names=None, batch_size=EVAL_BATCH):

@@ -6,10 +6,18 @@ import jax
 import jax.numpy as jnp
 import optax
 
-__all__ = ["batch_loss"]
+__all__ = ["batch_loss", "batch_outputs"]
 
 # The adding problem's ABS(0.04): a regression's prediction is right within this.
 TOLERANCE = 0.04
+
+
+def batch_outputs(apply, params, xs, mask=None):
+    """``apply(params, x[, m])`` of one sequence mapped over the batch ``xs (B, T, n)``
+    (without a mask the recurrences run unmasked)."""
+    if mask is None:
+        return jax.vmap(lambda x: apply(params, x))(xs)
+    return jax.vmap(lambda x, m: apply(params, x, m))(xs, mask)
 
 
 def batch_loss(apply, predict, params, xs, labels, mask=None, tolerance=None, *,
@@ -40,10 +48,7 @@ def batch_loss(apply, predict, params, xs, labels, mask=None, tolerance=None, *,
       sequence tasks, per sequence ``aux["squared_error"]`` (``E``, on probabilities for a
       classifier) and ``aux["abs_error"]`` (``max_j |y_j - t_j|``).
     """
-    if mask is None:
-        outputs = jax.vmap(lambda x: apply(params, x))(xs)
-    else:
-        outputs = jax.vmap(lambda x, m: apply(params, x, m))(xs, mask)
+    outputs = batch_outputs(apply, params, xs, mask)
     y = predict(outputs)
     targets = labels[..., None] if regression else jax.nn.one_hot(labels, outputs.shape[-1],
                                                                    dtype=y.dtype)
