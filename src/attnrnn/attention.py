@@ -83,8 +83,6 @@ class AttentionRNNParams(NamedTuple):
     V_h: jax.Array
 
 
-
-
 def _score(q, k, options: AttentionOptions):
     """``w = q^T k`` over the last axis, per head (``(..., H)``; one head: ``(...)``), then the
     optional scale and soft cap."""

@@ -33,11 +33,11 @@ GATE_OFFSET = 2.0
 BOUNDED = AttentionOptions(nonexpansive=True, score_bound=0.7, value_bound=2.0)
 
 
-
 def cell_names() -> tuple:
     """Every cell a model string can name: the recurrences of
     [`attnrnn.train.cells`][attnrnn.train.cells] (the one registry) and ``conv``."""
     return (*CELLS, "conv")
+
 
 # Every option a model string can carry, by cell, as --help and the errors show them.
 MODEL_OPTIONS = {
