@@ -6,7 +6,8 @@ the default recipe (`attention:inf,raw,nonexp,v=2,cap=5,heads=4,recency=0/0.5/1/
 weights, bounds and readout taken from the library) with the rates made parameters,
 ``λ_g = ρ_g²`` (ρ starts at the square roots of the fixed rates), run by a quadratic loop
 written here (each step attends over every earlier state, their scores aged by ``λ_g`` per
-step). With the rates fixed it equals the library's model (checked first, on ArrowHead).
+step; the scores and the per-head mixing are the library's own functions). With the rates fixed
+it equals the library's model (checked first, on ArrowHead).
 Trained by the library's ``fit`` (``model=``, a ``FunctionModel``) under the README's protocol:
 every default of ``attnrnn train --data FILE.npz``.
 
@@ -24,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from attnrnn import bounded_params
+from attnrnn.attention import _per_head, _score  # the library's scoring and mixing, per head
 from attnrnn.train import FunctionModel, TrainConfig, batch_loss, fit, parse_model
 
 HERE = Path(__file__).resolve().parent
@@ -31,16 +33,6 @@ sys.path.insert(0, str(HERE))
 from run import to_npz  # noqa: E402  (the same .npz files)
 
 RECIPE = "attention:inf,raw,nonexp,v=2,cap=5,heads=4,recency=0/0.5/1/2,bias"
-
-
-def _score(q, k, options):
-    H = options.heads
-    w = jnp.sum((q * k).reshape(*q.shape[:-1], H, q.shape[-1] // H), axis=-1)
-    return options.score_cap * jnp.tanh(w / options.score_cap)
-
-
-def _per_head(a, v, H):
-    return (v.reshape(*v.shape[:-1], H, v.shape[-1] // H) * a[..., None]).reshape(v.shape)
 
 
 def states(cell, rates, xs, options):
