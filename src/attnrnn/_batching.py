@@ -12,12 +12,13 @@ calls it directly under vmap; an unbatched call is a batch of one.
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import accumulate
 
 import jax
 import jax.numpy as jnp
 from jax.custom_batching import custom_vmap
 
-__all__ = ["batch_aware"]
+__all__ = ["batch_aware", "row_blocks", "join_blocks", "split_like"]
 
 
 def batch_aware(batched: Callable) -> Callable:
@@ -57,3 +58,26 @@ def batch_aware(batched: Callable) -> Callable:
         return outs, jax.tree.map(lambda _: True, outs)
 
     return per_example
+
+
+# XLA's CPU reduction of a (B, N) array over B slows down ~20x from N = 16,384 to 32,768
+# (0.23 against 5.4 ms at B = 64, jax 0.10.2), and that is how JAX sums a kernel's per-example
+# weight gradients under ``jax.grad`` of a vmapped loss; so a kernel takes a large weight
+# matrix as blocks of rows of at most this many entries (one block below it: nothing changes).
+BLOCK = 16_384
+
+
+def row_blocks(W):
+    """``W (O, m)`` as a tuple of row blocks of at most ``BLOCK`` entries each."""
+    rows = max(1, BLOCK // W.shape[1])
+    return tuple(W[i:i + rows] for i in range(0, W.shape[0], rows))
+
+
+def join_blocks(blocks):
+    return blocks[0] if len(blocks) == 1 else jnp.concatenate(blocks)
+
+
+def split_like(dW, blocks):
+    """Per-example ``dW (B, O, m)`` split into ``blocks``' rows: ``(B, rows, m)`` each."""
+    ends = list(accumulate(block.shape[0] for block in blocks))[:-1]
+    return tuple(jnp.split(dW, ends, axis=1))

@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from attnrnn._batching import batch_aware
+from attnrnn._batching import batch_aware, join_blocks, row_blocks, split_like
 from attnrnn._scan import chunked_backward
 
 __all__ = ["gate_update", "gated_step", "gated_kernel"]
@@ -100,13 +100,14 @@ def _time_major(a):
     return None if a is None else jnp.swapaxes(a, 0, 1)
 
 
-def _states(W_h, h0, zc, zx, keep, *, unroll):
+def _states(W_blocks, h0, zc, zx, keep, *, unroll):
     """Batched primal: ``h0 (B, m)``, ``zc, zx (B, T, m)``, ``keep (B, T)`` -> ``hs (B, T, m)``."""
-    hs, _, _ = _forward(W_h, h0, _time_major(zc), _time_major(zx), _time_major(keep), unroll)
+    hs, _, _ = _forward(join_blocks(W_blocks), h0, _time_major(zc), _time_major(zx), _time_major(keep), unroll)
     return _time_major(hs)
 
 
-def _states_and_residuals(W_h, h0, zc, zx, keep, *, unroll, chunk):
+def _states_and_residuals(W_blocks, h0, zc, zx, keep, *, unroll, chunk):
+    W_h = join_blocks(W_blocks)
     hs, cs, gaps = _forward(W_h, h0, _time_major(zc), _time_major(zx), _time_major(keep),
                             unroll)
     if chunk is None:
@@ -119,14 +120,16 @@ def _states_and_residuals(W_h, h0, zc, zx, keep, *, unroll, chunk):
 def _gradients(shared, h0, keep, xs, residuals, g, *, unroll, chunk):
     """Batched backward pass: per-example ``∂ℓ/∂W_h (B, m, m)``, ``∂ℓ/∂h0``, ``∂ℓ/∂z_c``,
     ``∂ℓ/∂z_x (B, T, m)``."""
-    W_h, projection = shared
+    W_blocks, projection = shared
+    W_h = join_blocks(W_blocks)
     keep_t, g_t = _time_major(keep), _time_major(g)
     over_time = partial(jnp.einsum, "tbi,tbj->bij")
     if chunk is None:
         hs, cs, gaps = map(_time_major, residuals)
         h_prev = jnp.concatenate([h0[None], hs[:-1]])
         dh0, (dzc, dzx) = _backward(W_h, cs, gaps, keep_t, g_t, jnp.zeros_like(h0), unroll)
-        return over_time(dzc, h_prev), dh0, _time_major(dzc), _time_major(dzx)
+        return (split_like(over_time(dzc, h_prev), W_blocks), dh0, _time_major(dzc),
+                _time_major(dzx))
 
     W_c, W_x = projection
     starts = _time_major(residuals[0])
@@ -148,33 +151,34 @@ def _gradients(shared, h0, keep, xs, residuals, g, *, unroll, chunk):
     dh0, dW_h, (dzc, dzx) = chunked_backward(
         recompute, backward, starts, (_time_major(xs), keep_t, g_t), T, chunk,
         jnp.zeros_like(starts[0]), jnp.zeros((batch, *W_h.shape), W_h.dtype))
-    return dW_h, dh0, _time_major(dzc), _time_major(dzx)
+    return split_like(dW_h, W_blocks), dh0, _time_major(dzc), _time_major(dzx)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(6, 7))
-def _gated_scan(W_h, h0, zc, zx, keep, recompute, unroll=1, chunk=None):
-    """``hs (T, m)`` of the gated RNN from ``h0`` given the input projections
+def _gated_scan(W_blocks, h0, zc, zx, keep, recompute, unroll=1, chunk=None):
+    """``hs (T, m)`` of the gated RNN with ``W_h`` in row blocks
+    (``attnrnn._batching.row_blocks``) from ``h0`` given the input projections
     ``zc = xs W_c^T`` and ``zx = xs W_x^T (T, m)``, skipping the steps where the boolean
     ``keep (T,)`` is False (None: none skipped). ``recompute`` is ``(xs, W_c, W_x)`` when
     ``chunk`` is set (the backward pass recomputes each chunk's projections from them),
     else None; it gets a zero cotangent: gradients reach ``xs``, ``W_c`` and ``W_x``
     through ``zc`` and ``zx``, as JAX's own products (under ``jax.grad`` of a vmapped loss,
     one product over batch and time)."""
-    return batch_aware(partial(_states, unroll=unroll))(W_h, h0, zc, zx, keep)
+    return batch_aware(partial(_states, unroll=unroll))(W_blocks, h0, zc, zx, keep)
 
 
-def _gated_scan_fwd(W_h, h0, zc, zx, keep, recompute, unroll, chunk):
+def _gated_scan_fwd(W_blocks, h0, zc, zx, keep, recompute, unroll, chunk):
     hs, residuals = batch_aware(partial(_states_and_residuals, unroll=unroll, chunk=chunk))(
-        W_h, h0, zc, zx, keep)
-    return hs, (W_h, h0, keep, recompute, residuals)
+        W_blocks, h0, zc, zx, keep)
+    return hs, (W_blocks, h0, keep, recompute, residuals)
 
 
 def _gated_scan_bwd(unroll, chunk, stored, g):
-    W_h, h0, keep, recompute, residuals = stored
+    W_blocks, h0, keep, recompute, residuals = stored
     # Per example: xs; shared: the projection weights (W_c, W_x).
     xs, projection = (None, None) if recompute is None else (recompute[0], recompute[1:])
     grads = batch_aware(partial(_gradients, unroll=unroll, chunk=chunk))(
-        (W_h, projection), h0, keep, xs, residuals, g)
+        (W_blocks, projection), h0, keep, xs, residuals, g)
     return (*grads, None, jax.tree.map(jnp.zeros_like, recompute))
 
 
@@ -186,7 +190,7 @@ def gated_kernel(W, inputs, h0, xs, keep, unroll, chunk):
     ``inputs = (W_c, W_x)``, ``xs`` the raw inputs; returns ``(final state, hs)``."""
     W_c, W_x = inputs
     recompute = None if chunk is None else lax.stop_gradient((xs, W_c, W_x))
-    hs = _gated_scan(W[0], h0, xs @ W_c.T, xs @ W_x.T, keep, recompute, unroll, chunk)
+    hs = _gated_scan(row_blocks(W[0]), h0, xs @ W_c.T, xs @ W_x.T, keep, recompute, unroll, chunk)
     return (hs[-1] if hs.shape[0] else h0), hs
 
 

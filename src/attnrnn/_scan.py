@@ -22,7 +22,8 @@ Backward passes (``backward=``):
 
 - ``"autodiff"``: JAX differentiates the scan (forward mode and higher orders work).
 - ``"fused"``: a hand-written reverse pass. A recurrence may bring its own whole-loop kernel
-  (``Recurrence.kernel``: the gated RNN's); otherwise the loop's weight-tapped pass runs. The
+  (``Recurrence.kernel``: the gated RNN's, ``attnrnn._gated_kernel``; the GRU's and the
+  LSTM's, ``attnrnn._cell_kernel``); otherwise the loop's weight-tapped pass runs. The
   recurrent weights ``W (L, O, I)`` enter a step only through ``W P`` (``P = read(carry, z)``,
   ``(W P)[l] = W[l] @ P[l]``), so the backward loop can take each step's vector-Jacobian
   product with ``W`` held constant, read ``∂ℓ/∂(W P)`` off a zero "tap" added to the product,
@@ -319,7 +320,7 @@ def chunked_backward(recompute, backward, starts, steps, T, chunk, d_final, d_we
         start, chunk_steps = inputs
         d_carry, d_w_chunk, d_steps = backward(recompute(start, chunk_steps), chunk_steps,
                                                d_carry)
-        return (d_carry, d_w + d_w_chunk), d_steps
+        return (d_carry, jax.tree.map(jnp.add, d_w, d_w_chunk)), d_steps
 
     (d_first, d_w), d_steps = lax.scan(one_chunk, (d_final, d_weights),
                                        (starts, chunks(steps, T, chunk, 0)), reverse=True)

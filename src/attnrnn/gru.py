@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from attnrnn import _scan
+from attnrnn._cell_kernel import GateCell, gate_kernel
 from attnrnn._checks import as_int, check_gate_blocks, check_shape, initialiser
 
 __all__ = ["GRUParams", "gru_init", "gru", "gru_cell", "gru_initial_state"]
@@ -57,13 +58,14 @@ def gru_initial_state(params: GRUParams, dtype=None):
 
 
 def gru(params: GRUParams, xs, *, initial_state=None, mask=None, reverse=False, unroll=1,
-        remat_chunk=None, backward="autodiff", return_state=False):
+        remat_chunk=None, backward="fused", return_state=False):
     """Runs the GRU over ``xs (T, n)`` from ``initial_state`` (zeros when None); returns
     ``hs (T, m)``, or ``(hs, h_last)`` with ``return_state``. ``mask``, ``reverse``,
     ``unroll``, ``remat_chunk`` and ``backward`` behave as for
     [`attnrnn.gated_rnn`][attnrnn.gated.gated_rnn], the keywords of every recurrence of the
-    library (``backward="fused"``: the time loop's weight-tapped reverse pass; the default
-    ``"autodiff"``: ``docs/performance.md`` compares the two)."""
+    library (the default ``backward="fused"``: the gate cells' hand-written reverse pass,
+    ``attnrnn._cell_kernel``, reverse mode only; ``"autodiff"``: JAX differentiates the loop,
+    forward mode too; ``docs/performance.md`` compares the two)."""
     n, m = _check_params(params)
     T = _scan.check_sequence(xs, n)
     loop = _scan.check_loop(T, mask=mask, reverse=reverse, unroll=unroll,
@@ -90,16 +92,14 @@ def gru_cell(params: GRUParams, h, x):
 
 
 def _recurrence(params, dtype, fused):
-    """``(Recurrence, W_h (1, 3m, m), inputs)`` of the time loop. ``b_hr`` and ``b_hz`` join
-    the input projection; ``b_hn`` sits inside ``r ⊙ ·``, so it cannot: the update closes over
-    it, or (``fused``: the weight-tapped pass takes the recurrence as static) it rides along
-    every step as an input."""
+    """``(Recurrence, W_h (1, 3m, m), inputs)`` of the time loop. Under autodiff ``b_hr`` and
+    ``b_hz`` join the input projection and the update closes over ``b_hn`` (it sits inside
+    ``r ⊙ ·``); the fused kernel takes ``b_h`` whole, ``pre = h W_hᵀ + b_h``."""
     W_x, W_h, b_x, b_h = (jnp.asarray(w, dtype) for w in params)
+    if fused:
+        return _KERNEL, W_h[None], ((W_x.T, b_x), b_h)
     m = W_h.shape[1]
     inputs = (W_x.T, jnp.concatenate([b_x[:2 * m] + b_h[:2 * m], b_x[2 * m:]]))
-    if fused:
-        return (_scan.Recurrence(project_inputs=_project_with_b_hn, read=_read, update=_update),
-                W_h[None], (*inputs, b_h[2 * m:]))
     return (_scan.Recurrence(project_inputs=_project, read=_read,
                              update=partial(_update_given_b_hn, b_h[2 * m:]),
                              project_in_loop=True), W_h[None], inputs)
@@ -118,19 +118,8 @@ def _project(inputs, xs):
     return tuple(jnp.split(xs @ W_x_T + bias[None, :], 3, axis=-1))
 
 
-def _project_with_b_hn(inputs, xs):
-    """``_project``'s arrays and ``b_hn`` beside them at every step."""
-    b_hn = inputs[2]
-    return (*_project(inputs, xs), jnp.broadcast_to(b_hn, (xs.shape[0], b_hn.shape[0])))
-
-
 def _read(h, z):
     return h[None], None
-
-
-def _update(h, z, context, WP):
-    """One step given ``W_h h[t-1] = WP[0]`` (and ``b_hn`` the last of ``z``)."""
-    return _update_given_b_hn(z[3], h, z[:3], context, WP)
 
 
 def _update_given_b_hn(b_hn, h, z, context, WP):
@@ -140,3 +129,40 @@ def _update_given_b_hn(b_hn, h, z, context, WP):
     n = jnp.tanh(x_n + r * (h_n + b_hn))
     h = (1 - update) * n + update * h
     return h, h
+
+
+def _kernel_project(inputs, xs):
+    """The fused kernel's projection, every gate in one array: ``xs W_xᵀ + b_x``."""
+    W_x_T, b_x = inputs
+    return xs @ W_x_T + b_x[None, :]
+
+
+def _kernel_step(carry, z, pre):
+    """The step of the fused kernel (``attnrnn._cell_kernel``) given ``z = W_x x[t] + b_x``
+    and ``pre = W_h h[t-1] + b_h``; it saves the local derivatives ``step_back`` multiplies
+    by."""
+    (h,) = carry
+    (x_r, x_z, x_n), (p_r, p_z, p_n) = z, jnp.split(pre, 3, axis=-1)
+    r, update = jax.nn.sigmoid(x_r + p_r), jax.nn.sigmoid(x_z + p_z)
+    n = jnp.tanh(x_n + r * p_n)
+    saved = (update, (1 - update) * (1 - n * n), (h - n) * update * (1 - update),
+             p_n * r * (1 - r), r)
+    return ((1 - update) * n + update * h,), saved
+
+
+def _kernel_step_back(saved, delta):
+    """``∂ℓ/∂h[t-1]`` (but for ``W_h``), ``∂ℓ/∂pre`` and ``∂ℓ/∂z`` from ``δ = ∂ℓ/∂h[t]``:
+    with ``n̂``, ``ẑ``, ``r̂`` the gates' pre-activations, ``∂ℓ/∂n̂ = δ (1 - z)(1 - n²)``,
+    ``∂ℓ/∂ẑ = δ (h[t-1] - n) z (1 - z)``, ``∂ℓ/∂r̂ = ∂ℓ/∂n̂ · p_n r (1 - r)``; ``pre``'s n
+    block gets ``∂ℓ/∂n̂ · r``."""
+    update, a_n, a_z, a_r, r = saved
+    (d,) = delta
+    d_n = d * a_n
+    d_r, d_z = d_n * a_r, d * a_z
+    return ((d * update,), jnp.concatenate([d_r, d_z, d_n * r], axis=-1),
+            jnp.concatenate([d_r, d_z, d_n], axis=-1))
+
+
+# backward="fused": the kernel is the whole loop (the loop reads nothing else of it).
+_KERNEL = _scan.Recurrence(project_inputs=_project, read=None, update=None, kernel=gate_kernel(
+    GateCell(project=_kernel_project, step=_kernel_step, step_back=_kernel_step_back)))

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from attnrnn import _scan
+from attnrnn._cell_kernel import GateCell, gate_kernel
 from attnrnn._checks import as_int, check_gate_blocks, check_shape, initialiser
 
 __all__ = ["LSTMParams", "lstm_init", "lstm", "lstm_cell", "lstm_initial_state"]
@@ -48,14 +49,16 @@ def lstm_init(key, input_size, hidden_size, *, dtype=jnp.float32) -> LSTMParams:
 
 
 def lstm(params: LSTMParams, xs, *, initial_state=None, mask=None, reverse=False, unroll=1,
-         remat_chunk=None, backward="autodiff", return_state=False):
+         remat_chunk=None, backward="fused", return_state=False):
     """Runs the LSTM over ``xs (T, n)`` from ``initial_state``, the pair ``(h, c)`` of
     ``(m,)`` vectors (default [`lstm_initial_state`][attnrnn.lstm.lstm_initial_state], zeros);
     returns ``hs (T, m)``, or ``(hs, (h, c))`` with ``return_state``. ``mask``, ``reverse``,
     ``unroll``, ``remat_chunk`` and ``backward`` behave as for
     [`attnrnn.gated_rnn`][attnrnn.gated.gated_rnn], the keywords of every recurrence of the
-    library (a skipped step carries ``(h, c)`` and repeats ``h``; ``backward="fused"`` is the
-    time loop's weight-tapped reverse pass)."""
+    library (a skipped step carries ``(h, c)`` and repeats ``h``; the default
+    ``backward="fused"`` is the gate cells' hand-written reverse pass,
+    ``attnrnn._cell_kernel``, reverse mode only; ``"autodiff"`` lets JAX differentiate the
+    loop, forward mode too)."""
     n, m = _check_params(params)
     T = _scan.check_sequence(xs, n)
     loop = _scan.check_loop(T, mask=mask, reverse=reverse, unroll=unroll,
@@ -63,8 +66,13 @@ def lstm(params: LSTMParams, xs, *, initial_state=None, mask=None, reverse=False
                             return_state=return_state)
     dtype, init = _scan.initial_state(initial_state, _scan.state_shapes((m,), (m,)),
                                       "(h, c), two (m,) vectors", *params, xs)
-    final, hs = _scan.run_recurrence(_RECURRENCE, *_weights(params, dtype), init,
-                                     jnp.asarray(xs, dtype), **loop.run_options())
+    W_h, inputs = _weights(params, dtype)
+    if loop.backward == "fused":  # the kernel takes (projection inputs, recurrent bias)
+        recurrence, inputs = _KERNEL, (inputs, None)
+    else:
+        recurrence = _RECURRENCE
+    final, hs = _scan.run_recurrence(recurrence, W_h, inputs, init, jnp.asarray(xs, dtype),
+                                     **loop.run_options())
     return _scan.outputs(loop, hs, final)
 
 
@@ -122,3 +130,40 @@ def _update(carry, z, context, WP):
 _RECURRENCE = _scan.Recurrence(
     project_inputs=_project, read=lambda carry, z: (carry[0][None], None), update=_update,
     skip_output=lstm_cell.skip_output, project_in_loop=True)
+
+
+def _kernel_project(inputs, xs):
+    """The fused kernel's projection, every gate in one array: ``xs W_xᵀ + b``."""
+    W_x_T, b = inputs
+    return xs @ W_x_T + b[None, :]
+
+
+def _kernel_step(carry, z, pre):
+    """The step of the fused kernel (``attnrnn._cell_kernel``) given ``z = W_x x[t] + b``
+    and ``pre = W_h h[t-1]``; it saves the local derivatives ``step_back`` multiplies by."""
+    _, c = carry
+    i, f, g, o = (x + p for x, p in zip(z, jnp.split(pre, 4, axis=-1)))
+    i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+    c_new = f * c + i * g
+    tanh_c = jnp.tanh(c_new)
+    saved = (tanh_c * o * (1 - o), o * (1 - tanh_c * tanh_c), g * i * (1 - i),
+             c * f * (1 - f), i * (1 - g * g), f)
+    return (o * tanh_c, c_new), saved
+
+
+def _kernel_step_back(saved, delta):
+    """From ``δ = (∂ℓ/∂h[t], ∂ℓ/∂c[t])``: ``∂ℓ/∂c[t]`` in full is ``δ_c + δ_h o (1 - tanh²
+    c[t])``; the gates' pre-activations get ``δ_h tanh c[t] · o(1 - o)`` (o) and ``∂ℓ/∂c[t]``
+    times ``g i(1 - i)``, ``c[t-1] f(1 - f)``, ``i (1 - g²)`` (i, f, g) — ``∂ℓ/∂pre`` and
+    ``∂ℓ/∂z`` alike; ``∂ℓ/∂c[t-1] = ∂ℓ/∂c[t] f``, and ``h[t-1]`` is reached through ``W_h``
+    alone."""
+    s_o, s_c, s_i, s_f, s_g, f = saved
+    d_h, d_c = delta
+    d_c = d_c + d_h * s_c
+    d_gates = jnp.concatenate([d_c * s_i, d_c * s_f, d_c * s_g, d_h * s_o], axis=-1)
+    return (None, d_c * f), d_gates, None
+
+
+# backward="fused": the kernel is the whole loop (the loop reads nothing else of it).
+_KERNEL = _scan.Recurrence(project_inputs=_project, read=None, update=None, kernel=gate_kernel(
+    GateCell(project=_kernel_project, step=_kernel_step, step_back=_kernel_step_back)))
