@@ -18,6 +18,13 @@ from jax import lax
 import attnrnn as ar
 from common import interleaved_seconds
 
+ABOUT = ("Each library's own GRU and LSTM (Flax's `nnx.RNN` over `nnx.GRUCell` / "
+         "`nnx.OptimizedLSTMCell`, natively batched; Equinox's `GRUCell` / `LSTMCell` stepped "
+         "by `lax.scan` under `vmap`; attnrnn's `gru` / `lstm` with their defaults under "
+         "`vmap`), and a user's Elman cell through `attnrnn.run` against the same cell in a "
+         "plain `lax.scan`. Forward: the sum of every state; gradient: of the sum of their "
+         "squares, with respect to the weights. The last column is each peer's time over "
+         "attnrnn's (above 1: attnrnn is faster).\n\n")
 GRID = ((100, 40, 1, 6), (32, 100, 16, 32), (64, 200, 64, 128), (16, 500, 64, 256),
         (1, 1000, 64, 64))
 

@@ -455,7 +455,7 @@ def main():
     section("Training step of the main job", table)
 
     table, same_cell = cells.run(cells.GRID[:2] if args.quick else cells.GRID)
-    section("The same cell in three libraries (attnrnn, Flax, Equinox)", table)
+    section("The same cell in three libraries (attnrnn, Flax, Equinox)", cells.ABOUT + table)
 
     table, mnist1d = mnist1d_table(steps=20 if args.quick else 100)
     if table:
