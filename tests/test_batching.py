@@ -2,7 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from attnrnn._batching import batch_aware
+from attnrnn._batching import batch_aware, join_blocks, row_blocks, split_like
 
 
 def make():
@@ -42,3 +42,15 @@ def test_mapped_shared_weights_fall_back_to_one_call_per_example():
     y, _ = jax.jit(jax.vmap(f, (0, None, None)))(Ws, x, b)
     np.testing.assert_allclose(y, np.stack([W @ x for W in Ws]))
     assert set(seen) == {1}  # only ever one example: vmap's generic rule batched it
+
+
+def test_row_blocks_split_and_join():
+    """A weight matrix as row blocks of at most BLOCK entries (one block below it), joined
+    back, and a per-example gradient split like them."""
+    W = jnp.arange(300 * 100, dtype=jnp.float32).reshape(300, 100)
+    blocks = row_blocks(W)
+    assert [b.shape for b in blocks] == [(163, 100), (137, 100)]
+    np.testing.assert_array_equal(join_blocks(blocks), W)
+    per_example = jnp.stack([W, -W])
+    assert [b.shape for b in split_like(per_example, blocks)] == [(2, 163, 100), (2, 137, 100)]
+    assert len(row_blocks(jnp.zeros((96, 32)))) == 1

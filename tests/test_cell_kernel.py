@@ -107,14 +107,3 @@ def test_wide_inputs_and_a_recurrent_matrix_in_row_blocks(name, monkeypatch):
 
     assert_tree_allclose(jax.grad(partial(loss, "fused"))(params),
                          jax.grad(partial(loss, "autodiff"))(params), rtol=1e-10, atol=1e-13)
-
-
-def test_row_blocks_split_and_join():
-    W = jnp.arange(300 * 100, dtype=jnp.float32).reshape(300, 100)
-    blocks = _batching.row_blocks(W)
-    assert [b.shape for b in blocks] == [(163, 100), (137, 100)]
-    np.testing.assert_array_equal(_batching.join_blocks(blocks), W)
-    per_example = jnp.stack([W, -W])
-    assert [b.shape for b in _batching.split_like(per_example, blocks)] == [(2, 163, 100),
-                                                                           (2, 137, 100)]
-    assert len(_batching.row_blocks(jnp.zeros((96, 32)))) == 1

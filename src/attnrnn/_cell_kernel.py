@@ -13,12 +13,13 @@ operations a step (``GateCell.step_back``), and forms the weight gradients after
     ∂ℓ/∂h[t-1] += ∂ℓ/∂pre[t] W_h
     ∂ℓ/∂W_h = Σ_t ∂ℓ/∂pre[t]ᵀ h[t-1],   ∂ℓ/∂b = Σ_t ∂ℓ/∂pre[t]         (after the loop)
 
-``z[t] = project(inputs, x[t])`` are the input projections; the loop takes the raw ``xs``, so
-a call that is not differentiated runs the forward the autodiff path runs (wide inputs
-projected inside the step, ``attnrnn._scan.IN_LOOP_FEATURES``), and the differentiated one
-projects every step before its loop. A skipped step (mask False) holds the carry, passes
-``δ`` through and contributes nothing. ``chunk`` keeps only the carry entering every chunk
-and recomputes each chunk's steps before its backward loop, as the gated RNN's kernel does.
+``z[t] = project(inputs, x[t])`` are the input projections, computed for every step in one
+product before the loop, so their gradients are JAX's own products; a call that is not
+differentiated may instead project inside each step (``IN_LOOP_FEATURES``), from the raw
+``xs`` that ride along with their gradients stopped. A skipped step (mask False) holds the
+carry, passes ``δ`` through and contributes nothing. ``chunk`` keeps only the carry entering
+every chunk and recomputes each chunk's steps before its backward loop, as the gated RNN's
+kernel does.
 
 Each half is written for a batch (``attnrnn._batching.batch_aware``): under ``jax.vmap`` the
 state is one ``(B, m) @ (m, O)`` product a step. Weight gradients stay per example, as vmap
@@ -38,7 +39,7 @@ from jax import lax
 from attnrnn._batching import batch_aware, join_blocks, row_blocks, split_like
 from attnrnn._scan import chunked_backward, chunks, unchunk
 
-__all__ = ["GateCell", "gate_kernel"]
+__all__ = ["GateCell", "affine", "gate_kernel"]
 
 
 class GateCell(NamedTuple):
@@ -62,6 +63,13 @@ class GateCell(NamedTuple):
     step_back: Callable
 
 
+def affine(inputs, xs):
+    """The usual projection, every gate in one array: ``xs W_xᵀ + b`` for
+    ``inputs = (W_xᵀ, b)``."""
+    W_x_T, b = inputs
+    return xs @ W_x_T + b[None, :]
+
+
 # A call that is not differentiated projects inputs with at least this many features inside
 # the step (the autodiff path's threshold, attnrnn._scan.IN_LOOP_FEATURES, is higher because
 # its gradient then forms the projection's weight gradient step by step; this kernel's never
@@ -70,14 +78,15 @@ class GateCell(NamedTuple):
 IN_LOOP_FEATURES = 8
 SMALL_STEP = 1024  # see _over_time
 
+
 def _over_time(step, carry, xs, *, reverse=False, unroll=1):
     """``lax.scan`` of ``step(carry, x) -> (carry, out)`` along axis 1 of batch-major arrays
     ``xs (B, T, …)``; the outputs are ``(B, T, …)``.
 
     A batch must lead what the kernel returns under vmap, and ``lax.scan`` scans the leading
     axis: through it, every input and residual is transposed twice. For a large step the loop
-    instead reads and writes axis 1 in place (GRU at batch 64, T 200, m 128: the copies were a
-    third of the backward pass, the gradient 4-8% slower than in place); for a small one
+    instead reads and writes axis 1 in place (GRU at batch 64, T 200, m 128: forward 8%,
+    gradient 4% faster than through the copies); for a small one
     (``B · m`` up to ``SMALL_STEP``) the copies are cheap and ``lax.scan``'s contiguous steps
     are faster (GRU gradient at batch 100, T 40, m 6: 13% faster than in place).
     """
@@ -172,7 +181,7 @@ def _primal(cell, unroll, shared, init, zs, keep, xs):
     W_blocks, b, proj = shared
     in_loop = xs.shape[-1] >= IN_LOOP_FEATURES  # then zs is left unused, and never computed
     # Before the loop, one array per gate: a gate's columns cut out of one (B, G) slice at
-    # every step made the forward 2.4-2.8x slower at batch 32 and 100 (n 16 and 1).
+    # every step made the forward 2.4-2.9x slower at batch 100 and 32 (n 1 and 16).
     final, (hs, _) = _forward(cell, join_blocks(W_blocks), b, proj, init,
                               xs if in_loop else _gates(zs, init), keep, unroll, in_loop,
                               residuals=False)

@@ -102,7 +102,8 @@ def _time_major(a):
 
 def _states(W_blocks, h0, zc, zx, keep, *, unroll):
     """Batched primal: ``h0 (B, m)``, ``zc, zx (B, T, m)``, ``keep (B, T)`` -> ``hs (B, T, m)``."""
-    hs, _, _ = _forward(join_blocks(W_blocks), h0, _time_major(zc), _time_major(zx), _time_major(keep), unroll)
+    hs, _, _ = _forward(join_blocks(W_blocks), h0, _time_major(zc), _time_major(zx),
+                        _time_major(keep), unroll)
     return _time_major(hs)
 
 
@@ -190,7 +191,8 @@ def gated_kernel(W, inputs, h0, xs, keep, unroll, chunk):
     ``inputs = (W_c, W_x)``, ``xs`` the raw inputs; returns ``(final state, hs)``."""
     W_c, W_x = inputs
     recompute = None if chunk is None else lax.stop_gradient((xs, W_c, W_x))
-    hs = _gated_scan(row_blocks(W[0]), h0, xs @ W_c.T, xs @ W_x.T, keep, recompute, unroll, chunk)
+    hs = _gated_scan(row_blocks(W[0]), h0, xs @ W_c.T, xs @ W_x.T, keep, recompute, unroll,
+                     chunk)
     return (hs[-1] if hs.shape[0] else h0), hs
 
 

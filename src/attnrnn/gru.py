@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from attnrnn import _scan
-from attnrnn._cell_kernel import GateCell, gate_kernel
+from attnrnn._cell_kernel import GateCell, affine, gate_kernel
 from attnrnn._checks import as_int, check_gate_blocks, check_shape, initialiser
 
 __all__ = ["GRUParams", "gru_init", "gru", "gru_cell", "gru_initial_state"]
@@ -131,12 +131,6 @@ def _update_given_b_hn(b_hn, h, z, context, WP):
     return h, h
 
 
-def _kernel_project(inputs, xs):
-    """The fused kernel's projection, every gate in one array: ``xs W_xᵀ + b_x``."""
-    W_x_T, b_x = inputs
-    return xs @ W_x_T + b_x[None, :]
-
-
 def _kernel_step(carry, z, pre):
     """The step of the fused kernel (``attnrnn._cell_kernel``) given ``z = W_x x[t] + b_x``
     and ``pre = W_h h[t-1] + b_h``; it saves the local derivatives ``step_back`` multiplies
@@ -165,4 +159,4 @@ def _kernel_step_back(saved, delta):
 
 # backward="fused": the kernel is the whole loop (the loop reads nothing else of it).
 _KERNEL = _scan.Recurrence(project_inputs=_project, read=None, update=None, kernel=gate_kernel(
-    GateCell(project=_kernel_project, step=_kernel_step, step_back=_kernel_step_back)))
+    GateCell(project=affine, step=_kernel_step, step_back=_kernel_step_back)))
