@@ -107,3 +107,21 @@ def test_wide_inputs_and_a_recurrent_matrix_in_row_blocks(name, monkeypatch):
 
     assert_tree_allclose(jax.grad(partial(loss, "fused"))(params),
                          jax.grad(partial(loss, "autodiff"))(params), rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_an_empty_sequence(name, layout):
+    """No step: the outputs are empty, the final state is the initial one, and its gradient
+    reaches the initial state."""
+    run, params, xs, states, _ = setup(name, T=0)
+
+    def final(backward, s):
+        return jax.vmap(lambda x, s: run(params, x, initial_state=s, backward=backward,
+                                         return_state=True))(xs, s)
+
+    hs, last = final("fused", states)
+    assert hs.shape == (3, 0, 5)
+    assert_tree_allclose(last, states)
+    grads = {b: jax.grad(lambda s, b=b: jnp.sum(jnp.sin(jax.tree.leaves(final(b, s)[1])[0])))(
+        states) for b in ("fused", "autodiff")}
+    assert_tree_allclose(grads["fused"], grads["autodiff"], rtol=1e-12)
