@@ -125,3 +125,18 @@ def test_an_empty_sequence(name, layout):
     grads = {b: jax.grad(lambda s, b=b: jnp.sum(jnp.sin(jax.tree.leaves(final(b, s)[1])[0])))(
         states) for b in ("fused", "autodiff")}
     assert_tree_allclose(grads["fused"], grads["autodiff"], rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_fused_is_the_default_and_the_application_keeps_autodiff(name):
+    """``ar.gru``/``ar.lstm`` default to the fused pass (forward mode through it is refused,
+    naming the fix); the application's GRU and LSTM run ``backward="autodiff"``, the pass its
+    recorded results were measured with, so forward mode goes through them."""
+    from attnrnn.train.models import make_model
+
+    run, params, xs, _, _ = setup(name)
+    with pytest.raises(TypeError, match="pass backward='autodiff'"):
+        jax.jvp(lambda p: run(p, xs[0]), (params,), (params,))
+    model = make_model(name, input_size=3, hidden_size=5, outputs=2)
+    weights = model.init(jax.random.PRNGKey(0))
+    jax.jvp(lambda w: model.apply(w, xs[0]), (weights,), (weights,))
