@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax.custom_batching import custom_vmap
 
-__all__ = ["batch_aware", "row_blocks", "join_blocks", "split_like"]
+__all__ = ["batch_aware", "row_blocks", "join_blocks", "split_like", "time_major"]
 
 
 def batch_aware(batched: Callable) -> Callable:
@@ -81,3 +81,9 @@ def split_like(dW, blocks):
     """Per-example ``dW (B, O, m)`` split into ``blocks``' rows: ``(B, rows, m)`` each."""
     ends = list(accumulate(block.shape[0] for block in blocks))[:-1]
     return tuple(jnp.split(dW, ends, axis=1))
+
+
+def time_major(tree):
+    """Every array of ``tree`` with its first two axes swapped: ``(B, T, …)`` and
+    ``(T, B, …)`` each into the other (None stays None)."""
+    return jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), tree)

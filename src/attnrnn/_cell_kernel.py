@@ -36,8 +36,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from attnrnn._batching import batch_aware, join_blocks, row_blocks, split_like
-from attnrnn._scan import chunked_backward, chunks, unchunk
+from attnrnn._batching import batch_aware, join_blocks, row_blocks, split_like, time_major
+from attnrnn._scan import _select, chunked_backward, chunks, unchunk
 
 __all__ = ["GateCell", "affine", "gate_kernel"]
 
@@ -93,8 +93,8 @@ def _over_time(step, carry, xs, *, reverse=False, unroll=1):
     batch, m = jax.tree.leaves(carry)[0].shape
     T = jax.tree.leaves(xs)[0].shape[1]
     if batch * m <= SMALL_STEP or T == 0:  # (no step to read in place)
-        carry, outs = lax.scan(step, carry, _time_major(xs), reverse=reverse, unroll=unroll)
-        return carry, _time_major(outs)
+        carry, outs = lax.scan(step, carry, time_major(xs), reverse=reverse, unroll=unroll)
+        return carry, time_major(outs)
     at = lambda t: jax.tree.map(  # noqa: E731
         lambda a: lax.dynamic_index_in_dim(a, t, 1, keepdims=False), xs)
     one_step = jax.tree.map(lambda a: jax.ShapeDtypeStruct((a.shape[0], *a.shape[2:]),
@@ -112,10 +112,6 @@ def _over_time(step, carry, xs, *, reverse=False, unroll=1):
     return lax.fori_loop(0, T, body, (carry, outs), unroll=unroll)
 
 
-def _time_major(tree):
-    return jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), tree)
-
-
 def _project(cell, proj, xs):
     """``cell.project`` of ``xs (..., n)`` with any leading axes, as one ``(·, n)`` product."""
     z = cell.project(proj, xs.reshape(-1, xs.shape[-1]))
@@ -129,9 +125,7 @@ def _gates(z, init):
 
 def _held(keep, new, old):
     """``new`` where ``keep (B,)``, else ``old``; ``keep`` None keeps every step."""
-    if keep is None:
-        return new
-    return jax.tree.map(lambda a, b: jnp.where(keep[:, None], a, b), new, old)
+    return new if keep is None else _select(keep[:, None], new, old)
 
 
 def _forward(cell, W_h, b, proj, init, inputs, keep, unroll, in_loop, residuals=True):
@@ -198,18 +192,18 @@ def _primal_and_residuals(cell, unroll, chunk, shared, init, zs, keep):
     T = zs.shape[1]
 
     def one_chunk(carry, inputs):
-        new, (hs, _) = _forward(cell, W_h, b, proj, carry, *_time_major(inputs), unroll,
+        new, (hs, _) = _forward(cell, W_h, b, proj, carry, *time_major(inputs), unroll,
                                 False, residuals=False)
-        return new, (_time_major(hs), carry)
+        return new, (time_major(hs), carry)
 
     final, (hs, starts) = lax.scan(one_chunk, init, _chunked(zs, keep, T, chunk))
-    return (final, _time_major(unchunk(hs, T))), _time_major(starts)
+    return (final, time_major(unchunk(hs, T))), time_major(starts)
 
 
 def _chunked(xs, keep, T, chunk):
     """``xs`` and ``keep`` as time-major chunks; the padding steps are skipped steps."""
     keep = jnp.ones(xs.shape[:2], bool) if keep is None else keep
-    return chunks(_time_major(xs), T, chunk, 0), chunks(_time_major(keep), T, chunk, False)
+    return chunks(time_major(xs), T, chunk, 0), chunks(time_major(keep), T, chunk, False)
 
 
 def _gradients(cell, unroll, chunk, shared, init, keep, xs, residuals, g, d_final):
@@ -227,24 +221,24 @@ def _gradients(cell, unroll, chunk, shared, init, keep, xs, residuals, g, d_fina
         batch, T = g.shape[:2]
 
         def recompute(start, steps):  # the chunk's h[t-1] and saved, from the carry entering it
-            x_c, keep_c, _ = _time_major(steps)
+            x_c, keep_c, _ = time_major(steps)
             _, (hs_c, saved_c) = _forward(cell, W_h, b, proj, start, _project(cell, proj, x_c),
                                           keep_c, unroll, False)
             return _previous(start, hs_c), saved_c
 
         def backward(stored, steps, d_carry):
             h_prev, saved_c = stored
-            _, keep_c, g_c = _time_major(steps)
+            _, keep_c, g_c = time_major(steps)
             d_carry, (d_pre, d_z) = _backward(cell, W_h, saved_c, keep_c, g_c, d_carry, unroll)
             d_b = None if b is None else d_pre.sum(1)
-            return d_carry, (over_time(d_pre, h_prev), d_b), _time_major(d_z)
+            return d_carry, (over_time(d_pre, h_prev), d_b), time_major(d_z)
 
         keep = jnp.ones((batch, T), bool) if keep is None else keep
         zero_b = None if b is None else jnp.zeros((batch, *b.shape), b.dtype)
         d_init, (d_W, d_b), d_zs = chunked_backward(
-            recompute, backward, _time_major(residuals), _time_major((xs, keep, g)), T, chunk,
+            recompute, backward, time_major(residuals), time_major((xs, keep, g)), T, chunk,
             d_final, (jnp.zeros((batch, *W_h.shape), W_h.dtype), zero_b))
-        d_zs = _time_major(d_zs)
+        d_zs = time_major(d_zs)
     return split_like(d_W, W_blocks), d_b, d_init, d_zs
 
 

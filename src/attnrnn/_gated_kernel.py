@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from attnrnn._batching import batch_aware, join_blocks, row_blocks, split_like
+from attnrnn._batching import batch_aware, join_blocks, row_blocks, split_like, time_major
 from attnrnn._scan import chunked_backward
 
 __all__ = ["gate_update", "gated_step", "gated_kernel"]
@@ -96,26 +96,22 @@ def _backward(W_h, cs, gaps, keep, g, dh_last, unroll):
     return lax.scan(step, dh_last, (g, cs, gaps, keep), reverse=True, unroll=unroll)
 
 
-def _time_major(a):
-    return None if a is None else jnp.swapaxes(a, 0, 1)
-
-
 def _states(W_blocks, h0, zc, zx, keep, *, unroll):
     """Batched primal: ``h0 (B, m)``, ``zc, zx (B, T, m)``, ``keep (B, T)`` -> ``hs (B, T, m)``."""
-    hs, _, _ = _forward(join_blocks(W_blocks), h0, _time_major(zc), _time_major(zx),
-                        _time_major(keep), unroll)
-    return _time_major(hs)
+    hs, _, _ = _forward(join_blocks(W_blocks), h0, time_major(zc), time_major(zx),
+                        time_major(keep), unroll)
+    return time_major(hs)
 
 
 def _states_and_residuals(W_blocks, h0, zc, zx, keep, *, unroll, chunk):
     W_h = join_blocks(W_blocks)
-    hs, cs, gaps = _forward(W_h, h0, _time_major(zc), _time_major(zx), _time_major(keep),
+    hs, cs, gaps = _forward(W_h, h0, time_major(zc), time_major(zx), time_major(keep),
                             unroll)
     if chunk is None:
-        return _time_major(hs), (_time_major(hs), _time_major(cs), _time_major(gaps))
+        return time_major(hs), (time_major(hs), time_major(cs), time_major(gaps))
     # Keep only the state entering each chunk; the backward pass recomputes the rest.
     starts = jnp.concatenate([h0[None], hs[chunk - 1 : -1 : chunk]])
-    return _time_major(hs), (_time_major(starts),)
+    return time_major(hs), (time_major(starts),)
 
 
 def _gradients(shared, h0, keep, xs, residuals, g, *, unroll, chunk):
@@ -123,17 +119,17 @@ def _gradients(shared, h0, keep, xs, residuals, g, *, unroll, chunk):
     ``∂ℓ/∂z_x (B, T, m)``."""
     W_blocks, projection = shared
     W_h = join_blocks(W_blocks)
-    keep_t, g_t = _time_major(keep), _time_major(g)
+    keep_t, g_t = time_major(keep), time_major(g)
     over_time = partial(jnp.einsum, "tbi,tbj->bij")
     if chunk is None:
-        hs, cs, gaps = map(_time_major, residuals)
+        hs, cs, gaps = map(time_major, residuals)
         h_prev = jnp.concatenate([h0[None], hs[:-1]])
         dh0, (dzc, dzx) = _backward(W_h, cs, gaps, keep_t, g_t, jnp.zeros_like(h0), unroll)
-        return (split_like(over_time(dzc, h_prev), W_blocks), dh0, _time_major(dzc),
-                _time_major(dzx))
+        return (split_like(over_time(dzc, h_prev), W_blocks), dh0, time_major(dzc),
+                time_major(dzx))
 
     W_c, W_x = projection
-    starts = _time_major(residuals[0])
+    starts = time_major(residuals[0])
     T, batch = g_t.shape[:2]
     if keep_t is None:
         keep_t = jnp.ones((T, batch), bool)  # the chunks' padding must be skipped steps
@@ -150,9 +146,9 @@ def _gradients(shared, h0, keep, xs, residuals, g, *, unroll, chunk):
         return dh, over_time(dzc, h_prev), (dzc, dzx)
 
     dh0, dW_h, (dzc, dzx) = chunked_backward(
-        recompute, backward, starts, (_time_major(xs), keep_t, g_t), T, chunk,
+        recompute, backward, starts, (time_major(xs), keep_t, g_t), T, chunk,
         jnp.zeros_like(starts[0]), jnp.zeros((batch, *W_h.shape), W_h.dtype))
-    return split_like(dW_h, W_blocks), dh0, _time_major(dzc), _time_major(dzx)
+    return split_like(dW_h, W_blocks), dh0, time_major(dzc), time_major(dzx)
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(6, 7))
