@@ -127,7 +127,16 @@ def main():
     parser.add_argument("--out", default=None, help="write the markdown table here")
     parser.add_argument("--preset", choices=["results"], default=None,
                         help="run the grid of docs/results.md instead of the cross product")
+    parser.add_argument("--tabulate", default=None, metavar="JSONL",
+                        help="only tabulate the runs of this file (rows rerun apart replaced "
+                             "in it)")
     args = parser.parse_args()
+    if args.tabulate:
+        table = summarise([json.loads(line) for line in Path(args.tabulate).open()])
+        print(table)
+        if args.out:
+            Path(args.out).write_text(table + "\n")
+        return
     if args.preset == "results":
         grid = [(model, level, 32, lr, seed, budget) for model, level, lr, budget in RESULTS
                 for seed in args.seeds]

@@ -2,8 +2,9 @@
 
 The library's recency rates are fixed options. Before building learned ones into it, this
 probe asks whether they would help where the fixed ones fall short (ArrowHead). The model is
-the default recipe (`attention:inf,raw,nonexp,v=2,cap=5,heads=4,recency=0/0.5/1/2,bias`, its
-weights, bounds and readout taken from the library) with the rates made parameters,
+the four-head recipe, the default when this was run
+(`attention:inf,raw,nonexp,v=2,cap=5,heads=4,recency=0/0.5/1/2,bias`, its weights, bounds
+and readout taken from the library) with the rates made parameters,
 ``λ_g = ρ_g²`` (ρ starts at the square roots of the fixed rates), run by a quadratic loop
 written here (each step attends over every earlier state, their scores aged by ``λ_g`` per
 step; the scores and the per-head mixing are the library's own functions). With the rates fixed

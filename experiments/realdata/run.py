@@ -90,6 +90,25 @@ def table(rows) -> str:
     return "\n".join(lines) + "\n"
 
 
+def spread(rows) -> str:
+    """Per set and model over every seed of ``rows``: mean (sd, lowest), and each model's mean
+    less the first model's."""
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    sets = list(dict.fromkeys(r["set"] for r in rows))
+    lines = ["| data | " + " | ".join(f"{m}: mean (sd, lowest)" for m in models)
+             + "".join(f" | {m} − {models[0]}" for m in models[1:]) + " |",
+             "|---|" + "---|" * (2 * len(models) - 1)]
+    for name in sets:
+        accs = {m: [100 * r["accuracy"] for r in rows if r["set"] == name and r["model"] == m]
+                for m in models}
+        cells = [f"{statistics.mean(a):.1f} ({statistics.stdev(a):.1f}, {min(a):.1f})"
+                 for a in accs.values()]
+        cells += [f"{statistics.mean(accs[m]) - statistics.mean(accs[models[0]]):+.1f}"
+                  for m in models[1:]]
+        lines.append(f"| {name} ({len(accs[models[0]])} seeds) | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sets", nargs="+", default=list(SETS))
@@ -100,7 +119,16 @@ def main(argv=None):
                         "steps=300 (a smaller probe)")
     parser.add_argument("--jsonl", type=Path, default=HERE / "results.jsonl")
     parser.add_argument("--out", type=Path, default=HERE / "results.md")
+    parser.add_argument("--spread", type=Path, nargs="+", default=None, metavar="JSONL",
+                        help="only tabulate mean (sd, lowest) over every seed of these files' "
+                        "rows of --models and --sets, to --out")
     args = parser.parse_args(argv)
+    if args.spread:
+        rows = [json.loads(line) for path in args.spread for line in path.open()]
+        text = spread([r for r in rows if r["model"] in args.models and r["set"] in args.sets])
+        args.out.write_text(text)
+        print(text)
+        return
     overrides = {k: json.loads(v) if v[:1].isdigit() or v in ("true", "false") else v
                  for k, v in (o.split("=", 1) for o in args.overrides)}
     rows = []

@@ -26,7 +26,8 @@ NO_CLIP = "none"
 _STACK = {"layers": 2, "bidirectional": True}
 
 # ``attention:inf``'s options when it is named without any (the DEFAULTS row below).
-ATTENTION_INF = "raw,nonexp,v=2,cap=5,heads=4,recency=0/0.5/1/2,bias"
+ATTENTION_INF = ("raw,nonexp,v=2,scale=0.35,cap=5,heads=8,"
+                 "recency=0/0.01/0.03/0.1/0.3/0.5/1/2,bias")
 # ... and on MNIST-1D (experiments/mnist1d/LOG.md chose it).
 ATTENTION_INF_MNIST1D = "raw,nonexp,v=2,cap=5,heads=8,recency=0/0.01/0.03/0.1/0.2/0.3/0.6/1"
 
@@ -41,9 +42,10 @@ DEFAULTS = (
     (None, None, {"optimizer": "adam", "lr": 1e-2, "clip": 1.0, "batch": 32, "eval_every": 20,
                   "steps": 600, "hidden": 32, "layers": 1, "bidirectional": False,
                   "readout": "last", "position": False}),
-    # AttentionRNN(∞) that knows when a state was made: four heads, each its own softmax over
-    # every past state with its own recency (0, 0.5, 1, 2 per step of age), bounded values
-    # (nonexp, v=2) and soft-capped scores, reading [x, 1] (experiments/realdata chose it)
+    # AttentionRNN(∞) that knows when a state was made: eight heads, each its own softmax over
+    # every past state with its own recency (0 to 2 per step of age), bounded values
+    # (nonexp, v=2), scores scaled by 0.35 then soft-capped at 5, reading [x, 1]
+    # (experiments/realdata chose it)
     (None, "attention:inf", {"options": ATTENTION_INF}),
     # the paper's online SGD, and its fixed network of 4 cells (2 blocks of 2: ``hidden``
     # records it, it cannot change it)
@@ -105,8 +107,9 @@ class TrainConfig:
     [`make_model`][attnrnn.train.models.make_model]) — from
     [`DEFAULTS`][attnrnn.train.config.DEFAULTS]. [`resolve`][attnrnn.train.config.TrainConfig.resolve]
     fills them (and writes the model string in its canonical form, with the task's options for
-    a model named without any: ``attention:inf`` is ``attention:inf,raw,nonexp,v=2,cap=5,
-    heads=4,recency=0/0.5/1/2,bias``, on MNIST-1D eight heads); the
+    a model named without any: ``attention:inf`` is ``attention:inf,raw,nonexp,v=2,
+    scale=0.35,cap=5,heads=8,recency=0/0.01/0.03/0.1/0.3/0.5/1/2,bias``, on MNIST-1D eight
+    heads with slower rates); the
     training functions resolve the config they are given, and every config is checked when
     made. ``clip=NO_CLIP`` (``"none"``) trains without clipping. ``length`` is the adding
     problem's ``T`` (the other tasks' default lengths when None).
