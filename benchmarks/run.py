@@ -297,7 +297,7 @@ def mnist1d_table(steps=100):
     experiment = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(experiment)
     config = training.TrainConfig(task="mnist1d", model="gru", **experiment.PAPER_SIZE).resolve()
-    optimizer = training.make_optimizer("adam", 1e-2, None)
+    optimizer = training.make_optimizer("adam", 1e-2, training.NO_CLIP)
     candidates = {"Flax nnx.GRUCell in nnx.Bidirectional(nnx.RNN)":
                   experiment.flax_gru_model(task, config.hidden),
                   "attnrnn gru": config.build_model(task),

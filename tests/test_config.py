@@ -1,5 +1,6 @@
 import dataclasses
 
+import jax.numpy as jnp
 import pytest
 
 from attnrnn import train
@@ -61,10 +62,25 @@ def test_defaults_rows_apply_by_task_family_and_model_name():
     assert set(config_module._DEFAULTED) <= {f.name for f in dataclasses.fields(train.TrainConfig)}
 
 
-def test_run_options_are_one_value():
-    options = train.RunOptions(progress=False, devices=1)
-    assert train.loop.run_options(options, {"max_seconds": 3}) == options._replace(max_seconds=3)
+def test_run_options_are_keywords_made_one_value():
+    assert train.loop.run_options({"progress": False, "max_seconds": 3}) == train.RunOptions(
+        progress=False, max_seconds=3)
     with pytest.raises(TypeError, match="unexpected keyword argument 'progess'"):
         train.fit(train.TrainConfig(steps=1), progess=False)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'options'"):  # one way
+        train.fit(train.TrainConfig(steps=1), options=train.RunOptions(progress=False))
     with pytest.raises(ValueError, match="checkpoint_every must be a positive int"):
-        train.loop.run_options(None, {"checkpoint_every": 0})
+        train.loop.run_options({"checkpoint_every": 0})
+
+
+def test_no_clipping_is_one_value_none_is_not_one():
+    """``NO_CLIP`` ("none") is no clipping everywhere; ``None`` is only a config's "default"."""
+    grads = {"w": jnp.array(100.0)}
+    for clip, step in ((train.NO_CLIP, -100.0), (1.0, -1.0)):
+        optimizer = train.make_optimizer("sgd", 1.0, clip)
+        updates, _ = optimizer.update(grads, optimizer.init(grads))
+        assert float(updates["w"]) == pytest.approx(step)
+    with pytest.raises(ValueError, match="clip must be a positive number, or 'none'"):
+        train.make_optimizer("sgd", 1.0, None)
+    assert train.TrainConfig(clip=None).resolve().clip == 1.0  # the default's
+

@@ -1,10 +1,9 @@
 """Probes of AttentionRNN(∞)'s training on the real sets, beyond what a model string says
 (LOG.md, 2026-12-07 "why seeds fail"): a recipe under every default of ``attnrnn train --data``,
-optionally with Adam's ``b2``, decoupled weight decay, a cosine decay of the learning rate over
-the 600 steps, or a ``tanh`` on the values (``0``: the input's, ``h``: the past states'),
-patched into the library for this process only.
+optionally trained by Adam with another ``b2``, by AdamW (decoupled weight decay ``wd``), or
+with the learning rate decayed to 0 by a cosine over the run (``fit``'s ``optimizer=``).
 
-    python experiments/realdata/probes.py NAME MODEL [--cosine] [--b2 B] [--wd W] [--tanh 0h]
+    python experiments/realdata/probes.py NAME MODEL [--cosine] [--b2 B] [--wd W]
         [--sets ArrowHead ...] [--seeds 0 1 ...] [--set FIELD=VALUE ...]
 
 Appends one row per run to ``--jsonl`` (default ``probes-2026-12-07c.jsonl`` beside this file).
@@ -14,34 +13,21 @@ import argparse
 import json
 from pathlib import Path
 
-import jax
 import optax
 
-import attnrnn.attention as attention
-import attnrnn.train.config as config
-import attnrnn.train.step as step
 from attnrnn.train import TrainConfig, fit
 
 HERE = Path(__file__).resolve().parent
 
 
-def patch(args):
-    if args.cosine:
-        make = step.make_optimizer
-        config.make_optimizer = lambda name, lr, clip: make(
-            name, optax.cosine_decay_schedule(lr, 600), clip)
-    if args.wd:
-        step.OPTIMIZERS["adam"] = lambda lr: optax.adamw(lr, weight_decay=args.wd)
-    if args.b2:
-        step.OPTIMIZERS["adam"] = lambda lr: optax.adam(lr, b2=args.b2)
-    if "0" in args.tanh:
-        lag0 = attention._lag0
-        attention._lag0 = lambda p, x, options=attention.RAW: (
-            lambda w, v: (w, jax.numpy.tanh(v)))(*lag0(p, x, options))
-    if "h" in args.tanh:
-        lags = attention._lag_scores_values
-        attention._lag_scores_values = lambda qkv, m, options=attention.RAW: (
-            lambda w, v: (w, jax.numpy.tanh(v)))(*lags(qkv, m, options))
+def optimizer(config, args):
+    """The config's optimizer (adam, clipped) with the probe's change; None: unchanged."""
+    if not (args.cosine or args.b2 or args.wd):
+        return None
+    lr = optax.cosine_decay_schedule(config.lr, config.steps) if args.cosine else config.lr
+    inner = (optax.adamw(lr, weight_decay=args.wd) if args.wd
+             else optax.adam(lr, b2=args.b2 or 0.999))
+    return optax.chain(optax.clip_by_global_norm(config.clip), inner)
 
 
 def main():
@@ -51,20 +37,18 @@ def main():
     parser.add_argument("--cosine", action="store_true")
     parser.add_argument("--b2", type=float)
     parser.add_argument("--wd", type=float)
-    parser.add_argument("--tanh", default="")
     parser.add_argument("--sets", nargs="+", default=["ArrowHead"])
     parser.add_argument("--seeds", nargs="+", type=int, default=list(range(10)))
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE")
     parser.add_argument("--jsonl", type=Path, default=HERE / "probes-2026-12-07c.jsonl")
     args = parser.parse_args()
-    patch(args)
     overrides = {k: json.loads(v) for k, v in (s.split("=") for s in args.set)}
     for name in args.sets:
         accs = []
         for seed in args.seeds:
             c = TrainConfig(data=str(HERE / "data" / f"{name}.npz"), model=args.model,
-                            seed=seed, **overrides)
-            summary = fit(c, progress=False)[2]
+                            seed=seed, **overrides).resolve()
+            summary = fit(c, optimizer=optimizer(c, args), progress=False)[2]
             accs.append(round(100 * summary["test_accuracy"], 1))
             with args.jsonl.open("a") as f:
                 f.write(json.dumps({"name": args.name, "set": name, "seed": seed,

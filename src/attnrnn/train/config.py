@@ -14,14 +14,13 @@ from attnrnn.train.evaluation import HELDOUT_SIZE
 from attnrnn.train.model_spec import BOUNDED, ModelSpec, parse_model
 from attnrnn.train.models import Model, model_for
 from attnrnn.train.protocol import PROTOCOLS, protocol_name, stop_rule
-from attnrnn.train.step import OPTIMIZERS, make_optimizer
+from attnrnn.train.step import NO_CLIP, OPTIMIZERS, check_clip, make_optimizer
 from attnrnn.train.task import check_batch_size
 from attnrnn.train.tasks import make_task
 
 __all__ = ["DEFAULTS", "NO_CLIP", "PROTOCOLS", "TrainConfig", "training_defaults"]
 
-# ``clip=NO_CLIP`` trains without clipping (``--clip none``); ``clip=None`` is the default's.
-NO_CLIP = "none"
+# A config's ``clip=None`` is its default's; ``NO_CLIP`` (``"none"``, from step) no clipping.
 
 _STACK = {"layers": 2, "bidirectional": True}
 
@@ -197,8 +196,7 @@ class TrainConfig:
     def make_optimizer(self):
         """The optax transformation of ``optimizer``, ``lr`` and ``clip``."""
         config = self.resolve()
-        return make_optimizer(config.optimizer, config.lr,
-                              None if config.clip == NO_CLIP else config.clip)
+        return make_optimizer(config.optimizer, config.lr, config.clip)
 
     def replace(self, **changes) -> TrainConfig:
         """A copy with ``changes`` (checked)."""
@@ -214,10 +212,7 @@ def _check(config):
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     if not (isinstance(config.lr, (int, float)) and config.lr > 0 and math.isfinite(config.lr)):
         raise ValueError(f"lr must be a positive number, got {config.lr!r}")
-    if config.clip != NO_CLIP and not (isinstance(config.clip, (int, float))
-                                       and config.clip > 0):
-        raise ValueError(f"clip must be a positive number, or {NO_CLIP!r} for no clipping "
-                         f"(--clip none), got {config.clip!r}")
+    check_clip(config.clip)
     if config.optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got "
                          f"{config.optimizer!r}")

@@ -38,8 +38,9 @@ class RunOptions(NamedTuple):
       multiple of ``eval_every``; [`start_run`][attnrnn.train.run.start_run]); None: only at
       the end.
 
-    The functions that take ``options=`` also take its fields as keywords
-    (``fit(config, progress=False)``), which replace the ones of ``options``.
+    The functions that run a run take these as keywords, the one way to give them
+    (``fit(config, progress=False)``, ``start_run(config, out, checkpoint_every=100)``); this
+    value is what they make of them.
     """
 
     progress: bool = True
@@ -49,16 +50,14 @@ class RunOptions(NamedTuple):
     checkpoint_every: int | None = None
 
 
-def run_options(options, changes) -> RunOptions:
-    """``options`` (default ``RunOptions()``) with the keyword ``changes``, each a field."""
-    options = RunOptions() if options is None else options
-    if not isinstance(options, RunOptions):
-        raise TypeError(f"options must be a RunOptions, got {type(options).__name__}")
-    unknown = sorted(set(changes) - set(RunOptions._fields))
+def run_options(keywords) -> RunOptions:
+    """The ``RunOptions`` of a function's run-option ``keywords`` (each a field; the rest
+    default), checked."""
+    unknown = sorted(set(keywords) - set(RunOptions._fields))
     if unknown:
         raise TypeError(f"unexpected keyword argument {unknown[0]!r} (the run options are "
                         f"{', '.join(RunOptions._fields)})")
-    options = options._replace(**changes)
+    options = RunOptions(**keywords)
     if options.checkpoint_every is not None and (
             isinstance(options.checkpoint_every, bool)
             or not isinstance(options.checkpoint_every, int) or options.checkpoint_every < 1):
@@ -111,7 +110,7 @@ def _one_task(config: TrainConfig, task):
 
 
 def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, task=None, model=None,
-        optimizer=None, options: RunOptions | None = None, **changes):
+        optimizer=None, **options):
     """Trains per ``config``; returns ``(state, history, summary)``.
 
     One loop for every protocol ([`attnrnn.train.protocol`][attnrnn.train.protocol]): the
@@ -135,8 +134,9 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, task=None
         config's training settings still apply.
       optimizer: an optax transformation to train with instead of the config's
         ``optimizer``/``lr``/``clip`` (e.g. chained with a projection after each update).
-      options: a [`RunOptions`][attnrnn.train.loop.RunOptions] (progress bar, stopping when
-        solved, devices, a wall-clock cap); its fields may also be given as keywords.
+      **options: the run options, the fields of
+        [`RunOptions`][attnrnn.train.loop.RunOptions] (progress bar, stopping when solved,
+        devices, a wall-clock cap).
 
     Returns:
       The final state, every step's record (``step``, ``sequences_seen``, ``loss``,
@@ -145,7 +145,7 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, task=None
       ``test_loss``/``test_accuracy``/``test_errors``) and the summary dict of
       ``summary.json``.
     """
-    config, options = config.resolve(), run_options(options, changes)
+    config, options = config.resolve(), run_options(options)
     task = _one_task(config, task)
     model = model or config.build_model(task)
     protocol = _protocol(config, task, options.stop_when_solved)

@@ -51,7 +51,7 @@ from attnrnn.train.checkpoints import (CheckpointError, Checkpoints, CheckpointW
                                        NoCheckpointError, save_params)
 from attnrnn.train.config import NO_CLIP, TrainConfig
 from attnrnn.train.data import DataError
-from attnrnn.train.loop import RunOptions, fit, new_train_state, run_options
+from attnrnn.train.loop import fit, new_train_state, run_options
 from attnrnn.train.model_spec import parse_model
 from attnrnn.train.plots import plot_confusion, plot_curves
 from attnrnn.train.protocol import protocol_name
@@ -194,15 +194,14 @@ def _check_run(config, task, options):
     jax.eval_shape(lambda: new_train_state(config, task))
 
 
-def start_run(config: TrainConfig, out, *, task=None, options: RunOptions | None = None,
-              **changes):
+def start_run(config: TrainConfig, out, *, task=None, **options):
     """Trains per ``config`` into the new run folder ``out``; returns the summary dict.
     ``task``: a [`Task`][attnrnn.train.task.Task] to train on instead of ``config.task``
     (e.g. [`array_task`][attnrnn.train.data.array_task] of your arrays): ``config.json``
     records its name, and [`resume_run`][attnrnn.train.run.resume_run] must be given the same
-    task again. ``options``: a [`RunOptions`][attnrnn.train.loop.RunOptions], or its fields
-    as keywords (``checkpoint_every=100, progress=False``)."""
-    out, config, options = Path(out), config.resolve(), run_options(options, changes)
+    task again. ``**options``: the run options, the fields of
+    [`RunOptions`][attnrnn.train.loop.RunOptions] (``checkpoint_every=100, progress=False``)."""
+    out, config, options = Path(out), config.resolve(), run_options(options)
     _check_run(config, task, options)
     record = {"config": dataclasses.asdict(config), "checkpoint_every": options.checkpoint_every,
               "stop_when_solved": options.stop_when_solved}
@@ -221,17 +220,17 @@ def start_run(config: TrainConfig, out, *, task=None, options: RunOptions | None
             lock.close()
 
 
-def resume_run(out, *, task=None, steps=None, options: RunOptions | None = None, **changes):
+def resume_run(out, *, task=None, steps=None, **options):
     """Continues the run in folder ``out`` from its latest checkpoint; returns the summary.
     A run of a ``--data`` file refuses a file that changed since (its sha256 is recorded); a
     run started with ``task=`` needs the same task (by name) here. ``steps``: a new budget
     (``config.json`` records it), to extend a run, finished or not; it cannot be below the
     steps already made. A finished run with nothing left to do is left as it is (its summary
-    returned). ``options``: as ``start_run``'s, but the run's own ``checkpoint_every`` and
+    returned). ``**options``: as ``start_run``'s, but the run's own ``checkpoint_every`` and
     ``stop_when_solved`` (as ``config.json`` records them) hold."""
     out = Path(out)
     saved, config = _saved_config(out, steps, task)
-    options = run_options(options, changes)._replace(
+    options = run_options(options)._replace(
         checkpoint_every=saved.get("checkpoint_every"),
         stop_when_solved=saved.get("stop_when_solved", False))
     lock = _on_primary(lambda: _lock(out), f"take the lock of {out}", out)
@@ -388,9 +387,8 @@ def _execute(config, out, state, history, task, options, checkpoints=None):
 
     with _interrupts_at_chunk_ends(jax.process_count() == 1) as interrupt_requested:
         state, history, summary = fit(config, state=state, history=history, on_chunk=on_chunk,
-                                      task=task,
-                                      options=options._replace(progress=options.progress
-                                                               and _primary()))
+                                      task=task, **options._replace(
+                                          progress=options.progress and _primary())._asdict())
     checkpoints.save(state, history)  # the final state, or the last good one after skips
     checkpoints.close()
     if _primary():  # a run killed while writing its results left some: they are redone whole

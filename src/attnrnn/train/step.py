@@ -25,10 +25,12 @@ from attnrnn.train.protocol import Protocol, StopState
 from attnrnn.train.sharding import check_divides, constrain_batch
 from attnrnn.train.task import next_batch
 
-__all__ = ["OPTIMIZERS", "TrainState", "make_optimizer", "guard_non_finite", "init_train_state",
+__all__ = ["NO_CLIP", "OPTIMIZERS", "TrainState", "make_optimizer", "guard_non_finite", "init_train_state",
            "make_train_step", "make_train_chunk", "skipped_updates", "consecutive_skips"]
 
 OPTIMIZERS = {"adam": optax.adam, "rmsprop": optax.rmsprop, "sgd": optax.sgd}
+# ``clip=NO_CLIP`` trains without clipping (``--clip none``).
+NO_CLIP = "none"
 NEVER_FORCE = 2**30  # apply_if_finite never forces a non-finite update through
 
 
@@ -45,14 +47,24 @@ class TrainState(NamedTuple):
     stop: StopState | None = None
 
 
+def check_clip(clip):
+    """``clip`` must be a positive number or ``NO_CLIP``."""
+    if clip != NO_CLIP and (isinstance(clip, bool) or not isinstance(clip, (int, float))
+                            or not clip > 0):
+        raise ValueError(f"clip must be a positive number, or {NO_CLIP!r} for no clipping "
+                         f"(--clip none), got {clip!r}")
+
+
 def make_optimizer(name, learning_rate, clip) -> optax.GradientTransformation:
-    """``clip_by_global_norm(clip)`` (unless ``clip`` is None) followed by adam, rmsprop or sgd
-    at ``learning_rate`` (the defaults live in
+    """``clip_by_global_norm(clip)`` followed by adam, rmsprop or sgd at ``learning_rate``;
+    ``clip=NO_CLIP`` (``"none"``): no clipping, as everywhere in the application (``None``
+    is not a value here: a config's ``None`` means its default; the defaults live in
     [`attnrnn.train.config`][attnrnn.train.config])."""
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {name!r}")
+    check_clip(clip)
     inner = OPTIMIZERS[name](learning_rate)
-    return inner if clip is None else optax.chain(optax.clip_by_global_norm(clip), inner)
+    return inner if clip == NO_CLIP else optax.chain(optax.clip_by_global_norm(clip), inner)
 
 
 def guard_non_finite(optimizer: optax.GradientTransformation) -> optax.GradientTransformation:
