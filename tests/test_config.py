@@ -46,7 +46,8 @@ def test_none_is_the_default_and_resolve_fills_it_once():
         assert train.TrainConfig(task=task, model="attention:inf").resolve().model == (
             "attention:inf,raw,nonexp,v=2,scale=0.35,cap=5,heads=8,"
             "recency=0/0.01/0.03/0.1/0.3/0.5/1/2,bias")
-    with pytest.raises(ValueError, match="options.heads=8 must divide the state size m=30"):
+    with pytest.raises(ValueError, match="options.heads=8 must divide the state size m=30.*"
+                       "attention:inf named alone is attention:inf,raw,.*heads=8.*name its"):
         train.TrainConfig(model="attention:inf", hidden=30)
     assert train.TrainConfig(task="mnist1d,shuffle", model="attention:3").resolve().readout == "all"
     assert train.TrainConfig(clip="none").resolve().clip == "none"

@@ -153,7 +153,15 @@ class TrainConfig:
     position: bool | None = None
 
     def __post_init__(self):
-        _check(SimpleNamespace(**{**vars(self), **self._resolved()}))
+        resolved = self._resolved()
+        try:
+            _check(SimpleNamespace(**{**vars(self), **resolved}))
+        except ValueError as error:
+            if resolved["model"] == str(parse_model(self.model)):
+                raise
+            # The options came from DEFAULTS: say so, or the error names options never given.
+            raise ValueError(f"{error} ({self.model} named alone is {resolved['model']} here: "
+                             "name its options to change them)") from None
 
     def resolve(self) -> TrainConfig:
         """This config with every ``None`` that has a default filled, the model string
@@ -179,11 +187,6 @@ class TrainConfig:
         values.update({name: defaults[name] if value is None else value
                        for name, value in given.items()})
         return values
-
-    @property
-    def spec(self) -> ModelSpec:
-        """``model`` parsed."""
-        return parse_model(self.model)
 
     def make_task(self):
         """The task: the ``data`` file's, or the generated ``task``."""
