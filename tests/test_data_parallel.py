@@ -31,7 +31,7 @@ SCRIPT = textwrap.dedent("""
     model, optimizer = config.build_model(task), training.make_optimizer("adam", 1e-2, 1.0)
     chunk = training.make_train_chunk(optimizer, task, model,
                                       batch_size=32, steps_per_chunk=2, mesh=mesh)
-    state = training.replicate(training.new_train_state(config), mesh)
+    state = training.replicate(training.new_train_state(training.build_run(config)), mesh)
     assert "all-reduce" in chunk.lower(state).compile().as_text()
     try:
         training.make_train_chunk(optimizer, task, model,

@@ -123,5 +123,6 @@ def test_protocol_1997_from_the_command_line(tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert {"sequences_to_stop", "test_errors", "test_size", "num_params", "protocol"} <= \
         summary.keys()
+    echo = training.TrainConfig(task="echo", protocol="1997")  # each field in its range ...
     with pytest.raises(ValueError, match="protocol 1997 is defined for the tasks"):
-        training.TrainConfig(task="echo", protocol="1997")
+        training.build_run(echo)  # ... the two together refused where the run is built

@@ -34,7 +34,7 @@ def test_fit_copies_the_state_it_continues_from():
     # Tied leaves (one buffer twice) cannot be donated to a chunk as they are, and the
     # caller's state must survive the run.
     config = training.TrainConfig(level="easy", steps=4, eval_every=2, hidden=8, heldout=64)
-    state = training.new_train_state(config)
+    state = training.new_train_state(training.build_run(config))
     cell = state.params.cell
     tied = state._replace(params=state.params._replace(cell=cell._replace(W_x=cell.W_c)))
     before = jax.tree.map(np.asarray, tied)
@@ -97,7 +97,7 @@ def test_run_stops_after_consecutive_non_finite_gradients():
     state, history, summary = training.fit(config, progress=False, task=task)
     assert summary["stop_reason"].startswith("stopped: 10 consecutive non-finite")
     assert summary["skipped_updates"] == int(state.step) == 10
-    fresh = training.new_train_state(config, task)
+    fresh = training.new_train_state(training.build_run(config, task=task))
     assert_tree_equal(state.params, fresh.params)  # the last good state: nothing was applied
 
 

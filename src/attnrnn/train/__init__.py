@@ -20,6 +20,7 @@ One concept per module: [`task`][attnrnn.train.task] (the task value, its batche
 """
 
 from attnrnn.train import _extra  # noqa: F401  (first: names a missing `train` extra)
+from attnrnn.train.build import Run, build_run
 from attnrnn.train.config import DEFAULTS, NO_CLIP, TrainConfig, training_defaults
 from attnrnn.train.data import DataError, array_task, load_npz
 from attnrnn.train.evaluation import confusion, evaluate, heldout_set, predict, solved
@@ -37,8 +38,8 @@ from attnrnn.train.tasks import make_task
 
 __all__ = [
     "BOUNDED", "DEFAULTS", "NO_CLIP", "RAW", "DataError", "FunctionModel", "Model", "ModelSpec",
-    "Protocol", "RunOptions", "Task", "TrainConfig", "TrainState", "array_task", "batch_loss",
-    "confusion", "consecutive_skips", "data_parallel_mesh", "evaluate",
+    "Protocol", "Run", "RunOptions", "Task", "TrainConfig", "TrainState", "array_task", "batch_loss",
+    "build_run", "confusion", "consecutive_skips", "data_parallel_mesh", "evaluate",
     "fit", "fit_trials", "guard_non_finite", "heldout_set", "init_train_state", "load_npz",
     "make_model", "make_optimizer", "make_protocol", "make_task", "make_train_chunk",
     "make_train_step", "model_for", "new_train_state", "next_batch", "parse_model", "predict",

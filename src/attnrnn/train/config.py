@@ -9,14 +9,14 @@ import math
 from pathlib import Path
 from types import SimpleNamespace
 
+from attnrnn.bounds import check_heads
 from attnrnn.train.data import file_sha256, load_npz
 from attnrnn.train.evaluation import HELDOUT_SIZE
 from attnrnn.train.model_spec import BOUNDED, ModelSpec, parse_model
 from attnrnn.train.models import Model, model_for
-from attnrnn.train.protocol import PROTOCOLS, protocol_name, stop_rule
+from attnrnn.train.protocol import PROTOCOLS
 from attnrnn.train.step import NO_CLIP, OPTIMIZERS, check_clip, make_optimizer
-from attnrnn.train.task import check_batch_size
-from attnrnn.train.tasks import make_task
+from attnrnn.train.tasks import TASK_NAMES, make_task
 
 __all__ = ["DEFAULTS", "NO_CLIP", "PROTOCOLS", "TrainConfig", "training_defaults"]
 
@@ -108,9 +108,10 @@ class TrainConfig:
     fills them (and writes the model string in its canonical form, with the task's options for
     a model named without any: ``attention:inf`` is ``attention:inf,raw,nonexp,v=2,
     scale=0.35,cap=5,heads=8,recency=0/0.01/0.03/0.1/0.3/0.5/1/2,bias``, on MNIST-1D eight
-    heads with slower rates); the
-    training functions resolve the config they are given, and every config is checked when
-    made. ``clip=NO_CLIP`` (``"none"``) trains without clipping. ``length`` is the adding
+    heads with slower rates); the training functions resolve the config they are given. A
+    config is a value whose fields are each checked against their range when it is made
+    (nothing is loaded or built); [`build_run`][attnrnn.train.build.build_run] builds its task,
+    model, optimizer and protocol once and checks that they fit together. ``clip=NO_CLIP`` (``"none"``) trains without clipping. ``length`` is the adding
     problem's ``T`` (the other tasks' default lengths when None).
 
     ``protocol="heldout"``: steps run on device in chunks of ``eval_every``, with a held-out
@@ -207,8 +208,9 @@ class TrainConfig:
 
 
 def _check(config):
-    """A config's resolved fields (on a namespace: the config is being made), checked: each
-    setting's range, and that the task, model and protocol fit together."""
+    """A config's resolved fields (on a namespace: the config is being made), each checked
+    against its own range; whether the task, model and protocol fit together is
+    [`build_run`][attnrnn.train.build.build_run]'s to check (it builds them)."""
     for name in ("hidden", "steps", "batch", "eval_every", "heldout", "max_skips", "layers"):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -222,13 +224,13 @@ def _check(config):
     for name in ("bidirectional", "position"):
         if not isinstance(getattr(config, name), bool):
             raise ValueError(f"{name} must be True or False, got {getattr(config, name)!r}")
-    task = _make_task(config)
-    check_batch_size(task, config.batch)
-    _build_model(config, task)  # the architecture fits the task
-    if config.protocol == "1997" and config.batch > stop_rule(task.name).window:
-        raise ValueError(f"batch must be at most the 1997 rule's window of "
-                         f"{stop_rule(task.name).window} sequences, got {config.batch}")
-    protocol_name(task, config.protocol)  # the task has what the protocol needs
+    spec = parse_model(config.model)
+    if spec.cell == "attention":  # the heads split the state: both fields of the config
+        check_heads(spec.options, config.hidden, config.hidden)
+    if config.data is None and config.task not in TASK_NAMES:
+        raise ValueError(f"task must be one of {list(TASK_NAMES)}, got {config.task!r}")
+    if config.protocol is not None and config.protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {list(PROTOCOLS)}, got {config.protocol!r}")
 
 
 def _make_task(config):

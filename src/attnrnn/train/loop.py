@@ -12,9 +12,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from attnrnn.train.build import Run, build_run
 from attnrnn.train.config import TrainConfig
 from attnrnn.train.evaluation import evaluate
-from attnrnn.train.protocol import make_protocol
 from attnrnn.train.sharding import data_parallel_mesh, replicate, shard_batch
 from attnrnn.train.step import (TrainState, consecutive_skips, init_train_state,
                                 make_train_chunk, skipped_updates)
@@ -74,43 +74,17 @@ def _record(step, batch_size, metrics_row):
     }
 
 
-def _protocol(config, task, stop_when_solved=False):
-    return make_protocol(task, config.protocol, heldout=config.heldout,
-                         stop_when_solved=stop_when_solved)
-
-
-def new_train_state(config: TrainConfig, task=None, seed=None, protocol=None,
-                    model=None, optimizer=None) -> TrainState:
-    """The untrained state of a run: parameters from ``config.seed`` (or ``seed``, which may
-    be traced, e.g. under ``jax.vmap``) for ``model`` (default the config's), fresh optimizer
-    state, and what the run's protocol carries through the steps (the 1997 rule's state)."""
-    config = config.resolve()
-    task = task or config.make_task()
-    seed = config.seed if seed is None else seed
-    protocol = protocol or _protocol(config, task)
+def new_train_state(run: Run, seed=None) -> TrainState:
+    """The untrained state of ``run`` (a [`Run`][attnrnn.train.build.Run]): parameters from
+    its config's seed (or ``seed``, which may be traced, e.g. under ``jax.vmap``), fresh
+    optimizer state, and what its protocol carries through the steps (the 1997 rule's)."""
+    seed = run.config.seed if seed is None else seed
     init_key, data_key = jax.random.split(jax.random.PRNGKey(seed))
-    params = (model or config.build_model(task)).init(init_key)
-    optimizer = optimizer or config.make_optimizer()
-    return init_train_state(data_key, params, optimizer, protocol)
+    return init_train_state(data_key, run.model.init(init_key), run.optimizer, run.protocol)
 
 
-def _one_task(config: TrainConfig, task):
-    """``task``, or the config's when None. A ``task`` given beside a config that names
-    another one is refused: one of them would be ignored without a word. (The config's
-    default task names none: it means "unset".)"""
-    if task is None:
-        return config.make_task()
-    default = next(f.default for f in dataclasses.fields(TrainConfig) if f.name == "task")
-    if config.data is not None or config.task not in (default, task.name):
-        named = f"--data {config.data}" if config.data is not None else f"task={config.task!r}"
-        raise ValueError(f"fit got task={task.name!r} and a config with {named}: name the task "
-                         "once (the config's, or fit's task= with the config's task left at "
-                         "its default)")
-    return task
-
-
-def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, task=None, model=None,
-        optimizer=None, **options):
+def fit(config: TrainConfig | Run, *, state=None, history=(), on_chunk=None, task=None,
+        model=None, optimizer=None, **options):
     """Trains per ``config``; returns ``(state, history, summary)``.
 
     One loop for every protocol ([`attnrnn.train.protocol`][attnrnn.train.protocol]): the
@@ -118,7 +92,9 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, task=None
     stopping rule.
 
     Args:
-      config: a ``TrainConfig``.
+      config: a ``TrainConfig``, or a [`Run`][attnrnn.train.build.Run] built from one (then
+        ``task``, ``model`` and ``optimizer`` are its own, and ``stop_when_solved`` must be
+        the one it was built with).
       state: a ``TrainState`` to continue from (a resumed run); fresh when None. It is
         copied before training (the chunks donate their input), so it stays usable, and
         leaves may share a buffer (they train as separate leaves).
@@ -145,30 +121,48 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, task=None
       ``test_loss``/``test_accuracy``/``test_errors``) and the summary dict of
       ``summary.json``.
     """
-    config, options = config.resolve(), run_options(options)
-    task = _one_task(config, task)
-    model = model or config.build_model(task)
-    protocol = _protocol(config, task, options.stop_when_solved)
-    mesh = data_parallel_mesh(options.devices, config.batch)
-    optimizer = optimizer or config.make_optimizer()
-    chunk = _chunks(config, optimizer, task, model, mesh=mesh, protocol=protocol)
-    state = (new_train_state(config, task, protocol=protocol, model=model, optimizer=optimizer)
-             if state is None else state)
+    options = run_options(options)
+    run = _as_run(config, task, model, optimizer, options.stop_when_solved)
+    mesh = data_parallel_mesh(options.devices, run.config.batch)
+    state = new_train_state(run) if state is None else state
     # A copy: XLA refuses to donate one buffer twice, and the caller's arrays stay alive.
     state = replicate(jax.tree.map(jnp.copy, state), mesh)
-    # Whole on every device (of every process: a jitted program's inputs are global arrays).
-    train = None if task.train is None else replicate(task.train, mesh)
-    history = list(history)
-    evaluation = _evaluation(protocol, model, mesh)
+    history, evaluation = list(history), _evaluation(run.protocol, run.model, mesh)
     start = time.perf_counter()
-    if int(state.step) == 0 and not history and protocol.eval_set is not None:
+    if int(state.step) == 0 and not history and run.protocol.eval_set is not None:
         # Step 0: the untrained model evaluated, once (a run interrupted at step 0 kept it).
         history.append({"step": 0, "sequences_seen": 0, **evaluation(state.params)})
         if on_chunk is not None:
             on_chunk(state, history, history[-1:])
-    stop_reason = "completed"
+    state, stop_reason = _train(run, state, history, evaluation, on_chunk, mesh, options, start)
+    summary = summarize(run.config, history, state, time.perf_counter() - start, stop_reason)
+    summary.update(protocol=run.protocol.name, **run.protocol.report(state, history, run.model),
+                   devices=mesh.size, model=run.model.name)
+    summary["config"]["task"] = run.task.name
+    return state, history, summary
+
+
+def _as_run(config, task, model, optimizer, stop_when_solved) -> Run:
+    """``config`` built (``build_run``), or the ``Run`` it is, which nothing may override."""
+    if not isinstance(config, Run):
+        return build_run(config, task=task, model=model, optimizer=optimizer,
+                         stop_when_solved=stop_when_solved)
+    if any(given is not None for given in (task, model, optimizer)) or (
+            stop_when_solved != config.stop_when_solved):
+        raise ValueError("fit got a Run and task=, model=, optimizer= or stop_when_solved= "
+                         "beside it: a Run is trained as it was built (build_run takes them)")
+    return config
+
+
+def _train(run, state, history, evaluation, on_chunk, mesh, options, start):
+    """Chunks of training until the run is done or stopped: each chunk's records appended
+    to ``history`` (and handed to ``on_chunk``); returns the state and the stop reason."""
+    config = run.config
+    chunk = _chunks(config, run.optimizer, run.task, run.model, mesh=mesh, protocol=run.protocol)
+    # Whole on every device (of every process: a jitted program's inputs are global arrays).
+    train = None if run.task.train is None else replicate(run.task.train, mesh)
     with _progress_bar(options.progress, total=config.steps, initial=int(state.step),
-                       desc=f"{model.name} on {task.name}") as bar:  # closed by Ctrl-C too
+                       desc=f"{run.model.name} on {run.task.name}") as bar:  # closed by Ctrl-C
         while int(state.step) < config.steps:
             before = int(state.step)
             state, metrics = chunk(before)(state, train)
@@ -183,17 +177,11 @@ def fit(config: TrainConfig, *, state=None, history=(), on_chunk=None, task=None
                             skipped=int(skipped_updates(state)))
             if on_chunk is not None:
                 on_chunk(state, history, records)
-            reason = _stop_reason(config, protocol, state, records[-1],
+            reason = _stop_reason(config, run.protocol, state, records[-1],
                                   time.perf_counter() - start, options.max_seconds)
             if reason is not None:
-                stop_reason = reason
-                break
-    summary = summarize(config, history, state, time.perf_counter() - start, stop_reason)
-    summary.update(protocol=protocol.name, **protocol.report(state, history, model),
-                   devices=mesh.size)
-    summary["config"]["task"] = task.name
-    summary["model"] = model.name
-    return state, history, summary
+                return state, reason
+    return state, "completed"
 
 
 def _evaluation(protocol, model, mesh):
@@ -270,15 +258,11 @@ def fit_trials(config: TrainConfig, seeds, *, progress=False, max_seconds=None, 
     """
     if config.protocol != "1997":
         raise ValueError(f"fit_trials runs the 1997 protocol, got protocol={config.protocol!r}")
-    config = config.resolve()
-    task = config.make_task()
-    model = model or config.build_model(task)
-    protocol = _protocol(config, task)
+    run = build_run(config, model=model)
+    config, task, model, protocol = run.config, run.task, run.model, run.protocol
     seeds = [int(s) for s in seeds]
-    optimizer = config.make_optimizer()
-    chunk = _chunks(config, optimizer, task, model, protocol=protocol, trials=True)
-    state = jax.jit(jax.vmap(lambda seed: new_train_state(config, task, seed, protocol, model,
-                                                          optimizer)))(jnp.asarray(seeds))
+    chunk = _chunks(config, run.optimizer, task, model, protocol=protocol, trials=True)
+    state = jax.jit(jax.vmap(lambda seed: new_train_state(run, seed)))(jnp.asarray(seeds))
     start = time.perf_counter()
     bar = _progress_bar(progress, total=config.steps,
                         desc=f"{len(seeds)} x {model.name} on {config.task}")

@@ -47,6 +47,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from attnrnn.train.build import Run, build_run
 from attnrnn.train.checkpoints import (CheckpointError, Checkpoints, CheckpointWarning,
                                        NoCheckpointError, save_params)
 from attnrnn.train.config import NO_CLIP, TrainConfig
@@ -54,9 +55,7 @@ from attnrnn.train.data import DataError
 from attnrnn.train.loop import fit, new_train_state, run_options
 from attnrnn.train.model_spec import parse_model
 from attnrnn.train.plots import plot_confusion, plot_curves
-from attnrnn.train.protocol import protocol_name
 from attnrnn.train.sharding import check_divides, data_parallel_mesh
-from attnrnn.train.task import check_batch_size
 
 __all__ = ["RunError", "start_run", "resume_run", "read_metrics", "prepare_folder"]
 
@@ -183,15 +182,12 @@ def _sync(name):
         multihost_utils.sync_global_devices(f"attnrnn: {name}")
 
 
-def _check_run(config, task, options):
-    """The device count, the batch split, the task's sizes, the model and the protocol,
-    checked before anything is written (the model and state are built as shapes only)."""
-    check_divides(config.batch, data_parallel_mesh(options.devices, config.batch),
-                  what="--batch")
-    task = task or config.make_task()
-    check_batch_size(task, config.batch)
-    protocol_name(task, config.protocol, stop_when_solved=options.stop_when_solved)
-    jax.eval_shape(lambda: new_train_state(config, task))
+def _check_run(run: Run, options):
+    """What ``build_run`` leaves to the run: the device count and the batch split, and the
+    state built (as shapes only), before anything is written."""
+    batch = run.config.batch
+    check_divides(batch, data_parallel_mesh(options.devices, batch), what="--batch")
+    jax.eval_shape(lambda: new_train_state(run))
 
 
 def start_run(config: TrainConfig, out, *, task=None, **options):
@@ -201,9 +197,11 @@ def start_run(config: TrainConfig, out, *, task=None, **options):
     records its name, and [`resume_run`][attnrnn.train.run.resume_run] must be given the same
     task again. ``**options``: the run options, the fields of
     [`RunOptions`][attnrnn.train.loop.RunOptions] (``checkpoint_every=100, progress=False``)."""
-    out, config, options = Path(out), config.resolve(), run_options(options)
-    _check_run(config, task, options)
-    record = {"config": dataclasses.asdict(config), "checkpoint_every": options.checkpoint_every,
+    out, options = Path(out), run_options(options)
+    run = build_run(config, task=task, stop_when_solved=options.stop_when_solved)
+    _check_run(run, options)
+    record = {"config": dataclasses.asdict(run.config),
+              "checkpoint_every": options.checkpoint_every,
               "stop_when_solved": options.stop_when_solved}
     if task is not None:  # recorded by name; resume_run must be given it again
         record.update(given_task=task.name, config={**record["config"], "task": task.name})
@@ -214,7 +212,7 @@ def start_run(config: TrainConfig, out, *, task=None, **options):
 
     lock = _on_primary(make_folder, f"make the run folder {out}", out)
     try:
-        return _execute(config, out, None, [], task, options)
+        return _execute(run, out, None, [], options)
     finally:
         if lock is not None:
             lock.close()
@@ -229,14 +227,14 @@ def resume_run(out, *, task=None, steps=None, **options):
     returned). ``**options``: as ``start_run``'s, but the run's own ``checkpoint_every`` and
     ``stop_when_solved`` (as ``config.json`` records them) hold."""
     out = Path(out)
-    saved, config = _saved_config(out, steps, task)
-    options = run_options(options)._replace(
-        checkpoint_every=saved.get("checkpoint_every"),
-        stop_when_solved=saved.get("stop_when_solved", False))
+    saved, run = _saved_run(out, steps, task)
+    options = run_options(options)._replace(checkpoint_every=saved.get("checkpoint_every"),
+                                            stop_when_solved=run.stop_when_solved)
+    config = run.config
     lock = _on_primary(lambda: _lock(out), f"take the lock of {out}", out)
     try:
         checkpoints = Checkpoints(out)
-        state, history = _restore(checkpoints, config, task)
+        state, history = _restore(checkpoints, run)
         made = 0 if state is None else int(state.step)
         if made > config.steps:
             raise RunError(f"--resume {out}: --steps {config.steps} is fewer than the {made} "
@@ -253,7 +251,7 @@ def resume_run(out, *, task=None, steps=None, **options):
             # Drop what was logged after the checkpoint: those steps are about to be redone.
             _write_metrics(out / "metrics.jsonl.tmp", history, "w")
             os.replace(out / "metrics.jsonl.tmp", out / "metrics.jsonl")
-        return _execute(config, out, state, history, task, options, checkpoints)
+        return _execute(run, out, state, history, options, checkpoints)
     except CheckpointError as error:
         raise RunError(f"--resume {out}: {error}") from None
     finally:
@@ -261,9 +259,9 @@ def resume_run(out, *, task=None, steps=None, **options):
             lock.close()
 
 
-def _saved_config(out: Path, steps, task):
-    """``config.json``'s record and the ``TrainConfig`` it describes (with the new budget
-    ``steps``), checked against the ``task`` given, if the run needs one."""
+def _saved_run(out: Path, steps, task):
+    """``config.json``'s record and the run it describes (with the new budget ``steps``),
+    built (``build_run``) on the ``task`` given, if the run needs one."""
     try:
         saved = json.loads((out / "config.json").read_text())
         fields = dict(saved["config"])
@@ -274,8 +272,6 @@ def _saved_config(out: Path, steps, task):
         if fields.get("model") == "attention:inf":  # recorded when that meant the bounded model
             fields["model"] = str(parse_model("attention:inf,qk=0.7"))
         config = TrainConfig(**fields)
-    except DataError as error:  # the run's --data file is gone or has changed
-        raise RunError(f"--resume {out}: {error}") from None
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise RunError(
             f"--resume {out} is not an attnrnn run folder (config.json: {error})") from None
@@ -286,14 +282,18 @@ def _saved_config(out: Path, steps, task):
         raise RunError(f"--resume {out}: the run trained on a task given in Python ({given!r}); "
                        f"resume it with resume_run({str(out)!r}, task=<that task>)"
                        + (f", not {task.name!r}" if task is not None else ""))
-    return saved, config
+    try:
+        run = build_run(config, task=task, stop_when_solved=saved.get("stop_when_solved", False))
+    except DataError as error:  # the run's --data file is gone or has changed
+        raise RunError(f"--resume {out}: {error}") from None
+    return saved, run
 
 
-def _restore(checkpoints, config, task):
+def _restore(checkpoints, run):
     """The newest checkpoint's ``(state, history)`` that restores, or ``(None, [])`` when
     none has finished (the run starts over); a checkpoint passed over is reported only when
     one did restore."""
-    like = jax.eval_shape(lambda: new_train_state(config, task))
+    like = jax.eval_shape(lambda: new_train_state(run))
     with warnings.catch_warnings(record=True) as skipped:
         warnings.simplefilter("always", CheckpointWarning)
         try:
@@ -364,14 +364,14 @@ def _interrupts_at_chunk_ends(enabled):
         signal.signal(signal.SIGINT, previous)
 
 
-def _execute(config, out, state, history, task, options, checkpoints=None):
+def _execute(run, out, state, history, options, checkpoints=None):
     """Trains the run in folder ``out`` from ``state`` (None: fresh), writing its records and
     checkpoints as it goes and its results at the end."""
     checkpoints = checkpoints or Checkpoints(out)
     checkpoint_every = options.checkpoint_every
     if checkpoint_every:
         # Checkpoints fall on chunk boundaries, so a resumed run replays the same chunks.
-        checkpoint_every = -(-checkpoint_every // config.eval_every) * config.eval_every
+        checkpoint_every = -(-checkpoint_every // run.config.eval_every) * run.config.eval_every
 
     def on_chunk(state, history, records):
         if _primary():
@@ -386,8 +386,8 @@ def _execute(config, out, state, history, task, options, checkpoints=None):
             raise KeyboardInterrupt
 
     with _interrupts_at_chunk_ends(jax.process_count() == 1) as interrupt_requested:
-        state, history, summary = fit(config, state=state, history=history, on_chunk=on_chunk,
-                                      task=task, **options._replace(
+        state, history, summary = fit(run, state=state, history=history, on_chunk=on_chunk,
+                                      **options._replace(
                                           progress=options.progress and _primary())._asdict())
     checkpoints.save(state, history)  # the final state, or the last good one after skips
     checkpoints.close()
@@ -397,13 +397,13 @@ def _execute(config, out, state, history, task, options, checkpoints=None):
     _sync("results cleared")
     save_params(out / "params", state.params)
     if _primary():
-        plot_curves({config.model: history}, out / "curves.png",
-                    title=f"{config.model}, {task_title(summary['config'])}, "
-                    f"hidden {config.hidden}")
+        plot_curves({run.config.model: history}, out / "curves.png",
+                    title=f"{run.config.model}, {task_title(summary['config'])}, "
+                    f"hidden {run.config.hidden}")
         if summary.get("test_confusion") is not None:
             plot_confusion(summary["test_confusion"], summary["class_names"],
                            out / "confusion.png",
-                           title=f"{config.model} on {summary['config']['task']}: test split")
+                           title=f"{run.config.model} on {summary['config']['task']}: test split")
         write_json_atomic(out / "summary.json", summary)
     return summary
 
