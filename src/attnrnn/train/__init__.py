@@ -38,8 +38,8 @@ from attnrnn.train.tasks import make_task
 
 __all__ = [
     "BOUNDED", "DEFAULTS", "NO_CLIP", "RAW", "DataError", "FunctionModel", "Model", "ModelSpec",
-    "Protocol", "Run", "RunOptions", "Task", "TrainConfig", "TrainState", "array_task", "batch_loss",
-    "build_run", "confusion", "consecutive_skips", "data_parallel_mesh", "evaluate",
+    "Protocol", "Run", "RunOptions", "Task", "TrainConfig", "TrainState", "array_task",
+    "batch_loss", "build_run", "confusion", "consecutive_skips", "data_parallel_mesh", "evaluate",
     "fit", "fit_trials", "guard_non_finite", "heldout_set", "init_train_state", "load_npz",
     "make_model", "make_optimizer", "make_protocol", "make_task", "make_train_chunk",
     "make_train_step", "model_for", "new_train_state", "next_batch", "parse_model", "predict",

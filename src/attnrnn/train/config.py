@@ -111,8 +111,9 @@ class TrainConfig:
     heads with slower rates); the training functions resolve the config they are given. A
     config is a value whose fields are each checked against their range when it is made
     (nothing is loaded or built); [`build_run`][attnrnn.train.build.build_run] builds its task,
-    model, optimizer and protocol once and checks that they fit together. ``clip=NO_CLIP`` (``"none"``) trains without clipping. ``length`` is the adding
-    problem's ``T`` (the other tasks' default lengths when None).
+    model, optimizer and protocol once and checks that they fit together. ``clip=NO_CLIP``
+    (``"none"``) trains without clipping. ``length`` is the adding problem's ``T`` (the other
+    tasks' default lengths when None).
 
     ``protocol="heldout"``: steps run on device in chunks of ``eval_every``, with a held-out
     evaluation after each and after the last step (exactly ``steps`` steps run: the last

@@ -25,8 +25,9 @@ from attnrnn.train.protocol import Protocol, StopState
 from attnrnn.train.sharding import check_divides, constrain_batch
 from attnrnn.train.task import next_batch
 
-__all__ = ["NO_CLIP", "OPTIMIZERS", "TrainState", "make_optimizer", "guard_non_finite", "init_train_state",
-           "make_train_step", "make_train_chunk", "skipped_updates", "consecutive_skips"]
+__all__ = ["NO_CLIP", "OPTIMIZERS", "TrainState", "make_optimizer", "guard_non_finite",
+           "init_train_state", "make_train_step", "make_train_chunk", "skipped_updates",
+           "consecutive_skips"]
 
 OPTIMIZERS = {"adam": optax.adam, "rmsprop": optax.rmsprop, "sgd": optax.sgd}
 # ``clip=NO_CLIP`` trains without clipping (``--clip none``).
