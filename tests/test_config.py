@@ -85,3 +85,20 @@ def test_no_clipping_is_one_value_none_is_not_one():
         train.make_optimizer("sgd", 1.0, None)
     assert train.TrainConfig(clip=None).resolve().clip == 1.0  # the default's
 
+
+def test_a_config_builds_nothing_and_a_run_is_built_once(tmp_path):
+    """Making a config loads and builds nothing (a missing file is a fine value); build_run
+    builds the task, model, optimizer and protocol once, and fit trains what it built."""
+    missing = train.TrainConfig(data=str(tmp_path / "missing.npz"))
+    with pytest.raises(train.DataError, match="missing.npz"):
+        train.build_run(missing)
+    config = train.TrainConfig(level="easy", steps=2, eval_every=2, hidden=4, heldout=64)
+    run = train.build_run(config)
+    assert run.config == config.resolve() and run.task.name == "temporal-order"
+    state, history, summary = train.fit(run, progress=False)
+    assert int(state.step) == 2 and summary["model"] == run.model.name
+    with pytest.raises(ValueError, match="a Run is trained as it was built"):
+        train.fit(run, model=run.model, progress=False)
+    with pytest.raises(ValueError, match="a Run is trained as it was built"):
+        train.fit(run, stop_when_solved=True, progress=False)
+
