@@ -101,4 +101,3 @@ def test_a_config_builds_nothing_and_a_run_is_built_once(tmp_path):
         train.fit(run, model=run.model, progress=False)
     with pytest.raises(ValueError, match="a Run is trained as it was built"):
         train.fit(run, stop_when_solved=True, progress=False)
-

@@ -30,7 +30,7 @@ def test_no_function_over_fifty_lines():
 
 def test_fit_reads_in_one_screen():
     """The host loop's entry point takes a run that is built elsewhere (``build_run``) and
-    trains it in under 30 lines."""
+    trains it in at most 30 lines."""
     tree = ast.parse((SRC / "train" / "loop.py").read_text())
     fit = next(node for node in tree.body
                if isinstance(node, ast.FunctionDef) and node.name == "fit")
