@@ -15,7 +15,7 @@ from attnrnn.train.evaluation import HELDOUT_SIZE
 from attnrnn.train.model_spec import BOUNDED, ModelSpec, parse_model
 from attnrnn.train.models import Model, model_for
 from attnrnn.train.protocol import PROTOCOLS
-from attnrnn.train.step import NO_CLIP, OPTIMIZERS, check_clip, make_optimizer
+from attnrnn.train.step import NO_CLIP, check_optimizer, make_optimizer
 from attnrnn.train.tasks import TASK_NAMES, make_task
 
 __all__ = ["DEFAULTS", "NO_CLIP", "PROTOCOLS", "TrainConfig", "training_defaults"]
@@ -218,10 +218,7 @@ def _check(config):
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     if not (isinstance(config.lr, (int, float)) and config.lr > 0 and math.isfinite(config.lr)):
         raise ValueError(f"lr must be a positive number, got {config.lr!r}")
-    check_clip(config.clip)
-    if config.optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got "
-                         f"{config.optimizer!r}")
+    check_optimizer(config.optimizer, config.clip)
     for name in ("bidirectional", "position"):
         if not isinstance(getattr(config, name), bool):
             raise ValueError(f"{name} must be True or False, got {getattr(config, name)!r}")

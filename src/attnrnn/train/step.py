@@ -48,8 +48,11 @@ class TrainState(NamedTuple):
     stop: StopState | None = None
 
 
-def check_clip(clip):
-    """``clip`` must be a positive number or ``NO_CLIP``."""
+def check_optimizer(name, clip):
+    """``name`` must be one of ``OPTIMIZERS`` and ``clip`` a positive number or ``NO_CLIP``
+    (for a config when it is made, and for ``make_optimizer``)."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {name!r}")
     if clip != NO_CLIP and (isinstance(clip, bool) or not isinstance(clip, (int, float))
                             or not clip > 0):
         raise ValueError(f"clip must be a positive number, or {NO_CLIP!r} for no clipping "
@@ -61,9 +64,7 @@ def make_optimizer(name, learning_rate, clip) -> optax.GradientTransformation:
     ``clip=NO_CLIP`` (``"none"``): no clipping, as everywhere in the application (``None``
     is not a value here: a config's ``None`` means its default; the defaults live in
     [`attnrnn.train.config`][attnrnn.train.config])."""
-    if name not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {name!r}")
-    check_clip(clip)
+    check_optimizer(name, clip)
     inner = OPTIMIZERS[name](learning_rate)
     return inner if clip == NO_CLIP else optax.chain(optax.clip_by_global_norm(clip), inner)
 
