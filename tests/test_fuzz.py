@@ -159,8 +159,8 @@ def factory_case(draw):
             "name": lambda: draw(st.sampled_from(["copying", 3])),
             "length": lambda: draw(st.sampled_from([5, -1, 2.5]))}
     if which == "make_model":
-        return make_model, {"cell": "gated", "input_size": 3, "hidden_size": 4, "outputs": 2}, {
-            "cell": lambda: "transformer", "input_size": lambda: broken_int(draw),
+        return make_model, {"spec": "gated", "input_size": 3, "hidden_size": 4, "outputs": 2}, {
+            "spec": lambda: draw(st.sampled_from(["transformer", "attention", 7])), "input_size": lambda: broken_int(draw),
             "hidden_size": lambda: broken_int(draw), "outputs": lambda: broken_int(draw)}
     if which == "parse_model":
         return parse_model, {"spec": "attention:2"}, {
@@ -172,7 +172,8 @@ def factory_case(draw):
 
 FAMILIES = [gated_case, attention_case, conv_case, factory_case]
 # The factories name the concept their argument is (as the CLI's flags do).
-ALIASES = {("make_task", "name"): "task", ("parse_model", "spec"): "model"}
+ALIASES = {("make_task", "name"): "task", ("parse_model", "spec"): "model",
+           ("make_model", "spec"): "model"}
 # Arguments validated eagerly by pure Python (sizes, names): called directly.
 EAGER = {ar.conv_output_shape, ar.conv_init, ar.gated_rnn_init, ar.attention_rnn_init,
          make_task, make_model, parse_model}

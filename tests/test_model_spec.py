@@ -3,21 +3,21 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from attnrnn.bounds import AttentionOptions
-from attnrnn.train import model_spec
+from attnrnn.train import cells, model_spec
 
 
 def test_parse_model():
-    assert model_spec.parse_model("attention:inf") == model_spec.ModelSpec("attention", None)
+    assert model_spec.parse_model("attention:inf") == cells.Attention(None, model_spec.BOUNDED)
     assert str(model_spec.parse_model("attention:3")) == "attention:3"
-    assert model_spec.parse_model("gated").gate_offset == 2.0 and str(model_spec.parse_model("gated")) == "gated"
-    assert model_spec.parse_model("gated,offset=0").gate_offset == 0.0
+    assert model_spec.parse_model("gated") == cells.Gated(2.0) and str(model_spec.parse_model("gated")) == "gated"
+    assert model_spec.parse_model("gated,offset=0") == cells.Gated(offset=0.0)
     assert str(model_spec.parse_model("gated,offset=0.5")) == "gated,offset=0.5"
     for text, truncated, logistic in [("lstm1997", False, False),
                                       ("lstm1997,truncated", True, False),
                                       ("lstm1997,logistic", False, True),
                                       ("lstm1997,truncated,logistic", True, True)]:
         spec = model_spec.parse_model(text)
-        assert (spec.truncated, spec.logistic) == (truncated, logistic) and str(spec) == text
+        assert spec == cells.LSTM1997(truncated, logistic) and str(spec) == text
     assert str(model_spec.parse_model("lstm1997,logistic,truncated")) == "lstm1997,truncated,logistic"
     assert str(model_spec.parse_model("gru")) == "gru" and str(model_spec.parse_model("conv")) == "conv"
     for bad in ["attention", "attention:-1", "gru:2", "conv,raw", "gated:2", "attention:x", "gated,offset=x",
@@ -44,7 +44,7 @@ numbers = st.floats(min_value=1e-6, max_value=1e6, allow_nan=False, allow_infini
 
 @st.composite
 def specs(draw):
-    """Any ModelSpec the strings can say: each cell with its options."""
+    """Any entry the strings can say: each cell with its options."""
     cell = draw(st.sampled_from(model_spec.cell_names()))
     if cell == "attention":
         options = AttentionOptions(
@@ -57,14 +57,13 @@ def specs(draw):
         options = options._replace(heads=heads, recency=draw(st.one_of(
             st.none(), st.tuples(*[st.one_of(st.just(0.0), numbers)] * heads))))
         options = draw(st.sampled_from([options, model_spec.BOUNDED, model_spec.RAW]))
-        return model_spec.ModelSpec(cell, draw(st.one_of(st.none(), st.integers(0, 64))),
-                                    options, bias=draw(st.booleans()))
+        return cells.Attention(draw(st.one_of(st.none(), st.integers(0, 64))), options,
+                               bias=draw(st.booleans()))
     if cell == "gated":
-        return model_spec.ModelSpec(cell, gate_offset=draw(st.floats(-1e3, 1e3)))
+        return cells.Gated(offset=draw(st.floats(-1e3, 1e3)))
     if cell == "lstm1997":
-        return model_spec.ModelSpec(cell, truncated=draw(st.booleans()),
-                                    logistic=draw(st.booleans()))
-    return model_spec.ModelSpec(cell)
+        return cells.LSTM1997(truncated=draw(st.booleans()), logistic=draw(st.booleans()))
+    return cells.CELLS[cell]()
 
 
 @given(specs())

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from attnrnn.train import model_spec, models, tasks
+from attnrnn.train import cells, model_spec, models, tasks
 
 SPECS = ["gated", "gated,offset=0", "lstm", "gru", "attention:0", "attention:2",
          "attention:inf"]
@@ -34,7 +34,7 @@ def test_classifier_reads_last_valid_state(spec):
 
 
 def test_per_step_logits_jit_vmap_grad():
-    model = models.make_model("attention", k=2, input_size=27, hidden_size=8, outputs=27,
+    model = models.make_model("attention:2", input_size=27, hidden_size=8, outputs=27,
                               per_step=True)
     params = model.init(jax.random.PRNGKey(0))
     xs, labels, mask = tasks.delayed_letters(jax.random.PRNGKey(0), 4, length=10)
@@ -46,21 +46,24 @@ def test_per_step_logits_jit_vmap_grad():
 
 
 def test_model_is_built_once_from_real_arguments():
-    """The string form and the keyword form build the same model; the config is captured."""
+    """A model string and the entry it names build the same model; the config is captured."""
     task = tasks.make_task("temporal-order", level="easy")
     from_string = models.model_for("attention:inf,raw", task, 8)
-    by_hand = models.make_model("attention", k=None, options=model_spec.RAW, input_size=8,
+    by_hand = models.make_model(cells.Attention(None, model_spec.RAW), input_size=8,
                                 hidden_size=8, outputs=4)
     assert from_string.name == by_hand.name == "attention:inf,raw"
     # a value: equal and hashable by what it is, so jit caches one compilation per model
     assert from_string == by_hand and hash(from_string) == hash(by_hand)
     assert by_hand != by_hand.__class__(**{**vars(by_hand), "hidden_size": 9})
     assert len({from_string, by_hand, models.model_for("attention:inf", task, 8)}) == 2
+    # entries without options are equal only to themselves (a tuple () would equal any)
+    assert len({models.make_model(cell, input_size=8, hidden_size=8, outputs=4)
+                for cell in ("lstm", "gru", cells.LSTM(), cells.GRU())}) == 2
     key = jax.random.PRNGKey(0)
     xs = task.sample(key, 1)[0][0]
     params = by_hand.init(key)
     np.testing.assert_array_equal(from_string.apply(params, xs), by_hand.apply(params, xs))
-    with pytest.raises(ValueError, match="cell must be one of"):
+    with pytest.raises(ValueError, match="model must be"):
         models.make_model("transformer", input_size=8, hidden_size=8, outputs=4)
 
 
@@ -123,7 +126,7 @@ def test_conv_classifier_is_mnist1d_convbase():
     assert sum(w.size for w in jax.tree.leaves(params)) == 5210  # ConvBase's weights
     xs = jax.random.normal(jax.random.PRNGKey(1), (40, 1), jnp.float64)
     h = np.asarray(xs).T
-    for (w, b), (_, stride, padding) in zip(params.cell, models.CONV_LAYERS):
+    for (w, b), (_, stride, padding) in zip(params.cell, cells.CONV_LAYERS):
         h = np.maximum(conv_reference(h, w, b, stride, padding), 0)
     assert h.shape == (25, 5)
     expected = np.asarray(params.readout.W) @ h.reshape(-1) + np.asarray(params.readout.b)
@@ -133,6 +136,11 @@ def test_conv_classifier_is_mnist1d_convbase():
                           per_step=True)
     with pytest.raises(ValueError, match="conv needs sequences of one length"):
         models.make_model("conv", input_size=1, hidden_size=4, outputs=2)
+    for architecture in ({"layers": 2}, {"bidirectional": True}, {"readout": "all"}):
+        with pytest.raises(ValueError, match="layers, bidirectional and readout are for the "
+                                             "recurrences"):
+            models.make_model("conv", input_size=1, hidden_size=4, outputs=2, length=40,
+                              **architecture)
 
 
 def test_paper_sized_models_have_the_papers_weights():
@@ -152,9 +160,9 @@ def test_paper_sized_models_have_the_papers_weights():
 def test_position_is_one_more_input():
     """``position`` runs the recurrence on ``[x, step position in [-1, 1]]``."""
     xs = jax.random.normal(jax.random.PRNGKey(0), (7, 2), jnp.float64)
-    with_position = models.make_model("attention", k=None, input_size=2, hidden_size=4,
+    with_position = models.make_model(cells.Attention(), input_size=2, hidden_size=4,
                                       outputs=3, position=True, dtype=jnp.float64)
-    plain = models.make_model("attention", k=None, input_size=3, hidden_size=4, outputs=3,
+    plain = models.make_model(cells.Attention(), input_size=3, hidden_size=4, outputs=3,
                               dtype=jnp.float64)
     params = with_position.init(jax.random.PRNGKey(1))
     assert params.cell.Q_x.shape == (4, 3) and with_position.name.endswith(",position")
@@ -167,11 +175,13 @@ def test_position_is_one_more_input():
                           position=True)
 
 
-def test_each_naming_points_to_the_other():
-    """make_model takes a cell ('attention', k=...), the CLI and model_for a model string
-    ('attention:inf'): each refusal shows the other form."""
-    with pytest.raises(ValueError, match=r"'attention:inf' is a model string.*model_for"):
-        models.make_model("attention:inf", input_size=3, hidden_size=4, outputs=2)
-    with pytest.raises(ValueError, match=r"make_model's cell 'attention' is 'attention:K' or "
+def test_make_model_takes_an_entry_or_its_string():
+    """make_model takes a cell's entry or its model string; the cell's name without lags says
+    how to give them."""
+    assert (models.make_model("attention:inf", input_size=3, hidden_size=4, outputs=2)
+            == models.make_model(cells.Attention(None), input_size=3, hidden_size=4, outputs=2))
+    with pytest.raises(ValueError, match=r"the cell 'attention' is 'attention:K' or "
                                          r"'attention:inf' here"):
-        model_spec.parse_model("attention")
+        models.make_model("attention", input_size=3, hidden_size=4, outputs=2)
+    with pytest.raises(ValueError, match="options.heads=3 must divide the state size m=4"):
+        models.make_model("attention:inf,heads=3", input_size=3, hidden_size=4, outputs=2)

@@ -166,9 +166,10 @@ def _config_from(args):
                          f"{task_flag(task)} does not use it"
                          + (" (its lengths come with --level)"
                             if task == "temporal-order" else ""))
-    if "hidden" in given and parse_model(given.get("model", TrainConfig.model)).cell == "lstm1997":
-        raise ValueError(f"--hidden is not for lstm1997: the paper's network is fixed (2 blocks "
-                         f"of 2 cells); leave --hidden {given['hidden']} out")
+    spec = parse_model(given.get("model", TrainConfig.model)) if "hidden" in given else None
+    if spec is not None and spec.FIXED:
+        raise ValueError(f"--hidden is not for {spec.name}: {spec.FIXED}; leave --hidden "
+                         f"{given['hidden']} out")
     return TrainConfig(**given)
 
 

@@ -9,10 +9,9 @@ import math
 from pathlib import Path
 from types import SimpleNamespace
 
-from attnrnn.bounds import check_heads
 from attnrnn.train.data import file_sha256, load_npz
 from attnrnn.train.evaluation import HELDOUT_SIZE
-from attnrnn.train.model_spec import BOUNDED, ModelSpec, parse_model
+from attnrnn.train.model_spec import ModelSpec, parse_model
 from attnrnn.train.models import Model, model_for
 from attnrnn.train.protocol import PROTOCOLS
 from attnrnn.train.step import NO_CLIP, check_optimizer, make_optimizer
@@ -70,10 +69,10 @@ DEFAULTS = (
 
 def _rows(spec: ModelSpec, task):
     """The settings of the ``DEFAULTS`` rows that apply, in order."""
-    name = str(spec._replace(options=BOUNDED)).split(",")[0]  # e.g. attention:2
+    name = str(spec).split(",")[0]  # e.g. attention:2
     family = None if task is None else task.split(",")[0]
     for row_task, row_model, settings in DEFAULTS:
-        if row_task in (None, family) and row_model in (None, spec.cell, name):
+        if row_task in (None, family) and row_model in (None, spec.name, name):
             yield settings
 
 
@@ -176,13 +175,14 @@ class TrainConfig:
 
     def _resolved(self) -> dict:
         """The fields ``resolve`` sets, and their values."""
-        values = {"model": str(parse_model(self.model)), "task": self.task}
+        spec = parse_model(self.model)
+        values = {"model": str(spec), "task": self.task}
         if self.data is not None:
             data = Path(self.data).absolute()
             values.update(data=str(data), task=data.name)
             if self.data_sha256 is None and data.is_file():
                 values["data_sha256"] = file_sha256(data)
-        defaults = training_defaults(values["model"], values["task"])
+        defaults = training_defaults(spec, values["task"])
         if defaults["options"] and "," not in self.model:  # named without options
             values["model"] = str(parse_model(f"{self.model},{defaults['options']}"))
         given = {name: getattr(self, name) for name in _DEFAULTED}
@@ -222,9 +222,7 @@ def _check(config):
     for name in ("bidirectional", "position"):
         if not isinstance(getattr(config, name), bool):
             raise ValueError(f"{name} must be True or False, got {getattr(config, name)!r}")
-    spec = parse_model(config.model)
-    if spec.cell == "attention":  # the heads split the state: both fields of the config
-        check_heads(spec.options, config.hidden, config.hidden)
+    parse_model(config.model).check_hidden(config.hidden)  # e.g. heads that split the state
     if config.data is None and config.task not in TASK_NAMES:
         raise ValueError(f"task must be one of {list(TASK_NAMES)}, got {config.task!r}")
     if config.protocol is not None and config.protocol not in PROTOCOLS:
