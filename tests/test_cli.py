@@ -1,5 +1,6 @@
 import json
 import os
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -339,3 +340,24 @@ def test_a_reader_that_closes_the_pipe_leaves_the_run_whole(tmp_path):
     os.close(read_end)  # the reader has gone: every line the run prints meets a closed pipe
     assert proc.wait() == 0 and proc.stderr.read() == ""
     assert json.loads((out / "summary.json").read_text())["stop_reason"] == "completed"
+
+
+@pytest.mark.parametrize("folder, flags", [
+    ("attention-inf-bbc0f92", ["--model", "attention:inf", "--hidden", "8"]),
+    ("lstm1997-bbc0f92", ["--model", "lstm1997"])])
+def test_a_run_folder_written_before_the_cell_entries_resumes(folder, flags, tmp_path, capsys):
+    """Run folders written at bbc0f92, before each cell became one entry of
+    ``attnrnn.train.cells`` (tests/saved_runs: ``cli.main`` of `train --level easy --lr 1e-2
+    --heldout 256 --eval-every 10 --no-progress --steps 10` and the flags here, under this
+    suite's settings, tests/conftest.py), resume to the same metrics, bit for bit, as one run
+    of the whole budget made now."""
+    import shutil
+
+    out, once = tmp_path / "run", tmp_path / "once"
+    shutil.copytree(Path(__file__).parent / "saved_runs" / folder, out)
+    assert cli.main(["train", "--resume", str(out), "--steps", "20", "--no-progress"]) == 0
+    common = ["--level", "easy", "--lr", "1e-2", "--heldout", "256", "--eval-every", "10",
+              "--no-progress", *flags]
+    assert cli.main(["train", *common, "--steps", "20", "--out", str(once)]) == 0
+    assert run.read_metrics(once) == run.read_metrics(out)
+    capsys.readouterr()
