@@ -1,0 +1,64 @@
+"""The cost of AttentionRNN(∞)'s training default against the one-head bounded model, on
+GunPoint (T 150) with every default of ``attnrnn train --data`` (batch 32, hidden 32): the
+training step as ``fit`` runs it (a chunk of 20 steps on device: batches drawn, loss,
+gradient, clipped Adam update), and the cell's gradient alone (of the last states' squares,
+``[x, 1]`` inputs) with ``lax.scan``'s unroll 1, 2 and 4. Each candidate is timed in turn in
+one process (``benchmarks/common.py``).
+
+    python experiments/realdata/step_cost.py
+"""
+
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import attnrnn as ar
+from attnrnn.train import TrainConfig, build_run, make_train_chunk, new_train_state, parse_model
+from attnrnn.train.config import ATTENTION_INF
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1] / "benchmarks"))
+from common import interleaved_seconds  # noqa: E402
+
+MODELS = {"one head, bounded (attention:inf,qk=0.7)": "attention:inf,qk=0.7",
+          "the default (heads=8, ...)": f"attention:inf,{ATTENTION_INF}"}
+
+
+def training_steps():
+    """Per-step seconds of 20-step chunks of each model's training run."""
+    chunks = {}
+    for name, model in MODELS.items():
+        run = build_run(TrainConfig(data=str(HERE / "data" / "GunPoint.npz"), model=model))
+        chunk = jax.jit(make_train_chunk(run.optimizer, run.task, run.model, batch_size=32,
+                                         steps_per_chunk=20))
+        state, train = new_train_state(run), run.task.train
+        chunks[name] = lambda chunk=chunk, state=state, train=train: chunk(
+            jax.tree.map(jnp.copy, state), train)[1]
+    for name, (seconds, ratio) in interleaved_seconds(chunks, rounds=7).items():
+        print(f"training step, {name:40s} {seconds / 20 * 1e3:7.2f} ms  first / this "
+              f"{ratio:.2f}")
+
+
+def main():
+    training_steps()
+    xs = jnp.asarray(np.load(HERE / "data" / "GunPoint.npz")["x_train"][:32])
+    xs = jnp.concatenate([xs, jnp.ones(xs.shape[:-1] + (1,), xs.dtype)], -1)
+    params = ar.attention_rnn_init(jax.random.PRNGKey(0), xs.shape[-1], 32, k=None)
+    candidates = {}
+    for name, model in MODELS.items():
+        options = parse_model(model).options
+        for unroll in (1, 2, 4):
+            def loss(p, options=options, unroll=unroll):
+                hs = jax.vmap(lambda x: ar.attention_rnn(p, x, k=None, options=options,
+                                                         unroll=unroll))(xs)
+                return jnp.sum(hs[:, -1] ** 2)
+            candidates[f"{name}, unroll {unroll}"] = jax.jit(jax.grad(loss))
+    for name, (seconds, ratio) in interleaved_seconds(candidates, params, rounds=7).items():
+        print(f"{name:50s} {seconds * 1e3:7.2f} ms  first / this {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()
