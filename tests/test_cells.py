@@ -32,3 +32,17 @@ def test_entries_are_values_of_their_class():
              cells.LSTM1997(truncated=True)]
     assert len(set(specs)) == len(specs)
     assert cells.Attention(None) == cells.Attention(None, cells.BOUNDED, False)
+
+
+def test_an_entry_checks_its_options_when_made():
+    """Options of the wrong kind are refused by name when the entry is made, not later."""
+    for make, match in ((lambda: cells.Gated(offset="2"), "offset must be a finite number"),
+                        (lambda: cells.Gated(offset=float("nan")), "offset must be a finite"),
+                        (lambda: cells.Attention(k=-1), "k must be"),
+                        (lambda: cells.Attention(None, options="raw"), "options must be"),
+                        (lambda: cells.Attention(None, bias=1), "bias must be"),
+                        (lambda: cells.LSTM1997(truncated="yes"), "truncated must be")):
+        with pytest.raises((TypeError, ValueError), match=match):
+            make()
+    assert cells.Gated(offset=0) == cells.Gated(0.0)
+    assert str(cells.Gated(offset=0)) == "gated,offset=0"

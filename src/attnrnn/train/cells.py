@@ -1,7 +1,7 @@
 """The cells a model can be built on, one entry each: a small frozen value of the cell's own
 options — [`Gated(offset)`][attnrnn.train.cells.Gated],
-[`Attention(k, options, bias)`][attnrnn.train.cells.Attention], [`LSTM()`][attnrnn.train.cells.LSTM],
-[`GRU()`][attnrnn.train.cells.GRU],
+[`Attention(k, options, bias)`][attnrnn.train.cells.Attention],
+[`LSTM()`][attnrnn.train.cells.LSTM], [`GRU()`][attnrnn.train.cells.GRU],
 [`LSTM1997(truncated, logistic)`][attnrnn.train.cells.LSTM1997] and the convolutional
 classifier [`Conv()`][attnrnn.train.cells.Conv] — that owns their parsing (``parse``) and
 formatting (``str``) in model strings, the cell's parameters (``init``) and run (``run``), and
@@ -19,6 +19,7 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
+from attnrnn._checks import as_bool, as_int
 from attnrnn.attention import attention_rnn, attention_rnn_init
 from attnrnn.bounds import RAW, AttentionOptions, _check_options, check_heads
 from attnrnn.conv import ConvParams, conv, conv_init, conv_output_shape
@@ -77,8 +78,8 @@ class ModelSpec:
     def __str__(self):
         return self.name
 
-    def check(self, *, hidden_size, per_step, regression, layers, bidirectional, readout,
-              length, position):
+    def check(self, *, per_step, regression, layers, bidirectional, readout, length,
+              position):
         """Refuse what this cell cannot be built with, in one line each."""
         if position and not self.recurrent:
             raise ValueError(f"position is an input of the recurrences, not of {self.name}")
@@ -122,6 +123,12 @@ class Gated(ModelSpec):
     offset: float = GATE_OFFSET
     name: ClassVar[str] = "gated"
     OPTIONS: ClassVar[str] = "offset=B"
+
+    def __post_init__(self):
+        if isinstance(self.offset, bool) or not (
+                isinstance(self.offset, (int, float)) and math.isfinite(self.offset)):
+            raise TypeError(f"offset must be a finite number, got {self.offset!r}")
+        object.__setattr__(self, "offset", float(self.offset))
 
     @classmethod
     def parse(cls, lags, options):
@@ -174,6 +181,12 @@ class Attention(ModelSpec):
     OPTIONS: ClassVar[str] = ("raw (first), nonexp, qk=B, v=C, norm, scale=S, cap=C, heads=H, "
                               "recency=R1/R2/.. (one rate >= 0 per head), bias")
 
+    def __post_init__(self):
+        if self.k is not None:
+            object.__setattr__(self, "k", as_int("k", self.k, minimum=0))
+        object.__setattr__(self, "options", _check_options(self.options))
+        object.__setattr__(self, "bias", as_bool("bias", self.bias))
+
     @classmethod
     def parse(cls, lags, options):
         text = ",".join([f"attention:{lags}", *options])
@@ -191,7 +204,7 @@ class Attention(ModelSpec):
 
     def check_hidden(self, hidden_size):
         # the heads split the state (and the keys, of the state's size)
-        check_heads(_check_options(self.options), hidden_size, hidden_size)
+        check_heads(self.options, hidden_size, hidden_size)
 
     def init(self, key, n, m, regression, dtype):
         return attention_rnn_init(key, n + self.bias, m, k=self.k, dtype=dtype)
@@ -305,6 +318,10 @@ class LSTM1997(ModelSpec):
     OPTIONS: ClassVar[str] = "truncated, logistic"
     FIXED: ClassVar[str] = "the paper's network is fixed (2 blocks of 2 cells)"
     squared_error: ClassVar[bool] = True
+
+    def __post_init__(self):
+        for name in ("truncated", "logistic"):
+            object.__setattr__(self, name, as_bool(name, getattr(self, name)))
 
     @classmethod
     def parse(cls, lags, options):

@@ -192,7 +192,7 @@ def make_model(spec="gated", *, input_size, hidden_size, outputs, per_step=False
                          "every state already")
     if readout == "all" and length is None:
         raise ValueError("readout all needs sequences of one length (a task made from arrays)")
-    spec.check(hidden_size=m, per_step=per_step, regression=regression, layers=layers,
+    spec.check(per_step=per_step, regression=regression, layers=layers,
                bidirectional=bidirectional, readout=readout, length=length, position=position)
     spec.check_hidden(m)
     return Model(spec, n, m, classes, bool(per_step), bool(regression), layers,
