@@ -6,7 +6,7 @@ step and host loop, the 1997 protocol, run folders with checkpoints, plots, and 
 One concept per module: [`task`][attnrnn.train.task] (the task value, its batches),
 [`tasks`][attnrnn.train.tasks] (generators, tasks by name),
 [`data`][attnrnn.train.data] (tasks made from arrays, ``.npz`` files, MNIST-1D),
-[`cells`][attnrnn.train.cells] (the recurrences, one entry each),
+[`cells`][attnrnn.train.cells] (the cells, one entry each: options, model string, init, run),
 [`model_spec`][attnrnn.train.model_spec] (model strings), [`models`][attnrnn.train.models]
 (models as values), [`losses`][attnrnn.train.losses],
 [`config`][attnrnn.train.config] (what defines a run; the defaults table),
