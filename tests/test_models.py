@@ -136,6 +136,13 @@ def test_conv_classifier_is_mnist1d_convbase():
                           per_step=True)
     with pytest.raises(ValueError, match="conv needs sequences of one length"):
         models.make_model("conv", input_size=1, hidden_size=4, outputs=2)
+    with pytest.raises(ValueError, match="conv needs sequences of at least 3 steps, got "
+                                         "length 2"):
+        models.make_model("conv", input_size=1, hidden_size=4, outputs=2, length=2)
+    with pytest.raises(TypeError, match="length must be a Python int"):
+        models.make_model("conv", input_size=1, hidden_size=4, outputs=2, length=40.5)
+    assert models.make_model("conv", input_size=1, hidden_size=4, outputs=2,
+                             length=3).init(jax.random.PRNGKey(0)).readout.W.shape == (2, 4)
     for architecture in ({"layers": 2}, {"bidirectional": True}, {"readout": "all"}):
         with pytest.raises(ValueError, match="layers, bidirectional and readout are for the "
                                              "recurrences"):

@@ -389,16 +389,16 @@ class Conv(ModelSpec):
         if per_step or regression:
             raise ValueError("conv is a sequence classifier; per-step and regression tasks need "
                              "a recurrence")
-        self.features(length)
+        self.features(as_int("length", length, minimum=1))
 
     @staticmethod
     def features(length) -> int:
         """Steps left after ConvBase's three convolutions of a ``length``-step sequence."""
+        if length < 3:  # the first kernel (5) must fit the padded sequence (length + 2)
+            raise ValueError(f"conv needs sequences of at least 3 steps, got length {length}")
         size = length
         for kernel, stride, padding in CONV_LAYERS:
             size = conv_output_shape((size,), (kernel,), stride=stride, padding=padding)[0]
-        if size < 1:
-            raise ValueError(f"conv needs sequences of at least 7 steps, got length {length}")
         return size
 
     def init_network(self, key, n, channels, outputs, length, dtype):
