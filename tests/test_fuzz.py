@@ -160,7 +160,8 @@ def factory_case(draw):
             "length": lambda: draw(st.sampled_from([5, -1, 2.5]))}
     if which == "make_model":
         return make_model, {"spec": "gated", "input_size": 3, "hidden_size": 4, "outputs": 2}, {
-            "spec": lambda: draw(st.sampled_from(["transformer", "attention", 7])), "input_size": lambda: broken_int(draw),
+            "spec": lambda: draw(st.sampled_from(["transformer", "attention", 7])),
+            "input_size": lambda: broken_int(draw),
             "hidden_size": lambda: broken_int(draw), "outputs": lambda: broken_int(draw)}
     if which == "parse_model":
         return parse_model, {"spec": "attention:2"}, {
