@@ -2,6 +2,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from attnrnn.train import cells, model_spec
@@ -40,9 +41,10 @@ def test_an_entry_checks_its_options_when_made():
                         (lambda: cells.Gated(offset=float("nan")), "offset must be a finite"),
                         (lambda: cells.Attention(k=-1), "k must be"),
                         (lambda: cells.Attention(None, options="raw"), "options must be"),
+                        (lambda: cells.Attention(None, options=None), "RAW for the homework"),
                         (lambda: cells.Attention(None, bias=1), "bias must be"),
                         (lambda: cells.LSTM1997(truncated="yes"), "truncated must be")):
         with pytest.raises((TypeError, ValueError), match=match):
             make()
-    assert cells.Gated(offset=0) == cells.Gated(0.0)
+    assert cells.Gated(offset=0) == cells.Gated(0.0) == cells.Gated(np.float32(0.0))
     assert str(cells.Gated(offset=0)) == "gated,offset=0"

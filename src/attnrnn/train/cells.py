@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from typing import ClassVar
 
 import jax
@@ -126,7 +127,7 @@ class Gated(ModelSpec):
 
     def __post_init__(self):
         if isinstance(self.offset, bool) or not (
-                isinstance(self.offset, (int, float)) and math.isfinite(self.offset)):
+                isinstance(self.offset, numbers.Real) and math.isfinite(self.offset)):
             raise TypeError(f"offset must be a finite number, got {self.offset!r}")
         object.__setattr__(self, "offset", float(self.offset))
 
@@ -184,6 +185,9 @@ class Attention(ModelSpec):
     def __post_init__(self):
         if self.k is not None:
             object.__setattr__(self, "k", as_int("k", self.k, minimum=0))
+        if self.options is None:  # the library's None (the homework's model) is RAW here
+            raise TypeError("options must be AttentionOptions (RAW for the homework's model, "
+                            "BOUNDED the default), got None")
         object.__setattr__(self, "options", _check_options(self.options))
         object.__setattr__(self, "bias", as_bool("bias", self.bias))
 
