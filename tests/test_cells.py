@@ -37,8 +37,10 @@ def test_entries_are_values_of_their_class():
 
 def test_an_entry_checks_its_options_when_made():
     """Options of the wrong kind are refused by name when the entry is made, not later."""
-    for make, match in ((lambda: cells.Gated(offset="2"), "offset must be a finite number"),
+    for make, match in ((lambda: cells.Gated(offset="2"), "offset must be a number"),
                         (lambda: cells.Gated(offset=float("nan")), "offset must be a finite"),
+                        (lambda: model_spec.parse_model("gated,offset=inf"),
+                         "offset must be a finite number, got inf"),
                         (lambda: cells.Attention(k=-1), "k must be"),
                         (lambda: cells.Attention(None, options="raw"), "options must be"),
                         (lambda: cells.Attention(None, options=None), "RAW for the homework"),

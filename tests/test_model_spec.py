@@ -27,7 +27,8 @@ def test_parse_model():
             model_spec.parse_model(bad)
     for bad in ["attention:2,offset=1", "attention:inf,scale=x", "attention:2,cap",
                 "attention:inf,heads=0", "attention:inf,heads=x", "attention:inf,recency=-1",
-                "attention:inf,recency=1/x", "attention:inf,recency=inf"]:
+                "attention:inf,recency=1/x", "attention:inf,recency=inf", "attention:inf,cap=inf",
+                "attention:2,qk=nan"]:
         with pytest.raises(ValueError, match="model option .* is not one of"):
             model_spec.parse_model(bad)
     headed = model_spec.parse_model("attention:inf,heads=4,recency=0/0.5/1/2")

@@ -126,9 +126,10 @@ class Gated(ModelSpec):
     OPTIONS: ClassVar[str] = "offset=B"
 
     def __post_init__(self):
-        if isinstance(self.offset, bool) or not (
-                isinstance(self.offset, numbers.Real) and math.isfinite(self.offset)):
-            raise TypeError(f"offset must be a finite number, got {self.offset!r}")
+        if isinstance(self.offset, bool) or not isinstance(self.offset, numbers.Real):
+            raise TypeError(f"offset must be a number, got {self.offset!r}")
+        if not math.isfinite(self.offset):
+            raise ValueError(f"offset must be a finite number, got {self.offset!r}")
         object.__setattr__(self, "offset", float(self.offset))
 
     @classmethod
@@ -137,9 +138,10 @@ class Gated(ModelSpec):
             return None
         name, _, value = (options or [f"offset={GATE_OFFSET}"])[0].partition("=")
         try:
-            return cls(float(value)) if name == "offset" else None
+            offset = float(value)
         except ValueError:
             return None
+        return cls(offset) if name == "offset" else None
 
     def __str__(self):
         return "gated" if self.offset == GATE_OFFSET else f"gated,offset={_number(self.offset)}"
@@ -253,7 +255,7 @@ def _parse_options(parts, text):
                 options = options._replace(normalize_states=True)
             elif name in _NUMBERS and value:
                 number = float(value)
-                if not number > 0:
+                if not (number > 0 and math.isfinite(number)):
                     raise ValueError
                 options = options._replace(**{_NUMBERS[name]: number})
             elif name == "heads" and value.isdigit() and int(value) >= 1:
@@ -267,7 +269,7 @@ def _parse_options(parts, text):
                 raise ValueError
         except ValueError:
             raise ValueError(f"model option {part!r} in {text!r} is not one of "
-                             f"{Attention.OPTIONS} (numbers > 0)") from None
+                             f"{Attention.OPTIONS} (numbers finite and > 0)") from None
     if options.recency is not None and len(options.recency) != options.heads:
         raise ValueError(
             f"recency in {text!r} has {len(options.recency)} rates for {options.heads} "
