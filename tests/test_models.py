@@ -180,6 +180,9 @@ def test_position_is_one_more_input():
     with pytest.raises(ValueError, match="position is an input of the recurrences"):
         models.make_model("conv", input_size=1, hidden_size=4, outputs=2, length=40,
                           position=True)
+    with pytest.raises(ValueError, match="position is an input of the recurrences, not of "
+                                         "lstm1997"):
+        models.make_model("lstm1997", input_size=1, hidden_size=4, outputs=2, position=True)
 
 
 def test_make_model_takes_an_entry_or_its_string():

@@ -34,6 +34,7 @@ from jax import lax
 from attnrnn import bounded_params
 from attnrnn.attention import _per_head, _score  # the library's scoring and mixing, per head
 from attnrnn.train import FunctionModel, TrainConfig, batch_loss, fit, parse_model
+from attnrnn.train.cells import _with_bias_input  # the [x, 1] the default's cell reads
 from attnrnn.train.config import ATTENTION_INF
 
 HERE = Path(__file__).resolve().parent
@@ -47,7 +48,7 @@ VARIANTS = ("control", "candidate", "candidate+score")
 def states(cell, extra, xs, options, variant):
     """Every state ``(T, m)`` of one unmasked sequence by the online softmax, head by head."""
     p = bounded_params(cell, options)
-    xs = jnp.concatenate([xs, jnp.ones((xs.shape[0], 1), xs.dtype)], axis=-1)  # the bias column
+    xs = _with_bias_input(xs)
     m, H = p.V_x.shape[0], options.heads
     rates = jnp.asarray(options.recency, xs.dtype)
 

@@ -17,6 +17,7 @@ import numpy as np
 
 import attnrnn as ar
 from attnrnn.train import TrainConfig, build_run, make_train_chunk, new_train_state, parse_model
+from attnrnn.train.cells import _with_bias_input  # the [x, 1] the default's cell reads
 from attnrnn.train.config import ATTENTION_INF
 
 HERE = Path(__file__).resolve().parent
@@ -45,7 +46,7 @@ def training_steps():
 def main():
     training_steps()
     xs = jnp.asarray(np.load(HERE / "data" / "GunPoint.npz")["x_train"][:32])
-    xs = jnp.concatenate([xs, jnp.ones(xs.shape[:-1] + (1,), xs.dtype)], -1)
+    xs = _with_bias_input(xs)
     params = ar.attention_rnn_init(jax.random.PRNGKey(0), xs.shape[-1], 32, k=None)
     candidates = {}
     for name, model in MODELS.items():

@@ -67,6 +67,7 @@ class ModelSpec:
     name: ClassVar[str]
     OPTIONS: ClassVar[str] = ""
     recurrent: ClassVar[bool] = True  # False: the model is the cell (conv)
+    reads_position: ClassVar[bool] = True  # whether ``position`` may add an input
     FIXED: ClassVar[str] = ""  # why a hidden size cannot change the network, if it cannot
     squared_error: ClassVar[bool] = False  # the loss (else cross-entropy)
 
@@ -82,7 +83,7 @@ class ModelSpec:
     def check(self, *, per_step, regression, layers, bidirectional, readout, length,
               position):
         """Refuse what this cell cannot be built with, in one line each."""
-        if position and not self.recurrent:
+        if position and not self.reads_position:
             raise ValueError(f"position is an input of the recurrences, not of {self.name}")
 
     def check_hidden(self, hidden_size):
@@ -321,6 +322,7 @@ class LSTM1997(ModelSpec):
     truncated: bool = False
     logistic: bool = False
     name: ClassVar[str] = "lstm1997"
+    reads_position: ClassVar[bool] = False  # the paper's inputs only
     OPTIONS: ClassVar[str] = "truncated, logistic"
     FIXED: ClassVar[str] = "the paper's network is fixed (2 blocks of 2 cells)"
     squared_error: ClassVar[bool] = True
@@ -340,12 +342,12 @@ class LSTM1997(ModelSpec):
         return ",".join(["lstm1997"] + ["truncated"] * self.truncated
                         + ["logistic"] * self.logistic)
 
-    def check(self, *, layers, bidirectional, readout, position, **architecture):
+    def check(self, *, layers, bidirectional, readout, **architecture):
         if layers > 1 or bidirectional or readout != "last":
             raise ValueError("lstm1997 is the paper's whole network: one layer, forward, read "
                              "out at the end")
-        if position:
-            raise ValueError("position is an input of the recurrences, not of lstm1997")
+        super().check(layers=layers, bidirectional=bidirectional, readout=readout,
+                      **architecture)
 
     def init(self, key, n, m, regression, dtype):
         return lstm1997_init(key, n, input_gate_bias=(-3.0, -6.0) if regression else (-2.0, -4.0),
@@ -381,6 +383,7 @@ class Conv(ModelSpec):
 
     name: ClassVar[str] = "conv"
     recurrent: ClassVar[bool] = False
+    reads_position: ClassVar[bool] = False
 
     def check(self, *, per_step, regression, layers, bidirectional, readout, length,
               **architecture):
