@@ -470,6 +470,9 @@ HEADED = {
     "two heads, stabilised": ar.AttentionOptions(score_scale=0.5, score_cap=2.0,
                                                  normalize_states=True, heads=2,
                                                  recency=(0.3, 0.0)),
+    "a head per key channel": ar.AttentionOptions(nonexpansive=True, value_bound=2.0,
+                                                  score_scale=0.35, score_cap=5.0, heads=4,
+                                                  recency=(0.0, 0.003, 0.12, 5.0)),
 }
 
 
@@ -502,6 +505,27 @@ def test_heads_and_recency_match_the_quadratic_reference(k, name, mask):
     valid = np.ones(11, bool) if MASKS[mask] is None else MASKS[mask]
     sums = np.asarray(a.sum(1)).reshape(11, -1)
     np.testing.assert_allclose(sums, np.repeat(valid[:, None], sums.shape[1], 1), rtol=1e-12)
+
+
+@pytest.mark.parametrize("k", [2, None])
+def test_a_head_per_channel_matches_the_reference(k):
+    """The training default's shape: as many heads as state and key channels (each head's
+    score one product, its values one channel), rates log-spaced; states, weights, and the
+    hand-written backward pass against autodiff."""
+    from attnrnn.train.cells import log_rates
+
+    options = ar.AttentionOptions(nonexpansive=True, value_bound=2.0, score_scale=0.35,
+                                  score_cap=5.0, heads=6, recency=log_rates(6, 0.003, 5.0))
+    params, xs = make(k, seed=5, n=3, m=6, d=6, T=11, scale=2.0)
+    mask = jnp.asarray(MASKS["holes"])
+    hs, a = ar.attention_rnn(params, xs, k=k, options=options, mask=mask, return_attention=True)
+    ref_hs, ref_a = reference_with(params, xs, k, options, MASKS["holes"])
+    np.testing.assert_allclose(hs, ref_hs, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(a, ref_a, rtol=1e-10, atol=1e-12)
+    grads = {backward: jax.grad(lambda p, b=backward: jnp.sum(jnp.sin(ar.attention_rnn(
+        p, xs, k=k, options=options, mask=mask, backward=b))))(params)
+        for backward in ("fused", "autodiff")}
+    assert_tree_allclose(grads["fused"], grads["autodiff"], rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("k", [2, None])

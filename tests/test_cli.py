@@ -276,8 +276,8 @@ def test_a_run_recorded_as_bare_attention_inf_resumes_bounded(tmp_path, capsys):
     assert cli.main(["train", *EASY, "--model", "attention:inf", "--steps", "2", "--out",
                      str(tmp_path / "new")]) == 0
     recorded = json.loads((tmp_path / "new" / "config.json").read_text())["config"]["model"]
-    assert recorded == ("attention:inf,raw,nonexp,v=2,scale=0.35,cap=5,heads=8,"
-                        "recency=0/0.01/0.03/0.1/0.3/0.5/1/2,bias")
+    assert recorded == ("attention:inf,raw,nonexp,v=2,scale=0.35,cap=5,heads=32,"
+                        "recency=log/0.003/5,bias")
 
 
 def test_out_of_memory_is_one_line(tmp_path, capsys):

@@ -41,14 +41,18 @@ def test_none_is_the_default_and_resolve_fills_it_once():
         "none", 32, 1, False, "last")
     named = train.TrainConfig(task="mnist1d", model="attention:inf,raw").resolve()
     assert named.model == "attention:inf,raw" and named.hidden == 32  # its options, kept
-    # AttentionRNN(∞) named alone runs its heads-and-recency recipe (MNIST-1D aside, above)
+    # AttentionRNN(∞) named alone runs its heads-and-recency recipe (MNIST-1D aside, above):
+    # one head per channel of the state, whatever its size
     for task in ("temporal-order", "adding"):
         assert train.TrainConfig(task=task, model="attention:inf").resolve().model == (
-            "attention:inf,raw,nonexp,v=2,scale=0.35,cap=5,heads=8,"
-            "recency=0/0.01/0.03/0.1/0.3/0.5/1/2,bias")
+            "attention:inf,raw,nonexp,v=2,scale=0.35,cap=5,heads=32,recency=log/0.003/5,bias")
+    for hidden in (1, 2, 30):
+        odd = train.TrainConfig(model="attention:inf", hidden=hidden).resolve()
+        heads = train.parse_model(odd.model).options
+        assert heads.heads == hidden and len(heads.recency) == hidden and heads.recency[0] == 0
     with pytest.raises(ValueError, match="options.heads=8 must divide the state size m=30.*"
                        "attention:inf named alone is attention:inf,raw,.*heads=8.*name its"):
-        train.TrainConfig(model="attention:inf", hidden=30)
+        train.TrainConfig(task="mnist1d", model="attention:inf", hidden=30)
     assert train.TrainConfig(task="mnist1d,shuffle", model="attention:3").resolve().readout == "all"
     assert train.TrainConfig(clip="none").resolve().clip == "none"
     assert train.TrainConfig(clip=0.5).make_optimizer() is not None

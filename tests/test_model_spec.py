@@ -28,7 +28,9 @@ def test_parse_model():
     for bad in ["attention:2,offset=1", "attention:inf,scale=x", "attention:2,cap",
                 "attention:inf,heads=0", "attention:inf,heads=x", "attention:inf,recency=-1",
                 "attention:inf,recency=1/x", "attention:inf,recency=inf", "attention:inf,cap=inf",
-                "attention:2,qk=nan"]:
+                "attention:2,qk=nan", "attention:inf,heads=4,recency=log/1",
+                "attention:inf,heads=4,recency=log/2/1", "attention:inf,heads=4,recency=log/0/1",
+                "attention:inf,heads=4,recency=log/1/inf", "attention:inf,heads=4,recency=log"]:
         with pytest.raises(ValueError, match="model option .* is not one of"):
             model_spec.parse_model(bad)
     headed = model_spec.parse_model("attention:inf,heads=4,recency=0/0.5/1/2")
@@ -37,6 +39,13 @@ def test_parse_model():
     with pytest.raises(ValueError, match="recency in .* has 2 rates for 4 heads: give one rate "
                                          "per head"):
         model_spec.parse_model("attention:inf,heads=4,recency=0/1")
+    # log/LOW/HIGH: 0, then heads - 1 rates evenly spaced in log from LOW to HIGH
+    spread = model_spec.parse_model("attention:inf,heads=5,recency=log/0.01/10")
+    assert spread.options.recency == pytest.approx((0.0, 0.01, 0.1, 1.0, 10.0), rel=1e-12)
+    assert spread.options.recency[1:5:3] == (0.01, 10.0)  # the ends as written
+    assert str(spread) == "attention:inf,raw,nonexp,qk=0.7,v=2,heads=5,recency=log/0.01/10"
+    assert [cells.log_rates(h, 0.5, 2) for h in (1, 2, 3)] == [(0.0,), (0.0, 0.5),
+                                                               (0.0, 0.5, 2.0)]
 
 
 
@@ -55,8 +64,10 @@ def specs(draw):
             score_bound=draw(st.one_of(st.none(), numbers)),
             value_bound=draw(st.one_of(st.none(), numbers)))
         heads = draw(st.integers(1, 8))
+        low, high = sorted(draw(st.tuples(numbers, numbers)))
         options = options._replace(heads=heads, recency=draw(st.one_of(
-            st.none(), st.tuples(*[st.one_of(st.just(0.0), numbers)] * heads))))
+            st.none(), st.tuples(*[st.one_of(st.just(0.0), numbers)] * heads),
+            st.just(cells.log_rates(heads, low, high)))))
         options = draw(st.sampled_from([options, model_spec.BOUNDED, model_spec.RAW]))
         return cells.Attention(draw(st.one_of(st.none(), st.integers(0, 64))), options,
                                bias=draw(st.booleans()))

@@ -1,9 +1,10 @@
 """Probes of AttentionRNN(∞)'s training on the real sets, beyond what a model string says
 (LOG.md, 2026-12-07 "why seeds fail"): a recipe under every default of ``attnrnn train --data``,
-optionally trained by Adam with another ``b2``, by AdamW (decoupled weight decay ``wd``), or
-with the learning rate decayed to 0 by a cosine over the run (``fit``'s ``optimizer=``).
+optionally trained by Adam with another ``b2``, by AdamW (decoupled weight decay ``wd``), with
+the learning rate decayed to 0 by a cosine over the run, or raised from 0 over the first
+``--warmup`` steps (``fit``'s ``optimizer=``).
 
-    python experiments/realdata/probes.py NAME MODEL [--cosine] [--b2 B] [--wd W]
+    python experiments/realdata/probes.py NAME MODEL [--cosine] [--b2 B] [--wd W] [--warmup S]
         [--sets ArrowHead ...] [--seeds 0 1 ...] [--set FIELD=VALUE ...]
 
 Appends one row per run to ``--jsonl`` (default ``probes-2026-12-07c.jsonl`` beside this file).
@@ -22,9 +23,12 @@ HERE = Path(__file__).resolve().parent
 
 def optimizer(config, args):
     """The config's optimizer (adam, clipped) with the probe's change; None: unchanged."""
-    if not (args.cosine or args.b2 or args.wd):
+    if not (args.cosine or args.b2 or args.wd or args.warmup):
         return None
     lr = optax.cosine_decay_schedule(config.lr, config.steps) if args.cosine else config.lr
+    if args.warmup:  # linearly from 0 to the config's rate over the first WARMUP steps
+        lr = optax.join_schedules([optax.linear_schedule(0.0, config.lr, args.warmup),
+                                   optax.constant_schedule(config.lr)], [args.warmup])
     inner = (optax.adamw(lr, weight_decay=args.wd) if args.wd
              else optax.adam(lr, b2=args.b2 or 0.999))
     return optax.chain(optax.clip_by_global_norm(config.clip), inner)
@@ -37,6 +41,7 @@ def main():
     parser.add_argument("--cosine", action="store_true")
     parser.add_argument("--b2", type=float)
     parser.add_argument("--wd", type=float)
+    parser.add_argument("--warmup", type=int, help="steps of a linear learning-rate warmup")
     parser.add_argument("--sets", nargs="+", default=["ArrowHead"])
     parser.add_argument("--seeds", nargs="+", type=int, default=list(range(10)))
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE")

@@ -122,10 +122,14 @@ def main(argv=None):
     parser.add_argument("--spread", type=Path, nargs="+", default=None, metavar="JSONL",
                         help="only tabulate mean (sd, lowest) over every seed of these files' "
                         "rows of --models and --sets, to --out")
+    parser.add_argument("--tabulate", type=Path, nargs="+", default=None, metavar="JSONL",
+                        help="only tabulate these files' rows of --models and --sets, seed by "
+                        "seed (rows of one model rerun apart joined), to --out")
     args = parser.parse_args(argv)
-    if args.spread:
-        rows = [json.loads(line) for path in args.spread for line in path.open()]
-        text = spread([r for r in rows if r["model"] in args.models and r["set"] in args.sets])
+    if args.spread or args.tabulate:
+        rows = [json.loads(line) for path in args.spread or args.tabulate for line in path.open()]
+        chosen = [r for r in rows if r["model"] in args.models and r["set"] in args.sets]
+        text = spread(chosen) if args.spread else table(chosen)
         args.out.write_text(text)
         print(text)
         return

@@ -88,7 +88,10 @@ def _score(q, k, options: AttentionOptions):
     optional scale and soft cap."""
     H = options.heads
     qk = q * k
-    w = jnp.sum(qk if H == 1 else qk.reshape(*qk.shape[:-1], H, qk.shape[-1] // H), axis=-1)
+    if 1 < H == qk.shape[-1]:  # one key channel per head: nothing to sum (and no size-1 axis,
+        w = qk             # which XLA lays out badly)
+    else:
+        w = jnp.sum(qk if H == 1 else qk.reshape(*qk.shape[:-1], H, qk.shape[-1] // H), -1)
     if options.score_scale != 1.0:
         w = w * options.score_scale
     if options.score_cap is not None:
@@ -101,6 +104,8 @@ def _per_head(weights, values, H, op=jnp.multiply):
     head, ``(..., H)``) with the matching parts of ``values (..., m)``."""
     if H == 1:
         return op(values, weights[..., None])
+    if H == values.shape[-1]:  # one channel per head: elementwise (no size-1 axis)
+        return op(values, weights)
     parts = values.reshape(*values.shape[:-1], H, values.shape[-1] // H)
     return op(parts, weights[..., None]).reshape(values.shape)
 

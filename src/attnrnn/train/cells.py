@@ -30,7 +30,7 @@ from attnrnn.lstm import lstm, lstm_init
 from attnrnn.lstm1997 import lstm1997, lstm1997_init
 
 __all__ = ["Attention", "BOUNDED", "CELLS", "Conv", "GATE_OFFSET", "GRU", "Gated", "LSTM",
-           "LSTM1997", "ModelSpec"]
+           "LSTM1997", "ModelSpec", "log_rates"]
 
 # The gated RNN's gate bias starts at 2 (σ(2) = 0.88): the state is kept from the first
 # update, so a distant symbol survives until training can use it (0 learns far slower).
@@ -174,7 +174,9 @@ class Attention(ModelSpec):
     Model strings: ``attention:K`` (``K`` an int ≥ 0) or ``attention:inf``, then the options
     ``raw`` (first: start from the unbounded model of the equations), ``nonexp``, ``qk=B``,
     ``v=C``, ``norm``, ``scale=S``, ``cap=C``, ``heads=H``, ``recency=RATE/RATE/…`` (one rate
-    per head) and ``bias``, applied in order to ``BOUNDED``. AttentionRNN(∞)'s strings always
+    per head) or ``recency=log/LOW/HIGH`` ([`log_rates`][attnrnn.train.cells.log_rates]: 0,
+    then ``H - 1`` rates log-spaced from ``LOW`` to ``HIGH``; after ``heads=H``) and ``bias``,
+    applied in order to ``BOUNDED``. AttentionRNN(∞)'s strings always
     write its bounds out (``attention:inf`` named alone is the training default's recipe,
     [`DEFAULTS`][attnrnn.train.config.DEFAULTS])."""
 
@@ -183,7 +185,9 @@ class Attention(ModelSpec):
     bias: bool = False
     name: ClassVar[str] = "attention"
     OPTIONS: ClassVar[str] = ("raw (first), nonexp, qk=B, v=C, norm, scale=S, cap=C, heads=H, "
-                              "recency=R1/R2/.. (one rate >= 0 per head), bias")
+                              "recency=R1/R2/.. (one rate >= 0 per head) or "
+                              "recency=log/LOW/HIGH (0, then H-1 rates log-spaced from LOW to "
+                              "HIGH), bias")
 
     def __post_init__(self):
         if self.k is not None:
@@ -237,8 +241,26 @@ def _format_options(o: AttentionOptions, explicit=False) -> list:
     parts += [f"scale={_number(o.score_scale)}"] if o.score_scale != 1.0 else []
     parts += [f"cap={_number(o.score_cap)}"] if o.score_cap is not None else []
     parts += [f"heads={o.heads}"] if o.heads != 1 else []
-    parts += ["recency=" + "/".join(map(_number, o.recency))] if o.recency is not None else []
+    if o.recency is not None:
+        # up to four rates written out (as strings made before log/ had them), more as log/
+        low, high = o.recency[1 % o.heads], o.recency[-1]
+        log = o.heads > 4 and 0 < low <= high and o.recency == log_rates(o.heads, low, high)
+        rates = map(_number, (low, high) if log else o.recency)
+        parts.append("recency=" + "/".join(["log"] * log + list(rates)))
     return parts
+
+
+def log_rates(heads, low, high) -> tuple:
+    """``recency=log/LOW/HIGH``: head 1 never forgets (rate 0) and the other ``heads - 1``
+    forget at rates evenly spaced in log from ``low`` to ``high`` — the timescales ``1/λ`` of
+    the heads spread from ``1/high`` to ``1/low`` steps and beyond, as state-space models
+    spread theirs. One head per state channel (``heads`` the hidden size) is the training
+    default's recipe."""
+    if not (0 < low <= high and math.isfinite(high)):
+        raise ValueError(f"recency=log/LOW/HIGH needs 0 < LOW <= HIGH, finite; got {low}, {high}")
+    steps = max(heads - 2, 1)
+    rates = [low * (high / low) ** (i / steps) for i in range(heads - 1)]
+    return (0.0, *rates[:-1], high) if heads > 2 else (0.0, *rates)  # HIGH as written
 
 
 def _parse_options(parts, text):
@@ -261,6 +283,11 @@ def _parse_options(parts, text):
                 options = options._replace(**{_NUMBERS[name]: number})
             elif name == "heads" and value.isdigit() and int(value) >= 1:
                 options = options._replace(heads=int(value))
+            elif name == "recency" and value.startswith("log/"):
+                low_high = [float(r) for r in value.split("/")[1:]]
+                if len(low_high) != 2:
+                    raise ValueError
+                options = options._replace(recency=log_rates(options.heads, *low_high))
             elif name == "recency" and value:
                 rates = tuple(float(r) for r in value.split("/"))
                 if not all(math.isfinite(r) and r >= 0 for r in rates):

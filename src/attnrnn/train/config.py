@@ -23,9 +23,9 @@ __all__ = ["DEFAULTS", "NO_CLIP", "PROTOCOLS", "TrainConfig", "training_defaults
 
 _STACK = {"layers": 2, "bidirectional": True}
 
-# ``attention:inf``'s options when it is named without any (the DEFAULTS row below).
-ATTENTION_INF = ("raw,nonexp,v=2,scale=0.35,cap=5,heads=8,"
-                 "recency=0/0.01/0.03/0.1/0.3/0.5/1/2,bias")
+# ``attention:inf``'s options when it is named without any (the DEFAULTS row below); the
+# run's hidden size fills ``{hidden}``: one head per state channel.
+ATTENTION_INF = "raw,nonexp,v=2,scale=0.35,cap=5,heads={hidden},recency=log/0.003/5,bias"
 # ... and on MNIST-1D (experiments/mnist1d/LOG.md chose it).
 ATTENTION_INF_MNIST1D = "raw,nonexp,v=2,cap=5,heads=8,recency=0/0.01/0.03/0.1/0.2/0.3/0.6/1"
 
@@ -40,9 +40,10 @@ DEFAULTS = (
     (None, None, {"optimizer": "adam", "lr": 1e-2, "clip": 1.0, "batch": 32, "eval_every": 20,
                   "steps": 600, "hidden": 32, "layers": 1, "bidirectional": False,
                   "readout": "last", "position": False}),
-    # AttentionRNN(∞) that knows when a state was made: eight heads, each its own softmax over
-    # every past state with its own recency (0 to 2 per step of age), bounded values
-    # (nonexp, v=2), scores scaled by 0.35 then soft-capped at 5, reading [x, 1]
+    # AttentionRNN(∞) that knows when a state was made: one head per state channel, each its
+    # own softmax over every past state with its own recency (one never forgets, the others
+    # forget at rates log-spaced from 0.003 to 5 per step of age), bounded values (nonexp,
+    # v=2), scores scaled by 0.35 then soft-capped at 5, reading [x, 1]
     # (experiments/realdata chose it)
     (None, "attention:inf", {"options": ATTENTION_INF}),
     # the paper's online SGD, and its fixed network of 4 cells (2 blocks of 2: ``hidden``
@@ -80,7 +81,8 @@ def training_defaults(model, task=None) -> dict:
     """The steps, optimizer, lr, clip, batch, eval_every, and the hidden size, layers,
     directions, readout and position a model (a model string or ``ModelSpec``) trains with by
     default on ``task`` (a task name), and the model ``options`` it takes there when named
-    without any: every ``DEFAULTS`` row that applies, the later over the earlier."""
+    without any (``{hidden}`` in them stands for the run's hidden size): every ``DEFAULTS``
+    row that applies, the later over the earlier."""
     settings = {"options": ""}
     for row in _rows(parse_model(model), task):
         settings.update(row)
@@ -106,11 +108,12 @@ class TrainConfig:
     [`DEFAULTS`][attnrnn.train.config.DEFAULTS]. [`resolve`][attnrnn.train.config.TrainConfig.resolve]
     fills them (and writes the model string in its canonical form, with the task's options for
     a model named without any: ``attention:inf`` is ``attention:inf,raw,nonexp,v=2,
-    scale=0.35,cap=5,heads=8,recency=0/0.01/0.03/0.1/0.3/0.5/1/2,bias``, on MNIST-1D eight
-    heads with slower rates); the training functions resolve the config they are given. A
-    config is a value whose fields are each checked against their range when it is made
-    (nothing is loaded or built); [`build_run`][attnrnn.train.build.build_run] builds its task,
-    model, optimizer and protocol once and checks that they fit together. ``clip=NO_CLIP``
+    scale=0.35,cap=5,heads=32,recency=log/0.003/5,bias`` at hidden size 32 — one head per
+    channel of the state, whatever its size — and on MNIST-1D eight heads with slower rates);
+    the training functions resolve the config they are given. A config is a value whose fields
+    are each checked against their range when it is made (nothing is loaded or built);
+    [`build_run`][attnrnn.train.build.build_run] builds its task, model, optimizer and protocol
+    once and checks that they fit together. ``clip=NO_CLIP``
     (``"none"``) trains without clipping. ``length`` is the adding problem's ``T`` (the other
     tasks' default lengths when None).
 
@@ -183,11 +186,12 @@ class TrainConfig:
             if self.data_sha256 is None and data.is_file():
                 values["data_sha256"] = file_sha256(data)
         defaults = training_defaults(spec, values["task"])
-        if defaults["options"] and "," not in self.model:  # named without options
-            values["model"] = str(parse_model(f"{self.model},{defaults['options']}"))
         given = {name: getattr(self, name) for name in _DEFAULTED}
         values.update({name: defaults[name] if value is None else value
                        for name, value in given.items()})
+        if defaults["options"] and "," not in self.model:  # named without options
+            options = defaults["options"].format(hidden=values["hidden"])
+            values["model"] = str(parse_model(f"{self.model},{options}"))
         return values
 
     def make_task(self):
