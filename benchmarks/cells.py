@@ -11,6 +11,8 @@ batched ``nnx.RNN``. Speed is a candidate's time over attnrnn's (above 1: attnrn
 
 from __future__ import annotations
 
+import re
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -25,6 +27,7 @@ ABOUT = ("Each library's own GRU and LSTM (Flax's `nnx.RNN` over `nnx.GRUCell` /
          "plain `lax.scan`. Forward: the sum of every state; gradient: of the sum of their "
          "squares, with respect to the weights. The last column is each peer's time over "
          "attnrnn's (above 1: attnrnn is faster).\n\n")
+USER_CELL = "a user's cell (Elman)"
 GRID = ((100, 40, 1, 6), (32, 100, 16, 32), (64, 200, 64, 128), (16, 500, 64, 256),
         (1, 1000, 64, 64))
 
@@ -92,7 +95,7 @@ def candidates(n, m):
             "Equinox LSTMCell": _equinox(eqx.nn.LSTMCell, n, m,
                                          lambda: (jnp.zeros(m), jnp.zeros(m)), lambda c: c[0]),
         },
-        "a user's cell (Elman)": {
+        USER_CELL: {
             "attnrnn.run": (elman, batch(lambda p, x: ar.run(_elman, p, x,
                                                              initial_state=jnp.zeros(m)))),
             "plain lax.scan": (elman, batch(lambda p, x: lax.scan(
@@ -101,36 +104,64 @@ def candidates(n, m):
     }
 
 
-def _timed(family, xs, rounds):
+def _jitted(family):
+    """``{name: (params, jitted forward, jitted gradient)}``."""
+    return {name: (params, jax.jit(lambda p, xs, run=run: jnp.sum(run(p, xs))),
+                   jax.jit(jax.grad(lambda p, xs, run=run: jnp.sum(run(p, xs) ** 2))))
+            for name, (params, run) in family.items()}
+
+
+def _timed(jitted, xs, rounds):
     """``{name: (forward s, gradient s, forward speed, gradient speed)}``, speeds against
     the family's first (attnrnn) row: the row's time over attnrnn's."""
-    forward, gradient = {}, {}
-    for name, (params, run) in family.items():
-        f = jax.jit(lambda p, xs, run=run: jnp.sum(run(p, xs)))
-        g = jax.jit(jax.grad(lambda p, xs, run=run: jnp.sum(run(p, xs) ** 2)))
-        forward[name] = lambda xs, f=f, p=params: f(p, xs)
-        gradient[name] = lambda xs, g=g, p=params: g(p, xs)
+    forward = {name: lambda xs, f=f, p=p: f(p, xs) for name, (p, f, _) in jitted.items()}
+    gradient = {name: lambda xs, g=g, p=p: g(p, xs) for name, (p, _, g) in jitted.items()}
     fwd = interleaved_seconds(forward, xs, rounds=rounds)
     grad = interleaved_seconds(gradient, xs, rounds=rounds)
     return {name: (fwd[name][0], grad[name][0], 1 / fwd[name][1], 1 / grad[name][1])
-            for name in family}
+            for name in jitted}
+
+
+def _program(jitted_fn, *args) -> str:
+    """What XLA runs for ``jitted_fn(*args)``: the optimised HLO without the source
+    locations and names that tell two traces of the same computation apart."""
+    lines = jitted_fn.lower(*args).compile().as_text().splitlines()
+    # The source tables (FileNames, ..., StackFrames): headings, then numbered rows.
+    text = "\n".join(line for line in lines if not re.match(
+        r"\d|FileNames|FunctionNames|FileLocations|StackFrames", line))
+    text = re.sub(r", metadata=\{[^}]*\}|, stack_frame_id=\d+", "", text)
+    return re.sub(r"%[\w.\-]+", "%", text)
+
+
+def same_program(jitted, xs) -> tuple[bool, bool]:
+    """Whether every member of ``jitted`` compiles to one program, forward and gradient."""
+    return tuple(len({_program(fns[i], fns[0], xs) for fns in jitted.values()}) == 1
+                 for i in (1, 2))
 
 
 def run(grid=GRID, rounds=7):
-    """The markdown table and ``{(family, B, T, n, m): {peer: (fwd ratio, grad ratio)}}``
-    (ratio: the peer's time over attnrnn's)."""
+    """The markdown table, ``{(family, B, T, n, m): {peer: (fwd ratio, grad ratio)}}``
+    (ratio: the peer's time over attnrnn's), and ``{(B, T, n, m): (forward, gradient)}``:
+    whether the user's cell through ``attnrnn.run`` compiles to the very program of the plain
+    ``lax.scan`` (then a ratio away from 1 is the machine's noise, not the loop's cost)."""
     lines = ["| B, T, n, m | cell | implementation | forward µs | gradient µs | attnrnn's "
              "speed: forward / gradient |", "|---|---|---|---|---|---|"]
-    ratios = {}
+    ratios, identical = {}, {}
     for B, T, n, m in grid:
         xs = jax.random.normal(jax.random.PRNGKey(1), (B, T, n))
         for family, members in candidates(n, m).items():
-            times = _timed(members, xs, rounds)
+            jitted = _jitted(members)
+            times = _timed(jitted, xs, rounds)
+            if family == USER_CELL:
+                identical[B, T, n, m] = same_program(jitted, xs)
             ours = next(iter(members))
             for name, (fwd, grad, fwd_ratio, grad_ratio) in times.items():
                 speed = "" if name == ours else f"{fwd_ratio:.2f}x / {grad_ratio:.2f}x"
+                if speed and family == USER_CELL:
+                    speed += " ({} / {})".format(*("same program" if same else "other program"
+                                                   for same in identical[B, T, n, m]))
                 lines.append(f"| {B}, {T}, {n}, {m} | {family} | {name} | {fwd * 1e6:,.0f} | "
                              f"{grad * 1e6:,.0f} | {speed} |")
                 if name != ours:
                     ratios.setdefault((family, B, T, n, m), {})[name] = (fwd_ratio, grad_ratio)
-    return "\n".join(lines), ratios
+    return "\n".join(lines), ratios, identical

@@ -149,7 +149,7 @@ def attention_backward_table(T, batch=16, m=64):
 
 
 def bounds_table(T, batch=16, sizes=(64, 256)):
-    """The bounded AttentionRNN (``models.BOUNDED``: spectral norms of V_h, Q_h, K_h by SVD
+    """The bounded AttentionRNN (``attnrnn.train.BOUNDED``: spectral norms of V_h, Q_h, K_h by SVD
     and V_x's column norms, once per call) against the homework's model, timed in turn."""
     rows, ratios = [], []
     for m in sizes:
@@ -157,7 +157,7 @@ def bounds_table(T, batch=16, sizes=(64, 256)):
             params = ar.attention_rnn_init(jax.random.PRNGKey(0), m, m, k=k)
             xs = jax.random.normal(jax.random.PRNGKey(T), (batch, T, m)) / jnp.sqrt(m)
             fns = {name: (lambda p, x, o=options: ar.attention_rnn(p, x, k=k, options=o))
-                   for name, options in (("raw", None), ("bounded", models.BOUNDED))}
+                   for name, options in (("raw", None), ("bounded", training.BOUNDED))}
             fwd = interleaved_seconds({n: batched(f) for n, f in fns.items()}, params, xs)
             both = interleaved_seconds({n: fwd_bwd(f) for n, f in fns.items()}, params, xs)
             cost = 1 / fwd["bounded"][1]
@@ -425,7 +425,7 @@ def main():
         print(f"{table}\n\nworst bounded / raw forward: {worst:.3f}x ({machine()})")
         return
     if args.only == "cells":
-        table, _ = cells.run(cells.GRID[:2] if args.quick else cells.GRID)
+        table = cells.run(cells.GRID[:2] if args.quick else cells.GRID)[0]
         print(f"{table}\n\n({machine()})")
         return
     if jax.default_backend() == "gpu":
@@ -466,7 +466,7 @@ def main():
     table, training = training_table(steps=40 if args.quick else 200)
     section("Training step of the main job", table)
 
-    table, same_cell = cells.run(cells.GRID[:2] if args.quick else cells.GRID)
+    table, same_cell, same_program = cells.run(cells.GRID[:2] if args.quick else cells.GRID)
     section("The same cell in three libraries (attnrnn, Flax, Equinox)", cells.ABOUT + table)
 
     table, mnist1d = mnist1d_table(steps=20 if args.quick else 100)
@@ -475,6 +475,7 @@ def main():
 
     fused = "attnrnn fused (unroll 1)"
     longest = lengths[-1]
+    rows_after = []
     targets = [
         (f"gated, batch {big[0]}, T {big[1]}, n = m = {big[3]}: forward ≥ 1.25x the obvious scan",
          big_fwd[fused][1], 1.25),
@@ -491,12 +492,18 @@ def main():
         ("bounded AttentionRNN forward ≤ 1.15x the homework's (worst row; ≤ 1.15)",
          bounded_cost, None),
     ]
-    for family, at_least in (("GRU", 1.0), ("LSTM", 1.0), ("a user's cell (Elman)", 0.95)):
+    for family, at_least in (("GRU", 1.0), ("LSTM", 1.0), (cells.USER_CELL, 0.95)):
         for i, what in enumerate(("forward", "gradient")):
             worst = min(ratio[i] for (name, *_), peers in same_cell.items() if name == family
                         for ratio in peers.values())
             targets.append((f"{family}: attnrnn {what} ≥ {at_least}x the peers' (worst over "
                             "the grid)", worst, at_least))
+    for i, what in enumerate(("forward", "gradient")):
+        same = all(pair[i] for pair in same_program.values())
+        rows_after.append((f"{cells.USER_CELL}: `attnrnn.run` adds nothing to the {what} "
+                           "(the same compiled program as the plain lax.scan at every point)",
+                           "same program" if same else "another program", "yes" if same
+                           else "no"))
     if training.get("torch"):
         targets.append(("training step ≥ 2x the PyTorch nn.LSTM course loop",
                         training["torch"], 2.0))
@@ -507,6 +514,7 @@ def main():
             for what, value, at_least in targets]
     rows.append(("AttentionRNN(∞) forward memory does not grow with T",
                  f"carry {online[longest]['carry']} floats per sequence at every T", "yes"))
+    rows += rows_after
     section("Against the targets, from the tables above",
             markdown_table(("target", "measured in this run", "met?"), rows))
     Path(args.out).write_text("\n\n".join(sections) + "\n")

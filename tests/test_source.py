@@ -2,6 +2,7 @@
 docstring not counted), so each does one thing a reader can hold in their head."""
 
 import ast
+import inspect
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "attnrnn"
@@ -91,6 +92,57 @@ def test_the_patch_finder_finds_patches(tmp_path):
                       "paper._g = abs\nsetattr(paper, '_h', abs)\nmodels.make_model.cache_clear()\n"
                       "x = object()\nx.y = 1\n")
     assert [where.split(":")[1] for where in _patches(script)] == ["3", "4", "5"]
+
+
+def _missing_names(path) -> list:
+    """Where a script imports a name attnrnn does not have, or reads a missing attribute of an
+    attnrnn module it imported (``models.BOUNDED`` after ``BOUNDED`` moved to ``cells``)."""
+    import importlib
+
+    tree, modules, missing = ast.parse(path.read_text()), {}, []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.split(".")[0] == "attnrnn":
+                    modules[a.asname or a.name.split(".")[0]] = importlib.import_module(
+                        a.name if a.asname else "attnrnn")
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("attnrnn"):
+            module = importlib.import_module(node.module)
+            for a in node.names:
+                if not hasattr(module, a.name):
+                    try:  # a submodule, imported by name
+                        value = importlib.import_module(f"{node.module}.{a.name}")
+                    except ImportError:
+                        missing.append(f"{path.name}:{node.lineno} {node.module}.{a.name}")
+                        continue
+                else:
+                    value = getattr(module, a.name)
+                if inspect.ismodule(value):
+                    modules[a.asname or a.name] = value
+    rebound = {node.id for node in ast.walk(tree)  # a name the script reuses for a value
+               if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)}
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                and node.value.id in modules.keys() - rebound
+                and not hasattr(modules[node.value.id], node.attr)):
+            missing.append(f"{path.name}:{node.lineno} {node.value.id}.{node.attr}")
+    return missing
+
+
+def test_experiments_read_only_names_the_library_has():
+    """A benchmark or experiment is not run by the suite (minutes to hours): that every
+    name it takes from attnrnn exists is checked here, so a rename cannot break it quietly."""
+    scripts = sorted([*(ROOT / "benchmarks").rglob("*.py"), *(ROOT / "experiments").rglob("*.py")])
+    assert [where for path in scripts for where in _missing_names(path)] == []
+
+
+def test_the_missing_name_finder_finds_them(tmp_path):
+    script = tmp_path / "probe.py"
+    script.write_text("import attnrnn as ar\nfrom attnrnn.train import models, BOUNDED\n"
+                      "from attnrnn.train import NOT_THERE\nar.gru\nar.no_such\n"
+                      "models.BOUNDED\nmodels.make_model\n")
+    assert [where.split(" ")[0].split(":")[1] for where in _missing_names(script)] == [
+        "3", "5", "6"]
 
 
 def _imports(path: Path, modules) -> set:
