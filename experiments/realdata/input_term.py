@@ -7,7 +7,7 @@ computed once, at its own step, so any function of ``(x[t], h[t-1])`` keeps the 
 exact and the carry O(m). This probe asks whether that would close the gap to the gated RNN
 on GunPoint and ArrowHead before anything is built into the library:
 
-- ``control``: the training default's model (``ATTENTION_INF``: its weights, bounds, heads,
+- ``control``: the training default's model then (``RECIPE``: its weights, bounds, heads,
   recency, scale, cap and readout from the library), run by the online softmax written here —
   checked equal to the library's on real sequences first;
 - ``candidate``: the input term's value ``tanh(V_x' [x, 1] + U h[t-1])`` (an Elman candidate,
@@ -35,13 +35,14 @@ from attnrnn import bounded_params
 from attnrnn.attention import _per_head, _score  # the library's scoring and mixing, per head
 from attnrnn.train import FunctionModel, TrainConfig, batch_loss, fit, parse_model
 from attnrnn.train.cells import _with_bias_input  # the [x, 1] the default's cell reads
-from attnrnn.train.config import ATTENTION_INF
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from run import to_npz  # noqa: E402  (the same .npz files)
 
-RECIPE = f"attention:inf,{ATTENTION_INF}"
+# The training default when this probe ran (LOG.md): eight heads; one per channel since.
+RECIPE = ("attention:inf,raw,nonexp,v=2,scale=0.35,cap=5,heads=8,"
+          "recency=0/0.01/0.03/0.1/0.3/0.5/1/2,bias")
 VARIANTS = ("control", "candidate", "candidate+score")
 
 

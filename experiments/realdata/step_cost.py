@@ -1,10 +1,9 @@
-"""The cost of AttentionRNN(∞)'s training default (and the eight-head recipe before it)
-against the one-head bounded model, on
-GunPoint (T 150) with every default of ``attnrnn train --data`` (batch 32, hidden 32): the
-training step as ``fit`` runs it (a chunk of 20 steps on device: batches drawn, loss,
-gradient, clipped Adam update), and the cell's gradient alone (of the last states' squares,
-``[x, 1]`` inputs) with ``lax.scan``'s unroll 1, 2 and 4. Each candidate is timed in turn in
-one process (``benchmarks/common.py``).
+"""The cost of AttentionRNN(∞)'s training default (and of the eight-head recipe before it)
+against the one-head bounded model, on GunPoint (T 150) with every default of
+``attnrnn train --data`` (batch 32, hidden 32): the training step as ``fit`` runs it (a chunk
+of 20 steps on device: batches drawn, loss, gradient, clipped Adam update), and the cell's
+gradient alone (of the last states' squares, ``[x, 1]`` inputs) with ``lax.scan``'s unroll 1,
+2 and 4. Each candidate is timed in turn in one process (``benchmarks/common.py``).
 
     python experiments/realdata/step_cost.py
 """
@@ -19,6 +18,7 @@ import numpy as np
 import attnrnn as ar
 from attnrnn.train import TrainConfig, build_run, make_train_chunk, new_train_state, parse_model
 from attnrnn.train.cells import _with_bias_input  # the [x, 1] the default's cell reads
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1] / "benchmarks"))
 from common import interleaved_seconds  # noqa: E402
