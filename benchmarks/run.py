@@ -475,7 +475,6 @@ def main():
 
     fused = "attnrnn fused (unroll 1)"
     longest = lengths[-1]
-    rows_after = []
     targets = [
         (f"gated, batch {big[0]}, T {big[1]}, n = m = {big[3]}: forward ≥ 1.25x the obvious scan",
          big_fwd[fused][1], 1.25),
@@ -498,12 +497,6 @@ def main():
                         for ratio in peers.values())
             targets.append((f"{family}: attnrnn {what} ≥ {at_least}x the peers' (worst over "
                             "the grid)", worst, at_least))
-    for i, what in enumerate(("forward", "gradient")):
-        same = all(pair[i] for pair in same_program.values())
-        rows_after.append((f"{cells.USER_CELL}: `attnrnn.run` adds nothing to the {what} "
-                           "(the same compiled program as the plain lax.scan at every point)",
-                           "same program" if same else "another program", "yes" if same
-                           else "no"))
     if training.get("torch"):
         targets.append(("training step ≥ 2x the PyTorch nn.LSTM course loop",
                         training["torch"], 2.0))
@@ -514,7 +507,11 @@ def main():
             for what, value, at_least in targets]
     rows.append(("AttentionRNN(∞) forward memory does not grow with T",
                  f"carry {online[longest]['carry']} floats per sequence at every T", "yes"))
-    rows += rows_after
+    for i, what in enumerate(("forward", "gradient")):
+        same = all(pair[i] for pair in same_program.values())
+        rows.append((f"{cells.USER_CELL}: `attnrnn.run` adds nothing to the {what} (the same "
+                     "compiled program as the plain lax.scan at every point)",
+                     "same program" if same else "another program", "yes" if same else "no"))
     section("Against the targets, from the tables above",
             markdown_table(("target", "measured in this run", "met?"), rows))
     Path(args.out).write_text("\n\n".join(sections) + "\n")

@@ -2,6 +2,7 @@
 docstring not counted), so each does one thing a reader can hold in their head."""
 
 import ast
+import importlib
 import inspect
 from pathlib import Path
 
@@ -78,10 +79,15 @@ def _patches(path) -> list:
     return [f"{path.name}:{line}" for line in sorted(found)]
 
 
+def _scripts() -> list:
+    """Every benchmark and experiment script."""
+    return sorted([*(ROOT / "benchmarks").rglob("*.py"), *(ROOT / "experiments").rglob("*.py")])
+
+
 def test_no_experiment_patches_the_library():
     """What a benchmark or an experiment varies is an argument of a public function: none
     assigns to an attribute of an attnrnn module or clears its caches."""
-    scripts = sorted([*(ROOT / "benchmarks").rglob("*.py"), *(ROOT / "experiments").rglob("*.py")])
+    scripts = _scripts()
     assert scripts
     assert [where for path in scripts for where in _patches(path)] == []
 
@@ -97,8 +103,6 @@ def test_the_patch_finder_finds_patches(tmp_path):
 def _missing_names(path) -> list:
     """Where a script imports a name attnrnn does not have, or reads a missing attribute of an
     attnrnn module it imported (``models.BOUNDED`` after ``BOUNDED`` moved to ``cells``)."""
-    import importlib
-
     tree, modules, missing = ast.parse(path.read_text()), {}, []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -132,8 +136,7 @@ def _missing_names(path) -> list:
 def test_experiments_read_only_names_the_library_has():
     """A benchmark or experiment is not run by the suite (minutes to hours): that every
     name it takes from attnrnn exists is checked here, so a rename cannot break it quietly."""
-    scripts = sorted([*(ROOT / "benchmarks").rglob("*.py"), *(ROOT / "experiments").rglob("*.py")])
-    assert [where for path in scripts for where in _missing_names(path)] == []
+    assert [where for path in _scripts() for where in _missing_names(path)] == []
 
 
 def test_the_missing_name_finder_finds_them(tmp_path):
