@@ -1,9 +1,11 @@
 """The cost of AttentionRNN(∞)'s training default (and of the eight-head recipe before it)
 against the one-head bounded model, on GunPoint (T 150) with every default of
 ``attnrnn train --data`` (batch 32, hidden 32): the training step as ``fit`` runs it (a chunk
-of 20 steps on device: batches drawn, loss, gradient, clipped Adam update), and the cell's
-gradient alone (of the last states' squares, ``[x, 1]`` inputs) with ``lax.scan``'s unroll 1,
-2 and 4. Each candidate is timed in turn in one process (``benchmarks/common.py``).
+of 20 steps on device: batches drawn, loss, gradient, clipped Adam update, each model with the
+backward pass the application gives it: the default's hand-written kernel,
+``attnrnn._attention_kernel``), and the cell's gradient alone (of the last states' squares,
+``[x, 1]`` inputs) by autodiff with ``lax.scan``'s unroll 1, 2 and 4, and by the kernel where
+it applies. Each candidate is timed in turn in one process (``benchmarks/common.py``).
 
     python experiments/realdata/step_cost.py
 """
@@ -16,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import attnrnn as ar
+from attnrnn.attention import has_fused_kernel
 from attnrnn.train import TrainConfig, build_run, make_train_chunk, new_train_state, parse_model
 from attnrnn.train.cells import _with_bias_input  # the [x, 1] the default's cell reads
 
@@ -55,14 +58,17 @@ def main():
     candidates = {}
     for name, model in MODELS.items():
         options = parse_model(model).options
-        for unroll in (1, 2, 4):
-            def loss(p, options=options, unroll=unroll):
+        kernel = has_fused_kernel(params, k=None, options=options)
+        for unroll, backward in ((1, "autodiff"), (2, "autodiff"), (4, "autodiff"),
+                                 *([(1, "fused")] if kernel else [])):
+            def loss(p, options=options, unroll=unroll, backward=backward):
                 hs = jax.vmap(lambda x: ar.attention_rnn(p, x, k=None, options=options,
-                                                         unroll=unroll))(xs)
+                                                         unroll=unroll, backward=backward))(xs)
                 return jnp.sum(hs[:, -1] ** 2)
-            candidates[f"{name}, unroll {unroll}"] = jax.jit(jax.grad(loss))
+            label = "the kernel" if backward == "fused" else f"autodiff, unroll {unroll}"
+            candidates[f"{name}, {label}"] = jax.jit(jax.grad(loss))
     for name, (seconds, ratio) in interleaved_seconds(candidates, params, rounds=7).items():
-        print(f"{name:50s} {seconds * 1e3:7.2f} ms  first / this {ratio:.2f}")
+        print(f"{name:62s} {seconds * 1e3:7.2f} ms  first / this {ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ One head without recency is the homework's model.
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import NamedTuple
 
@@ -50,6 +51,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from attnrnn import _scan
+from attnrnn._attention_kernel import capped_kernel, to_kernel_state
 from attnrnn._checks import as_bool, as_int, check_floating, check_rank, check_shape, initialiser
 from attnrnn.bounds import RAW, AttentionOptions, _bounded, _check_options, check_heads
 
@@ -140,7 +142,10 @@ class OnlineSoftmaxState(NamedTuple):
     ``h`` the last state; ``max = max_s w_s`` (``-inf`` before any state);
     ``denominator = Σ_s exp(w_s - max)``; ``numerator = Σ_s exp(w_s - max) V h[s]``.
     With ``H`` heads ``max`` and ``denominator`` are ``(H,)`` (one per head: ``()`` for one)
-    and head ``g``'s part of ``numerator`` is its sum.
+    and head ``g``'s part of ``numerator`` is its sum. ``max`` is the reference the sums are
+    taken against: the running maximum, or the cap ``c ≥ w_s`` where ``backward="fused"``
+    ran the capped kernel. Any carry continues either way (the sums are rescaled once, by
+    ``e^{max - c}``).
     """
 
     h: jax.Array
@@ -524,10 +529,14 @@ def attention_rnn(
       remat_chunk: None, an int, or ``"sqrt"`` (``⌈√T⌉``): keep only the carry entering
         every chunk of that many steps for the backward pass and recompute the rest.
       backward: ``"autodiff"`` (JAX differentiates the scan; forward mode and higher
-        orders work) or ``"fused"`` (the time loop's weight-tapped reverse pass,
-        ``attnrnn._scan``: it stores each step's carry, recomputes one step at a time
-        and forms the lag weights' gradient as one contraction after the loop; reverse
-        mode only). Which is faster depends on the machine (``docs/performance.md``).
+        orders work) or ``"fused"`` (reverse mode only): for AttentionRNN(∞) with one
+        channel a head and capped scores (``heads = m = d``, ``score_cap``; see
+        ``attnrnn.attention.has_fused_kernel``) a hand-written kernel
+        (``attnrnn._attention_kernel``: the sums against the cap, nine numbers a channel
+        stored per step), else the time loop's weight-tapped reverse pass
+        (``attnrnn._scan``: it stores each step's carry, recomputes one step at a time and
+        forms the lag weights' gradient as one contraction after the loop). Which is
+        faster depends on the model and the machine (``docs/performance.md``).
 
     Returns:
       ``hs (T, m)``, or ``(hs, a)``, ``(hs, state)``, ``(hs, a, state)``. ``a`` is indexed
@@ -553,8 +562,13 @@ def attention_rnn(
             else type(initial_state)(*(jnp.asarray(s, dtype) for s in initial_state)))
     xs = jnp.asarray(xs, dtype)
     p = _bounded(p, options)
-    final, (hs, rows) = _scan.run_recurrence(_recurrence(k, options), _stack_lags(p), p, init,
-                                             xs, **loop.run_options())
+    kernel = (_capped_kernel(options, m, d, dtype) if k is None and loop.backward == "fused"
+              and loop.remat_chunk is None and not return_attention else None)
+    if kernel is None:
+        final, (hs, rows) = _scan.run_recurrence(_recurrence(k, options), _stack_lags(p), p,
+                                                 init, xs, **loop.run_options())
+    else:
+        final, hs = _kernel_run(kernel, p, init, xs, loop)
     if k is None and return_attention:
         rows = _infinite_attention(
             *rows, jnp.ones((T,), bool) if loop.mask is None else loop.mask, loop.reverse,
@@ -562,6 +576,40 @@ def attention_rnn(
     outputs = ((hs,) + ((rows,) if return_attention else ())
                + ((final,) if loop.return_state else ()))
     return outputs[0] if len(outputs) == 1 else outputs
+
+
+def _capped_kernel(options: AttentionOptions, m, d, dtype):
+    """``(kernel, cap)`` where ``backward="fused"`` has a hand-written kernel
+    (``attnrnn._attention_kernel``): one channel a head (``H = m = d``), capped scores small
+    enough that ``e^{-2c}`` is a normal number of ``dtype``, past states fed as they are;
+    else None (the loop's weight-tapped pass)."""
+    cap = options.score_cap
+    if (options.heads != m or d != m or m == 1 or cap is None or options.normalize_states
+            or 2 * cap > -math.log(jnp.finfo(dtype).tiny)):
+        return None
+    rates = options.recency or (0.0,) * m
+    return capped_kernel(partial(_lag0, options=options), cap, options.score_scale,
+                         tuple(rates)), cap
+
+
+def has_fused_kernel(params: AttentionRNNParams, *, k, options=None) -> bool:
+    """Whether ``attention_rnn(params, xs, k=k, options=options, backward="fused")`` runs the
+    hand-written kernel of ``attnrnn._attention_kernel`` (AttentionRNN(∞) with one channel a
+    head and capped scores, without ``return_attention`` or ``remat_chunk``) rather than the
+    loop's weight-tapped pass. The training application runs such models with it."""
+    k = _check_k(k)
+    _, m, d = _check_params(params, k)
+    options = _checked_options(options, m, d)
+    return k is None and _capped_kernel(options, m, d, jnp.result_type(*params)) is not None
+
+
+def _kernel_run(kernel, p, init, xs, loop):
+    """``(final, hs)`` by the hand-written kernel, from and to the library's carry."""
+    kernel, cap = kernel
+    recurrence = _scan.Recurrence(None, None, None, kernel=kernel)
+    (h, D, N), hs = _scan.run_recurrence(recurrence, _stack_lags(p), p,
+                                         to_kernel_state(init, cap), xs, **loop.run_options())
+    return OnlineSoftmaxState(h, jnp.full(h.shape, cap, h.dtype), D, N), hs
 
 
 def attention_rnn_jacobian(params: AttentionRNNParams, x, history, *, k, lag=1, options=None):

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from attnrnn._checks import as_bool, as_int
-from attnrnn.attention import attention_rnn, attention_rnn_init
+from attnrnn.attention import attention_rnn, attention_rnn_init, has_fused_kernel
 from attnrnn.bounds import RAW, AttentionOptions, _check_options, check_heads
 from attnrnn.conv import ConvParams, conv, conv_init, conv_output_shape
 from attnrnn.gated import gated_rnn, gated_rnn_init
@@ -221,8 +221,13 @@ class Attention(ModelSpec):
         return attention_rnn_init(key, n + self.bias, m, k=self.k, dtype=dtype)
 
     def run(self, params, xs, mask, reverse):
+        # The hand-written reverse pass where the library has one (one channel a head, capped
+        # scores: the default's shape), much the faster there (experiments/realdata/LOG.md).
+        backward = ("fused" if has_fused_kernel(params, k=self.k, options=self.options)
+                    else "autodiff")
         return attention_rnn(params, _with_bias_input(xs) if self.bias else xs, k=self.k,
-                             mask=mask, reverse=reverse, options=self.options)
+                             mask=mask, reverse=reverse, options=self.options,
+                             backward=backward)
 
     def width(self, params):
         return params.V_x.shape[0]
