@@ -1,6 +1,6 @@
 r"""AttentionRNN(∞)'s hand-written reverse pass where each head holds one channel of the state
 and the scores are capped: ``Recurrence.kernel`` of ``attnrnn._scan``, what
-``backward="fused"`` runs for such a model (``attnrnn.attention._capped_kernel`` says when).
+``backward="fused"`` runs for such a model (``attnrnn.attention._kernel_applies`` says when).
 
 Two facts make the step elementwise and cheap. With one channel a head, every per-head
 quantity is an ``(m,)`` array beside the state. With the scores capped (``|w| ≤ c``), every
@@ -32,6 +32,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from attnrnn._batching import batch_aware, time_major
+from attnrnn._cell_kernel import _held
 
 __all__ = ["capped_kernel", "to_kernel_state"]
 
@@ -51,15 +52,15 @@ def _placed(part, block):
     return jnp.concatenate([part if i == block else zeros for i in range(3)], axis=-1)
 
 
-def _held(keep, new, old):
-    return new if keep is None else jax.tree.map(
-        lambda a, b: jnp.where(keep[:, None], a, b), new, old)
+def _decay(rates, dtype):
+    """``e^{-λ}`` per channel, ``(1, m)``: beside a batch's ``(B, m)``."""
+    return jnp.exp(-jnp.asarray(rates, dtype))[None]
 
 
 def _forward(static, W, init, lag0, keep, residuals):
     """``(final, hs, saved)`` over time-major ``lag0 = (E_0, v_0)`` ``(T, B, m)`` each."""
     cap, scale, rates, unroll = static
-    decay = jnp.exp(-jnp.asarray(rates, W.dtype))[None]  # (1, m): beside (B, m)
+    decay = _decay(rates, W.dtype)
     W_T = W.T
 
     def step(carry, inputs):
@@ -91,7 +92,7 @@ def _primal_and_residuals(static, W, init, lag0, keep):
 def _gradients(static, W, keep, residuals, g, d_final):
     """Per example: ``∂ℓ/∂W (B, 3m, m)``, ``∂ℓ/∂init``, ``∂ℓ/∂(E_0, v_0)``."""
     cap, scale, rates, unroll = static
-    decay = jnp.exp(-jnp.asarray(rates, W.dtype))[None]  # (1, m): beside (B, m)
+    decay = _decay(rates, W.dtype)
     hs, lag0, saved = time_major(residuals)
 
     def step(d_carry, inputs):

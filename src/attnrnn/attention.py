@@ -578,18 +578,23 @@ def attention_rnn(
     return outputs[0] if len(outputs) == 1 else outputs
 
 
-def _capped_kernel(options: AttentionOptions, m, d, dtype):
-    """``(kernel, cap)`` where ``backward="fused"`` has a hand-written kernel
-    (``attnrnn._attention_kernel``): one channel a head (``H = m = d``), capped scores small
-    enough that ``e^{-2c}`` is a normal number of ``dtype``, past states fed as they are;
-    else None (the loop's weight-tapped pass)."""
+def _kernel_applies(options: AttentionOptions, m, d, dtype) -> bool:
+    """Whether AttentionRNN(∞) has the hand-written kernel (``attnrnn._attention_kernel``):
+    one channel a head (``H = m = d``), capped scores small enough that ``e^{-2c}`` is a
+    normal number of ``dtype``, past states fed as they are."""
     cap = options.score_cap
-    if (options.heads != m or d != m or m == 1 or cap is None or options.normalize_states
-            or 2 * cap > -math.log(jnp.finfo(dtype).tiny)):
+    return not (options.heads != m or d != m or m == 1 or cap is None
+                or options.normalize_states or 2 * cap > -math.log(jnp.finfo(dtype).tiny))
+
+
+def _capped_kernel(options: AttentionOptions, m, d, dtype):
+    """``(kernel, cap)`` where ``backward="fused"`` has a hand-written kernel, else None
+    (the loop's weight-tapped pass)."""
+    if not _kernel_applies(options, m, d, dtype):
         return None
     rates = options.recency or (0.0,) * m
-    return capped_kernel(partial(_lag0, options=options), cap, options.score_scale,
-                         tuple(rates)), cap
+    return capped_kernel(partial(_lag0, options=options), options.score_cap,
+                         options.score_scale, tuple(rates)), options.score_cap
 
 
 def has_fused_kernel(params: AttentionRNNParams, *, k, options=None) -> bool:
@@ -600,7 +605,7 @@ def has_fused_kernel(params: AttentionRNNParams, *, k, options=None) -> bool:
     k = _check_k(k)
     _, m, d = _check_params(params, k)
     options = _checked_options(options, m, d)
-    return k is None and _capped_kernel(options, m, d, jnp.result_type(*params)) is not None
+    return k is None and _kernel_applies(options, m, d, jnp.result_type(*params))
 
 
 def _kernel_run(kernel, p, init, xs, loop):
