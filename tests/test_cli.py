@@ -353,15 +353,33 @@ def test_a_run_folder_written_before_the_cell_entries_resumes(folder, flags, tmp
     """Run folders written at bbc0f92, before each cell became one entry of
     ``attnrnn.train.cells`` (tests/saved_runs: ``cli.main`` of `train --level easy --lr 1e-2
     --heldout 256 --eval-every 10 --no-progress --steps 10` and the flags here, under this
-    suite's settings, tests/conftest.py), resume to the same metrics, bit for bit, as one run
-    of the whole budget made now."""
+    suite's settings, tests/conftest.py), resume: the folder's own rows stay as they were, and
+    the run ends with the metrics of one run of the whole budget made now — equal to float32
+    rounding, not bit for bit, because the folder was computed on another machine, and XLA's
+    code for another CPU rounds differently (one run made and resumed on one machine ends
+    bitwise like an uninterrupted one: tests/test_reliability.py)."""
     import shutil
 
     out, once = tmp_path / "run", tmp_path / "once"
     shutil.copytree(Path(__file__).parent / "saved_runs" / folder, out)
+    saved = run.read_metrics(out)
     assert cli.main(["train", "--resume", str(out), "--steps", "20", "--no-progress"]) == 0
     common = ["--level", "easy", "--lr", "1e-2", "--heldout", "256", "--eval-every", "10",
               "--no-progress", *flags]
     assert cli.main(["train", *common, "--steps", "20", "--out", str(once)]) == 0
-    assert run.read_metrics(once) == run.read_metrics(out)
+    resumed = run.read_metrics(out)
+    assert resumed[:len(saved)] == saved and len(resumed) > len(saved)
+    _assert_rows_close(resumed, run.read_metrics(once))
     capsys.readouterr()
+
+
+def _assert_rows_close(rows, expected):
+    """The same rows with the same keys; counts, steps and flags equal; floats to float32
+    rounding."""
+    assert [sorted(row) for row in rows] == [sorted(row) for row in expected]
+    for row, want in zip(rows, expected):
+        for key, value in want.items():
+            if isinstance(value, float):
+                assert row[key] == pytest.approx(value, rel=1e-5, abs=1e-7), (row["step"], key)
+            else:
+                assert row[key] == value, (row["step"], key)

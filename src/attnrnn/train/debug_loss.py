@@ -24,7 +24,8 @@ from attnrnn.train.loop import fit
 __all__ = ["STUDY", "find_spikes", "spike_report", "run_study"]
 
 # The plain initialisation (gate offset 0), whose slower start leaves spikes to fix; adam at
-# 6e-2 unclipped spikes above its initial loss at steps 82-92 (docs/theory.md has the study).
+# 6e-2 unclipped spikes at steps 82-92, above its initial loss on one CPU, below it on another
+# (docs/theory.md has the study).
 _MODEL = "gated,offset=0"
 STUDY = (
     ("no fix: adam lr 6e-2, no clipping",
