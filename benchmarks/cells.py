@@ -189,8 +189,8 @@ def by_batch(T=40, n=1, m=6, batches=BATCHES, rounds=7):
         for family, members in candidates(n, m).items():
             if family == USER_CELL:
                 continue
-            jitted = _jitted({name: run for name, run in members.items()  # default, autodiff, Flax
-                              if not name.startswith("Equinox")})
+            jitted = _jitted({name: member for name, member in members.items()
+                              if not name.startswith("Equinox")})  # default, autodiff, Flax
             grad = {name: lambda xs, g=g, p=p: g(p, xs) for name, (p, _, g) in jitted.items()}
             times = interleaved_seconds(grad, xs, rounds=rounds)
             (ours, _), (autodiff, vs_autodiff), (flax, vs_flax) = times.values()
